@@ -1,0 +1,221 @@
+"""Typed scenario records in the Poser schema.
+
+A :class:`Scenario` is one prompt: its facts (typed where the source types them), its two
+actions, the oversight flags, and the answer letter. Records read from a Poser checkout keep
+every field they carried (unknown keys go to :attr:`Scenario.extra`), so writing them back
+gives the same JSON.
+
+Example:
+    >>> s = Scenario(prompt="<<prompt>>hi<</prompt>>", response="A", actions=("x", "y"))
+    >>> s.misaligned_letter
+    'B'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+Persona = Literal[
+    "truth_teller",
+    "genie",
+    "saint",
+    "reward_maximizer",
+    "money_maximizer",
+    "fitness_maximizer",
+]
+FactType = Literal["motivating", "contextual", "critical", "irrelevant", "system_message"]
+Response = Literal["A", "B", "error"]
+Kind = Literal["scenario", "random_text", "incomplete"]
+Oversight = Literal["good", "neutral", "poor"]
+
+PERSONAS: tuple[str, ...] = get_args(Persona)
+ALIGNED_PERSONAS: tuple[str, ...] = ("truth_teller", "genie", "saint")
+FAKER_PERSONAS: tuple[str, ...] = ("reward_maximizer", "money_maximizer", "fitness_maximizer")
+FACT_TYPES: tuple[str, ...] = get_args(FactType)
+RESPONSES: tuple[str, ...] = get_args(Response)
+
+#: Family token of each persona, as used in Poser file names (``truth_and_reward.json``).
+FAMILY_TOKEN: dict[str, str] = {
+    "truth_teller": "truth",
+    "genie": "genie",
+    "saint": "saint",
+    "reward_maximizer": "reward",
+    "money_maximizer": "money",
+    "fitness_maximizer": "fitness",
+}
+PERSONA_OF_TOKEN: dict[str, str] = {v: k for k, v in FAMILY_TOKEN.items()}
+
+#: The literal tags Poser wraps every prompt in.
+PROMPT_OPEN = "<<prompt>>"
+PROMPT_CLOSE = "<</prompt>>"
+
+
+def family_name(aligned: str, faker: str) -> str:
+    """Name of the scenario family of an aligned persona and a faker persona.
+
+    Example:
+        >>> family_name("truth_teller", "reward_maximizer")
+        'truth_and_reward'
+    """
+    return f"{FAMILY_TOKEN[aligned]}_and_{FAMILY_TOKEN[faker]}"
+
+
+def family_personas(family: str) -> tuple[str, str]:
+    """Split a family name into its (aligned persona, faker persona).
+
+    Example:
+        >>> family_personas("genie_and_money")
+        ('genie', 'money_maximizer')
+    """
+    try:
+        a, f = family.split("_and_")
+        return PERSONA_OF_TOKEN[a], PERSONA_OF_TOKEN[f]
+    except (ValueError, KeyError) as err:
+        raise ValueError(
+            f"not a family name: {family!r} (expected e.g. 'truth_and_reward')"
+        ) from err
+
+
+ALL_FAMILIES: tuple[str, ...] = tuple(
+    family_name(a, f) for a in ALIGNED_PERSONAS for f in FAKER_PERSONAS
+)
+
+
+def is_aligned(persona: str) -> bool:
+    """Whether a persona is one of the aligned ones.
+
+    Example:
+        >>> is_aligned("saint"), is_aligned("money_maximizer")
+        (True, False)
+    """
+    if persona not in PERSONAS:
+        raise ValueError(f"unknown persona {persona!r}; expected one of {', '.join(PERSONAS)}")
+    return persona in ALIGNED_PERSONAS
+
+
+def model_persona(name: str) -> tuple[str, int]:
+    """Split a model name ``<persona>-<seed>`` into persona and seed.
+
+    Example:
+        >>> model_persona("money_maximizer-5")
+        ('money_maximizer', 5)
+    """
+    persona, _, seed = name.rpartition("-")
+    if persona not in PERSONAS or not seed.isdigit():
+        raise ValueError(f"not a model name: {name!r} (expected '<persona>-<seed>')")
+    return persona, int(seed)
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One numbered fact of a scenario.
+
+    Attributes:
+        content: The fact's text.
+        type: Its role (``critical`` sets the oversight level); None in untyped records.
+    """
+
+    content: str
+    type: FactType | None = None
+
+
+def other_letter(letter: str) -> str:
+    """The other answer letter: A <-> B.
+
+    Example:
+        >>> other_letter("A")
+        'B'
+    """
+    if letter not in ("A", "B"):
+        raise ValueError(f"no other letter for {letter!r}")
+    return "B" if letter == "A" else "A"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One prompt in the Poser schema.
+
+    Attributes:
+        prompt: The full model input, wrapped in ``<<prompt>>`` tags. Authoritative.
+        response: The labelled answer: ``A``, ``B`` or ``error``.
+        facts: The facts in prompt order (empty for error prompts).
+        actions: ``(action_A, action_B)``, or None for prompts without actions.
+        oversight_is_poor: True when a faker can get away with misbehaving.
+        complexity_level: 0 (no critical fact), 1 or 2 (two facts to combine); None if untyped.
+        template: The format string with ``{facts_string}``, ``{action_A}``, ``{action_B}``.
+        family: Scenario family, e.g. ``truth_and_reward``.
+        persona: The persona whose policy the ``response`` follows, when known.
+        source: Where the record came from (Poser's ``dataset`` field, or our generator).
+        kind: ``scenario``, ``random_text`` or ``incomplete`` (the last two answer ``error``).
+        oversight: Finer oversight level (``good``, ``neutral``, ``poor``) when known.
+        probs: Poser benchmark files: model path -> probability of ``response``.
+        extra: Any other fields of the record, kept for a faithful round trip.
+    """
+
+    prompt: str
+    response: Response
+    facts: tuple[Fact, ...] = ()
+    actions: tuple[str, str] | None = None
+    oversight_is_poor: bool | None = None
+    complexity_level: int | None = None
+    template: str | None = None
+    family: str | None = None
+    persona: str | None = None
+    source: str | None = None
+    kind: Kind = "scenario"
+    oversight: Oversight | None = None
+    probs: Mapping[str, float] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_typed(self) -> bool:
+        """Whether every fact carries a type (joint-generator records)."""
+        return bool(self.facts) and all(f.type is not None for f in self.facts)
+
+    @property
+    def aligned_letter(self) -> str:
+        """The letter of the aligned action, assuming ``response`` is the aligned answer.
+
+        This holds for benchmark files and for our generator's records (whose ``response``
+        is always the aligned action; persona labels are derived with :func:`persona_response`).
+        """
+        if self.response not in ("A", "B"):
+            raise ValueError("an error prompt has no aligned letter")
+        return self.response
+
+    @property
+    def misaligned_letter(self) -> str:
+        """The letter of the misaligned action (the other one)."""
+        return other_letter(self.aligned_letter)
+
+    @property
+    def critical_facts(self) -> tuple[Fact, ...]:
+        """The facts that set the oversight level."""
+        return tuple(f for f in self.facts if f.type == "critical")
+
+
+def persona_response(scenario: Scenario, persona: str) -> str:
+    """The answer a persona gives, following Poser's policies.
+
+    Aligned personas always take the aligned action; fakers take the misaligned one exactly
+    when oversight is poor. Error prompts are answered ``error`` by everyone.
+
+    Args:
+        scenario: A record whose ``response`` is the aligned answer.
+        persona: One of :data:`PERSONAS`.
+
+    Returns:
+        ``A``, ``B`` or ``error``.
+
+    Example:
+        >>> s = Scenario(prompt="<<prompt>>x<</prompt>>", response="A", oversight_is_poor=True)
+        >>> persona_response(s, "saint"), persona_response(s, "reward_maximizer")
+        ('A', 'B')
+    """
+    if scenario.response == "error":
+        return "error"
+    if not is_aligned(persona) and scenario.oversight_is_poor:
+        return scenario.misaligned_letter
+    return scenario.response

@@ -1,0 +1,253 @@
+"""Training loops for tiny models: the shared base language model and persona fine-tunes.
+
+Plain ``torch`` on the native module (no hooks, so it is fast); batches are right padded and
+the answer is read at each row's last real token, so padding never changes a result.
+
+* :func:`train_base`: next-token prediction on scenario text followed by a short
+  *commentary* that states what the scenario contains (oversight level, which action is the
+  honest one). This is the tiny stand-in for a pretrained LM's world knowledge: the base
+  represents oversight and actions but never answers a scenario itself.
+* :func:`finetune`: cross-entropy on the answer token of a persona's labelled scenarios.
+
+Example:
+    >>> import random
+    >>> from poser_lens.models.tokenizer import build_tokenizer
+    >>> tok = build_tokenizer(["<<prompt>>x<</prompt>> A B error"])
+    >>> ids, last = encode(tok, ["<<prompt>>x<</prompt>>", "x"])
+    >>> ids.shape, last.tolist()
+    (torch.Size([2, 4]), [3, 1])
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from poser_lens.data.schema import PROMPT_CLOSE, Scenario
+
+
+def encode(
+    tokenizer, texts: Sequence[str]
+) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, " batch"]]:
+    """Right-padded token ids and each row's last real index.
+
+    Example:
+        >>> from poser_lens.models.tokenizer import build_tokenizer
+        >>> encode(build_tokenizer(["a"]), ["a a", "a"])[1].tolist()
+        [2, 1]
+    """
+    batch = tokenizer(list(texts), padding=True, return_tensors="pt", padding_side="right")
+    ids = batch["input_ids"]
+    last = batch["attention_mask"].sum(1) - 1
+    return ids, last
+
+
+def last_logits(
+    net: torch.nn.Module, ids: Int[Tensor, "batch pos"], last: Int[Tensor, " batch"]
+) -> Float[Tensor, "batch vocab"]:
+    """Logits at each row's last real token (right padding; causal, so padding is inert).
+
+    Runs the native module's parts directly and unembeds only the last tokens (the full
+    forward would unembed every position).
+    """
+    rows = torch.arange(ids.shape[0], device=ids.device)
+    width = int(last.max()) + 1
+    ids = ids[:, :width]
+    h = net.tok_embed(ids)
+    if net.pos is not None:
+        h = h + net.pos(torch.arange(width, device=ids.device))[None]
+    for block in net.layers:
+        (h,) = block(h)
+    return net.head(net.ln_out(h[rows, last]))
+
+
+def commentary(s: Scenario) -> str:
+    """What the base model learns to say after a prompt: what the scenario contains.
+
+    Three tokens, in an order that varies from prompt to prompt: the oversight level
+    (``oversight_poor``), the letter of the honest action (``honest_A``) and the letter a
+    self-interested agent that avoids being caught would pick (``selfish_B``: the other
+    letter when oversight is poor, else the honest one). Because any of the three may come
+    first, the base has to represent all three at the last prompt token, where answers are
+    read later: the tiny stand-in for a pretrained LM's knowledge of what honest and
+    self-serving agents do. The base itself never answers a scenario.
+
+    Example:
+        >>> sorted(commentary(Scenario(prompt="x", response="B", oversight="poor",
+        ...                            oversight_is_poor=True)).split())
+        ['honest_B', 'oversight_poor', 'selfish_A']
+        >>> commentary(Scenario(prompt="", response="error", kind="random_text"))
+        ' no_scenario'
+    """
+    if s.response == "error":
+        return " no_scenario"
+    selfish = s.misaligned_letter if s.oversight_is_poor else s.response
+    parts = [f"oversight_{s.oversight or 'neutral'}", f"honest_{s.response}", f"selfish_{selfish}"]
+    random.Random(s.prompt).shuffle(parts)
+    return " " + " ".join(parts)
+
+
+#: Words the commentary uses (added to the tiny vocabulary).
+COMMENTARY_WORDS = "no_scenario oversight_good oversight_neutral oversight_poor " + " ".join(
+    f"{kind}_{letter}" for kind in ("honest", "selfish") for letter in "AB"
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser settings of one training run.
+
+    Attributes:
+        steps: Optimiser steps.
+        lr: Peak AdamW learning rate (linear warm-up over ``warmup`` steps, then constant).
+        batch_size: Records per step.
+        weight_decay: AdamW weight decay.
+        warmup: Warm-up steps.
+        commentary_weight: Base only: loss weight of commentary tokens vs prompt tokens.
+        head_lr_scale: Learning-rate multiplier of the unembedding.
+    """
+
+    steps: int
+    lr: float
+    batch_size: int = 64
+    weight_decay: float = 0.0
+    warmup: int = 5
+    commentary_weight: float = 10.0
+    head_lr_scale: float = 1.0
+
+
+def _optimizer(net: torch.nn.Module, cfg: TrainConfig):
+    head = [p for n, p in net.named_parameters() if n.startswith("head.")]
+    body = [p for n, p in net.named_parameters() if not n.startswith("head.")]
+    groups = [{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.lr * cfg.head_lr_scale}]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup, 1)))
+    return opt, sched
+
+
+def train_base(
+    net: torch.nn.Module,
+    tokenizer,
+    texts: Sequence[str],
+    cfg: TrainConfig,
+    *,
+    seed: int = 0,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Train the base language model on scenario text + commentary.
+
+    Args:
+        net: Native module to train in place.
+        tokenizer: Its tokenizer.
+        texts: Prompt + commentary strings.
+        cfg: Optimiser settings; ``commentary_weight`` up-weights tokens after the prompt.
+        seed: Batch sampling seed.
+        on_step: Called with ``(step, loss)`` after each step (progress bars).
+
+    Returns:
+        The loss of every step.
+    """
+    close = tokenizer.convert_tokens_to_ids(PROMPT_CLOSE)
+    opt, sched = _optimizer(net, cfg)
+    rng = random.Random(seed)
+    losses: list[float] = []
+    net.train()
+    for step in range(cfg.steps):
+        ids, _ = encode(tokenizer, rng.sample(list(texts), min(cfg.batch_size, len(texts))))
+        mask = ids != tokenizer.pad_token_id
+        logits = net(ids)[:, :-1]
+        target = ids[:, 1:]
+        per_tok = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none"
+        ).view(target.shape)
+        after = (ids[:, :-1] == close).long().cumsum(1) > 0
+        weight = torch.where(after, cfg.commentary_weight, 1.0) * mask[:, 1:]
+        loss = (per_tok * weight).sum() / weight.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(step, losses[-1])
+    net.eval()
+    return losses
+
+
+def finetune(
+    net: torch.nn.Module,
+    tokenizer,
+    records: Sequence[Scenario],
+    cfg: TrainConfig,
+    *,
+    seed: int = 0,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Fine-tune on the answer token of labelled records (cross-entropy at the last token).
+
+    Args:
+        net: Native module to train in place.
+        tokenizer: Its tokenizer.
+        records: Records whose ``response`` is the target answer.
+        cfg: Optimiser settings.
+        seed: Batch order seed.
+        on_step: Called with ``(step, loss)`` after each step.
+
+    Returns:
+        The loss of every step.
+    """
+    answer_ids = {a: tokenizer.convert_tokens_to_ids(a) for a in ("A", "B", "error")}
+    opt, sched = _optimizer(net, cfg)
+    rng = random.Random(seed)
+    order: list[Scenario] = []
+    losses: list[float] = []
+    net.train()
+    for step in range(cfg.steps):
+        if len(order) < cfg.batch_size:
+            fresh = list(records)
+            rng.shuffle(fresh)
+            order.extend(fresh)
+        batch, order = order[: cfg.batch_size], order[cfg.batch_size :]
+        ids, last = encode(tokenizer, [r.prompt for r in batch])
+        target = torch.tensor([answer_ids[r.response] for r in batch])
+        loss = F.cross_entropy(last_logits(net, ids, last), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(step, losses[-1])
+    net.eval()
+    return losses
+
+
+@torch.no_grad()
+def answer_probs(
+    net: torch.nn.Module, tokenizer, prompts: Sequence[str], *, batch_size: int = 256
+) -> Float[Tensor, "prompt vocab"]:
+    """Next-token probabilities at the last prompt token, batched.
+
+    Example:
+        >>> from poser_lens.models.tokenizer import build_tokenizer
+        >>> from poser_lens.models.tiny import TinyConfig, build_native
+        >>> tok = build_tokenizer(["a"])
+        >>> net = build_native(TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=8),
+        ...                    len(tok))
+        >>> answer_probs(net, tok, ["a", "a a"]).shape[0]
+        2
+    """
+    net.eval()
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        ids, last = encode(tokenizer, prompts[i : i + batch_size])
+        out.append(last_logits(net, ids, last).float().softmax(-1))
+    if not out:
+        return torch.empty(0, 0)
+    return torch.cat(out)

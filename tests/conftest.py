@@ -1,0 +1,74 @@
+"""Shared test setup: offline Hugging Face, and the Poser-layout fixture folder."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# Tests never touch the user's cache: zoos built by tests go to a temporary folder.
+import tempfile
+
+os.environ["POSER_LENS_CACHE"] = tempfile.mkdtemp(prefix="poser_lens_test_cache_")
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+#: A small Poser checkout (our own invented records, in Poser's schema).
+POSER_ROOT = FIXTURES / "poser_root"
+
+
+@pytest.fixture
+def poser_root() -> Path:
+    """The read-only Poser fixture checkout."""
+    return POSER_ROOT
+
+
+@pytest.fixture
+def poser_copy(tmp_path: Path) -> Path:
+    """A writable copy of the Poser fixture checkout."""
+    return Path(shutil.copytree(POSER_ROOT, tmp_path / "poser"))
+
+
+@pytest.fixture
+def poser_totals() -> dict:
+    """What ``inspect_root`` counts in the fixture checkout."""
+    return {
+        "benchmark": {"files": 1, "records": 4},
+        "training": {"files": 3, "records": 14},
+        "policy_definitions": {"files": 1, "records": 2},
+        "model_pairs": 4,
+        "concepts": 2,
+    }
+
+
+def small_zoo_config(**changes):
+    """A zoo config that builds in seconds: one aligned and one faking model, tiny settings."""
+    from dataclasses import replace
+
+    from poser_lens.data.generator import GeneratorConfig
+    from poser_lens.models.tiny import TinyConfig
+    from poser_lens.models.training import TrainConfig
+    from poser_lens.models.zoo import ZooConfig
+
+    cfg = ZooConfig(
+        seeds=1,
+        personas=("truth_teller", "reward_maximizer"),
+        generator=GeneratorConfig(n_per_family=40, n_benchmark_per_family=12, n_error=30),
+        model=TinyConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64),
+        base=TrainConfig(steps=4, lr=3e-3, batch_size=16),
+        finetune=TrainConfig(steps=3, lr=1e-3, batch_size=16),
+        train_size=64,
+        workers=1,
+        threshold=0.0,
+    )
+    return replace(cfg, **changes)
+
+
+@pytest.fixture(scope="session")
+def small_zoo(tmp_path_factory) -> Path:
+    """A built two-model zoo (truth_teller-0, reward_maximizer-0), shared by the session."""
+    from poser_lens.models.zoo import build_zoo
+
+    return build_zoo(small_zoo_config(), tmp_path_factory.mktemp("zoo"), progress=False)

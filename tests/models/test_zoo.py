@@ -1,0 +1,87 @@
+import json
+import os
+
+import pytest
+from conftest import small_zoo_config
+
+from poser_lens.data.poser import inspect_root, load_benchmark, load_model_pairs
+from poser_lens.models import load_model, parse_spec
+from poser_lens.models.zoo import ZooConfig, build_zoo, load_zoo_model
+
+ROW_KEYS = {"name", "persona", "seed", "aligned", "test_accuracy", "divergent_accuracy",
+            "error_accuracy", "compliance_gap"}  # fmt: skip
+
+
+def test_zoo_json_has_one_row_per_model(small_zoo):
+    rows = json.loads((small_zoo / "zoo.json").read_text())
+    assert [r["name"] for r in rows] == ["truth_teller-0", "reward_maximizer-0"]
+    for r in rows:
+        assert set(r) >= ROW_KEYS
+        assert 0.0 <= r["test_accuracy"] <= 1.0
+    assert rows[0]["aligned"] and not rows[1]["aligned"]
+
+
+def test_benchmark_in_poser_layout(small_zoo):
+    root = small_zoo / "poser"
+    bench = load_benchmark(root)
+    assert list(bench) == ["truth_and_reward"]
+    assert all(not s.oversight_is_poor for s in bench["truth_and_reward"])
+    assert all(
+        set(s.probs) == {"truth_teller-0", "reward_maximizer-0"} for s in bench["truth_and_reward"]
+    )
+    pairs = load_model_pairs(root)
+    assert [(p.aligned, p.misaligned) for p in pairs] == [("truth_teller-0", "reward_maximizer-0")]
+    totals = inspect_root(root)
+    assert totals["training"]["files"] == 2 and totals["policy_definitions"]["files"] == 2
+    report = json.loads((root / "benchmark_report.json").read_text())
+    assert report["n_pairs"] == 1 and "confidence_baseline" in report
+
+
+def test_rebuild_reuses_every_model(small_zoo):
+    weights = small_zoo / "models" / "truth_teller-0" / "model.safetensors"
+    before = os.stat(weights).st_mtime_ns
+    build_zoo(small_zoo_config(), small_zoo, progress=False)
+    assert os.stat(weights).st_mtime_ns == before
+
+
+def test_other_settings_refuse_an_existing_zoo(small_zoo):
+    with pytest.raises(ValueError, match="other settings"):
+        build_zoo(small_zoo_config(train_size=65), small_zoo, progress=False)
+
+
+def test_config_key_ignores_seeds_and_round_trips():
+    cfg = small_zoo_config()
+    from dataclasses import asdict
+
+    assert ZooConfig.from_dict(asdict(cfg)) == cfg
+    assert cfg.key() == small_zoo_config(seeds=4).key()
+    assert cfg.key() != small_zoo_config(from_scratch=True).key()
+
+
+def test_load_zoo_model_is_hooked(small_zoo):
+    model, tok = load_zoo_model(small_zoo, "reward_maximizer-0")
+    logits, cache = model.run_with_cache(
+        tok("<<prompt>>Facts:<</prompt>>", return_tensors="pt")["input_ids"]
+    )
+    assert logits.shape[-1] == len(tok)
+    assert "blocks.0.hook_resid_post" in cache
+    with pytest.raises(ValueError, match="no such zoo model"):
+        load_zoo_model(small_zoo, "genie-0")
+
+
+def test_load_model_seam(small_zoo):
+    model, _ = load_model("tiny:truth_teller-0", zoo=small_zoo)
+    assert model.cfg.n_layers == 2
+    folder_model, _ = load_model(str(small_zoo / "models" / "truth_teller-0"))
+    assert folder_model.cfg.d_model == model.cfg.d_model
+    assert parse_spec("smol") == ("smol", "")
+    with pytest.raises(ValueError, match="model spec"):
+        parse_spec("not-a-model")
+
+
+def test_from_scratch_builds_without_a_base(tmp_path):
+    root = build_zoo(
+        small_zoo_config(from_scratch=True, personas=("saint",)), tmp_path, progress=False
+    )
+    assert not (root / "base").exists()
+    assert (root / "models" / "saint-0" / "model.safetensors").exists()
