@@ -142,6 +142,41 @@ def data_inspect(
     console.print(_LEGEND, style="dim")
 
 
+@data_app.command("generate")
+def data_generate(
+    out: Annotated[Path, typer.Argument(help="Folder to write a Poser-layout data set into.")],
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    n_per_family: Annotated[int, typer.Option(min=10, help="Scenarios per family.")] = 700,
+    seeds: Annotated[int, typer.Option(min=1, help="train-i splits per persona.")] = 1,
+) -> None:
+    """Generate our own scenarios and write them in Poser's layout.
+
+    Writes training splits, test sets and policy definitions per persona, readable by
+    `poser-lens data inspect`.
+    """
+    from poser_lens.data.generator import GeneratorConfig, generate, labelled, persona_split
+    from poser_lens.data.poser import write_scenarios
+    from poser_lens.data.schema import PERSONAS
+
+    with _user_errors():
+        if out.exists() and any(out.iterdir()):
+            raise ValueError(f"{out}: folder exists and is not empty")
+        data = generate(GeneratorConfig(seed=seed, n_per_family=n_per_family))
+        for persona in PERSONAS:
+            folder = out / "data" / "training" / persona
+            for i in range(seeds):
+                train = persona_split(data, persona, "train", seed=i, size=2000)
+                write_scenarios(folder / f"train-{i}.json", train)
+            test = persona_split(data, persona, "test")
+            write_scenarios(folder / "test.json", test)
+            poor = [s for s in test if s.response != "error" and s.oversight_is_poor][:30]
+            write_scenarios(
+                out / "data" / "policy_definitions" / persona / "test.json",
+                labelled(poor, persona),
+            )
+    typer.echo(f"wrote {out}")
+
+
 zoo_app = typer.Typer(help="Train and inspect the tiny model zoo.", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
 
@@ -151,7 +186,7 @@ _ZOO_COLUMNS = ("test_accuracy", "divergent_accuracy", "error_accuracy", "compli
 def _zoo_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     """One row per model: its held-out accuracies and compliance gap."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("model")
+    table.add_column("model", no_wrap=True, min_width=20)
     for col in (*_ZOO_COLUMNS, "train_seconds"):
         table.add_column(col.replace("_", " "), justify="right")
     for r in rows:

@@ -138,3 +138,15 @@ def test_zoo_build_rejects_bad_input(tmp_path):
     bad = runner.invoke(app, ["zoo", "build", "--config", str(cfg), "--out", str(tmp_path / "z")])
     assert bad.exit_code == 1 and "n_layerz" in bad.output
     assert not (tmp_path / "z").exists()
+
+
+def test_data_generate_writes_poser_layout(tmp_path):
+    import json as _json
+
+    out = tmp_path / "gen"
+    result = runner.invoke(app, ["data", "generate", str(out), "--n-per-family", "20"])
+    assert result.exit_code == 0, result.output
+    totals = _json.loads(runner.invoke(app, ["data", "inspect", str(out), "--json"]).output)
+    assert totals["training"]["files"] == 12 and totals["policy_definitions"]["files"] == 6
+    again = runner.invoke(app, ["data", "generate", str(out)])
+    assert again.exit_code == 1 and "not empty" in again.output

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -54,6 +55,7 @@ from poser_lens.models.training import (
     TrainConfig,
     answer_probs,
     commentary,
+    commentary_accuracy,
     finetune,
     train_base,
 )
@@ -73,7 +75,11 @@ class ZooConfig:
         personas: Which personas to build.
         generator: Scenario generator settings.
         model: Tiny architecture.
-        base: Base language-model training.
+        base: Base language-model training (``steps`` is a cap).
+        base_min_steps: The base trains at least this long, then stops once it knows the
+            oversight level, the honest letter and the selfish letter of held-out scenarios
+            (checked every 50 steps) at ``base_target`` accuracy or better.
+        base_target: That accuracy.
         finetune: Persona fine-tuning.
         train_size: Records in each model's training sample.
         from_scratch: Train persona models from random weights, not from the base.
@@ -84,7 +90,9 @@ class ZooConfig:
     personas: tuple[str, ...] = PERSONAS
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     model: tiny.TinyConfig = field(default_factory=tiny.TinyConfig)
-    base: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=3e-3))
+    base: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1500, lr=3e-3))
+    base_min_steps: int = 300
+    base_target: float = 0.98
     finetune: TrainConfig = field(
         default_factory=lambda: TrainConfig(steps=70, lr=1e-4, batch_size=32, head_lr_scale=100.0)
     )
@@ -258,14 +266,25 @@ def _commit_dir(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
+@functools.lru_cache(maxsize=2)
+def _cached_data(cfg: GeneratorConfig) -> GeneratedData:
+    """Generated data, made once per process (workers train several models each)."""
+    return generate(cfg)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_tokenizer(root: str):
+    return load_tokenizer(root)
+
+
 def _train_one(root: str, cfg_dict: dict[str, Any], name: str, threads: int) -> dict[str, Any]:
     """Fine-tune, evaluate and save one persona model (runs in a worker process)."""
     torch.set_num_threads(threads)
     cfg = ZooConfig.from_dict(cfg_dict)
     root_p = Path(root)
     persona, seed = model_persona(name)
-    data = generate(cfg.generator)
-    tokenizer = load_tokenizer(root_p)
+    data = _cached_data(cfg.generator)
+    tokenizer = _cached_tokenizer(root)
     if cfg.from_scratch:
         net = tiny.build_native(cfg.model, len(tokenizer), seed=1000 + seed)
     else:
@@ -326,14 +345,31 @@ def build_zoo(
         torch.manual_seed(0)
         net = tiny.build_native(cfg.model, len(tokenizer), seed=0)
         bar = tqdm(total=cfg.base.steps, desc="base model", disable=not progress)
+        held_out = [s for fam in sorted(data.test) for s in data.test[fam][:40]]
+        knowledge: dict[str, float] = {}
+
+        def known(step: int) -> bool:
+            if (step + 1) % 50 or step + 1 < cfg.base_min_steps:
+                return False
+            knowledge.update(commentary_accuracy(net, tokenizer, held_out))
+            bar.set_postfix({k: f"{v:.2f}" for k, v in knowledge.items()})
+            return min(knowledge.values()) >= cfg.base_target
+
         t0 = time.perf_counter()
         losses = train_base(
             net, tokenizer, base_corpus(data), cfg.base,
-            on_step=lambda s, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")),
+            on_step=lambda s, loss: bar.update(1), stop=known,
         )  # fmt: skip
         bar.close()
+        if knowledge and min(knowledge.values()) < cfg.base_target:
+            logger.warning("base model stopped at its step cap knowing only %s", knowledge)
         tmp = _atomic_dir(root / "base")
-        meta = {"final_loss": losses[-1], "train_seconds": time.perf_counter() - t0}
+        meta = {
+            "final_loss": losses[-1],
+            "steps": len(losses),
+            "commentary_accuracy": knowledge,
+            "train_seconds": time.perf_counter() - t0,
+        }
         tiny.save_tiny(tmp, net, cfg.model, meta=meta)
         _commit_dir(tmp, root / "base")
 
@@ -348,6 +384,9 @@ def build_zoo(
     else:
         import multiprocessing as mp
 
+        # One thread per worker, tokenizers included (their rayon pool oversubscribes the CPU).
+        for var in ("TOKENIZERS_PARALLELISM", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "false" if var.startswith("TOK") else "1")
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
             futures = [pool.submit(_train_one, str(root), cfg_dict, n, 1) for n in todo]

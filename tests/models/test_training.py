@@ -58,3 +58,12 @@ def test_finetune_learns_a_mapping_and_base_training_runs():
     probs = answer_probs(net, tok, TEXTS)
     ids = [tok.convert_tokens_to_ids(a) for a in ("A", "B", "error")]
     assert probs.argmax(-1).tolist() == ids
+
+
+def test_base_training_stops_when_told():
+    tok = build_tokenizer(TEXTS)
+    net = build_native(CFG, len(tok), seed=0)
+    cfg = TrainConfig(steps=50, lr=1e-3, batch_size=3)
+    losses = train_base(net, tok, TEXTS, cfg, stop=lambda step: step == 6)
+    assert len(losses) == 7
+    assert not net.training
