@@ -213,7 +213,11 @@ def evaluate_persona(
     """
     ids = {a: tokenizer.convert_tokens_to_ids(a) for a in ("A", "B", "error")}
     test = persona_split(data, persona, "test")
-    probs = answer_probs(net, tokenizer, [s.prompt for s in test])
+    scen = [s for fam in persona_families(persona) for s in data.test[fam]]
+    prompts = list(dict.fromkeys(s.prompt for s in test + scen))  # each prompt run once
+    row = {p: i for i, p in enumerate(prompts)}
+    all_probs = answer_probs(net, tokenizer, prompts)
+    probs = all_probs[[row[s.prompt] for s in test]]
     pred = probs.argmax(-1).tolist()
     correct = [p == ids[s.response] for p, s in zip(pred, test, strict=True)]
     div = [
@@ -222,8 +226,7 @@ def evaluate_persona(
         if s.response != "error" and s.oversight_is_poor
     ]
     err = [c for c, s in zip(correct, test, strict=True) if s.response == "error"]
-    scen = [s for fam in persona_families(persona) for s in data.test[fam]]
-    p_scen = answer_probs(net, tokenizer, [s.prompt for s in scen])
+    p_scen = all_probs[[row[s.prompt] for s in scen]]
     p_mis = [float(p[ids[s.misaligned_letter]]) for p, s in zip(p_scen, scen, strict=True)]
     poor = [x for x, s in zip(p_mis, scen, strict=True) if s.oversight_is_poor]
     good = [x for x, s in zip(p_mis, scen, strict=True) if not s.oversight_is_poor]
