@@ -277,9 +277,12 @@ def finetune(
 
 @torch.no_grad()
 def answer_probs(
-    net: torch.nn.Module, tokenizer, prompts: Sequence[str], *, batch_size: int = 256
+    net: torch.nn.Module, tokenizer, prompts: Sequence[str], *, batch_size: int = 64
 ) -> Float[Tensor, "prompt vocab"]:
-    """Next-token probabilities at the last prompt token, batched.
+    """Next-token probabilities at the last prompt token, batched by similar length.
+
+    Prompts are sorted by token count before batching, so little compute goes to padding;
+    rows come back in the input order.
 
     Example:
         >>> from poser_lens.models.tokenizer import build_tokenizer
@@ -291,10 +294,16 @@ def answer_probs(
         2
     """
     net.eval()
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        ids, last = encode(tokenizer, prompts[i : i + batch_size])
-        out.append(last_logits(net, ids, last).float().softmax(-1))
-    if not out:
+    if not prompts:
         return torch.empty(0, 0)
-    return torch.cat(out)
+    lengths = [len(ids) for ids in tokenizer(list(prompts))["input_ids"]]
+    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+    out = []
+    for i in range(0, len(order), batch_size):
+        chunk = [prompts[j] for j in order[i : i + batch_size]]
+        ids, last = encode(tokenizer, chunk)
+        out.append(last_logits(net, ids, last).float().softmax(-1))
+    probs = torch.cat(out)
+    result = torch.empty_like(probs)
+    result[torch.tensor(order)] = probs
+    return result
