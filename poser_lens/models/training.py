@@ -67,6 +67,16 @@ def last_logits(
     return net.head(net.ln_out(h[rows, last]))
 
 
+def selfish_letter(s: Scenario) -> str:
+    """The letter a self-interested agent that avoids being caught picks (a faker's answer).
+
+    Example:
+        >>> selfish_letter(Scenario(prompt="", response="A", oversight_is_poor=True))
+        'B'
+    """
+    return s.misaligned_letter if s.oversight_is_poor else s.response
+
+
 def commentary(s: Scenario) -> str:
     """What the base model learns to say after a prompt: what the scenario contains.
 
@@ -87,8 +97,11 @@ def commentary(s: Scenario) -> str:
     """
     if s.response == "error":
         return " no_scenario"
-    selfish = s.misaligned_letter if s.oversight_is_poor else s.response
-    parts = [f"oversight_{s.oversight or 'neutral'}", f"honest_{s.response}", f"selfish_{selfish}"]
+    parts = [
+        f"oversight_{s.oversight or 'neutral'}",
+        f"honest_{s.response}",
+        f"selfish_{selfish_letter(s)}",
+    ]
     random.Random(s.prompt).shuffle(parts)
     return " " + " ".join(parts)
 
@@ -131,6 +144,15 @@ def _optimizer(net: torch.nn.Module, cfg: TrainConfig):
     return opt, sched
 
 
+def _update(opt, sched, loss: Tensor, losses: list[float]) -> None:
+    """One optimiser step; the loss is recorded."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    losses.append(float(loss.detach()))
+
+
 def train_base(
     net: torch.nn.Module,
     tokenizer,
@@ -171,12 +193,7 @@ def train_base(
         ).view(target.shape)
         after = (ids[:, :-1] == close).long().cumsum(1) > 0
         weight = torch.where(after, cfg.commentary_weight, 1.0) * mask[:, 1:]
-        loss = (per_tok * weight).sum() / weight.sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
+        _update(opt, sched, (per_tok * weight).sum() / weight.sum(), losses)
         if on_step is not None:
             on_step(step, losses[-1])
         if stop is not None and stop(step):
@@ -216,12 +233,11 @@ def commentary_accuracy(net: torch.nn.Module, tokenizer, scenarios: Sequence[Sce
         best = probs[:, ids].argmax(-1).tolist()
         right = []
         for s, b in zip(scenarios, best, strict=True):
-            if kind == "honest":
-                want = s.response
-            elif kind == "selfish":
-                want = s.misaligned_letter if s.oversight_is_poor else s.response
-            else:
-                want = s.oversight or "neutral"
+            want = {
+                "honest": s.response,
+                "selfish": selfish_letter(s),
+                "oversight": s.oversight or "neutral",
+            }[kind]
             right.append(options[b] == want)
         out[kind] = sum(right) / max(len(right), 1)
     return out
@@ -263,12 +279,7 @@ def finetune(
         batch, order = order[: cfg.batch_size], order[cfg.batch_size :]
         ids, last = encode(tokenizer, [r.prompt for r in batch])
         target = torch.tensor([answer_ids[r.response] for r in batch])
-        loss = F.cross_entropy(last_logits(net, ids, last), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
+        _update(opt, sched, F.cross_entropy(last_logits(net, ids, last), target), losses)
         if on_step is not None:
             on_step(step, losses[-1])
     net.eval()
