@@ -85,6 +85,14 @@ _LEGEND = (
 )
 
 
+def _console() -> Console:
+    """A console that does not squeeze tables to 80 columns when output is not a terminal."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    return console
+
+
 def _slashed(counts: Mapping[Any, int], keys: Sequence[Any]) -> str:
     return "/".join(str(counts[k]) for k in keys)
 
@@ -93,7 +101,7 @@ def _part_table(label: str, rows: Sequence[FileSummary]) -> Table:
     """One table of per-file counts for one part of the data (files relative to the part)."""
     names = [r.file.split(f"{r.part}/", 1)[-1] for r in rows]
     table = Table(title=label, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("file", min_width=min(max(map(len, names)), 20), overflow="fold")
+    table.add_column("file", min_width=max(map(len, names)), no_wrap=True)
     for header in ("records", "A/B/error", "poor y/n/-", "cx 0/1/2/-", "rand/inc"):
         table.add_column(header, justify="right", min_width=len(header))
     for name, r in zip(names, rows, strict=True):
@@ -129,7 +137,7 @@ def data_inspect(
         typer.echo(json.dumps(totals))
         return
 
-    console = Console()
+    console = _console()
     for part, label in _PARTS.items():
         part_rows = [r for r in rows if r.part == part]
         if part_rows:
@@ -267,7 +275,7 @@ def zoo_build(
         seconds = time.perf_counter() - t0
         rows = json.loads((root / "zoo.json").read_text())
         report = json.loads((root / "poser" / "benchmark_report.json").read_text())
-    console = Console()
+    console = _console()
     console.print(_zoo_table(rows))
     size = sum(f.stat().st_size for f in (root / "models").rglob("*") if f.is_file())
     console.print(
@@ -290,4 +298,4 @@ def zoo_show(
         if not path.exists():
             raise ValueError(f"{path}: no zoo.json (build one with `poser-lens zoo build`)")
         rows = json.loads(path.read_text())
-    Console().print(_zoo_table(rows))
+    _console().print(_zoo_table(rows))

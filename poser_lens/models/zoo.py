@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -31,7 +30,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,7 +45,7 @@ from poser_lens.data.generator import (
     persona_families,
     persona_split,
 )
-from poser_lens.data.schema import PERSONAS, is_aligned, model_persona, persona_response
+from poser_lens.data.schema import PERSONAS, is_aligned, model_persona
 from poser_lens.models import tiny
 from poser_lens.models.tokenizer import build_tokenizer, load_tokenizer
 from poser_lens.models.training import (
@@ -427,20 +425,3 @@ def load_zoo_model(root: str | Path, name: str, *, device: str = "cpu", dtype=to
     tokenizer = load_tokenizer(root)
     net = tiny.load_native(folder, device=device, dtype=dtype)
     return tiny.wrap(net, tokenizer, name=name), tokenizer
-
-
-def labels_for(data: GeneratedData, persona: str, split: str = "test") -> list[str]:
-    """Labels a persona gives to every held-out scenario of its families (for checks)."""
-    part = data.test if split == "test" else data.train
-    return [persona_response(s, persona) for f in persona_families(persona) for s in part[f]]
-
-
-def replace_config(cfg: ZooConfig, **changes: Any) -> ZooConfig:
-    """A copy of a config with some fields changed (nested dataclasses by name)."""
-    return dataclasses.replace(cfg, **changes)
-
-
-def model_names_in(root: str | Path) -> Sequence[str]:
-    """Names of the models built in a zoo folder."""
-    folder = Path(root) / "models"
-    return sorted(p.name for p in folder.iterdir() if (p / tiny.WEIGHTS_FILE).exists())
