@@ -1,0 +1,167 @@
+"""Probes: direction finders, per-layer classifiers and cosine scores.
+
+A *direction finder* is a ``Callable[[pos, neg], direction]`` made by a factory (the
+steering-vectors convention): it takes activations of the positive and negative examples,
+``Float[Tensor, "n d"]`` and ``Float[Tensor, "m d"]``, and returns ``Float[Tensor, "d"]``
+pointing from negative to positive.
+
+Example:
+    >>> import torch
+    >>> pos, neg = torch.randn(50, 8) + 3 * torch.eye(8)[0], torch.randn(50, 8)
+    >>> d = mass_mean()(pos, neg)
+    >>> int(d.abs().argmax())
+    0
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+DirectionFinder = Callable[[Float[Tensor, "n d"], Float[Tensor, "m d"]], Float[Tensor, " d"]]
+
+
+def mass_mean(covariance: bool = False, ridge: float = 1e-3) -> DirectionFinder:
+    """Difference of means; with ``covariance=True``, whitened by the pooled covariance.
+
+    The covariance-corrected version solves ``(Sigma + ridge * I) w = mu_pos - mu_neg``, the
+    MMProbe option of the Poser code (which used the plain difference).
+
+    Example:
+        >>> mass_mean()(torch.ones(2, 3), torch.zeros(2, 3)).tolist()
+        [1.0, 1.0, 1.0]
+    """
+
+    def find(pos: Tensor, neg: Tensor) -> Tensor:
+        diff = pos.float().mean(0) - neg.float().mean(0)
+        if not covariance:
+            return diff
+        centred = torch.cat([pos.float() - pos.float().mean(0), neg.float() - neg.float().mean(0)])
+        cov = centred.T @ centred / max(len(centred) - 1, 1)
+        eye = torch.eye(cov.shape[0])
+        return torch.linalg.solve(cov + ridge * cov.diagonal().mean() * eye, diff)
+
+    return find
+
+
+def logistic(c: float = 1.0, seed: int = 0, max_iter: int = 1000) -> DirectionFinder:
+    """The weight vector of an L2-regularised logistic regression (scikit-learn).
+
+    Example:
+        >>> pos, neg = torch.randn(40, 4) + torch.tensor([2.0, 0, 0, 0]), torch.randn(40, 4)
+        >>> int(logistic()(pos, neg).abs().argmax())
+        0
+    """
+
+    def find(pos: Tensor, neg: Tensor) -> Tensor:
+        from sklearn.linear_model import LogisticRegression
+
+        x = torch.cat([pos, neg]).float().numpy()
+        y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+        clf = LogisticRegression(C=c, max_iter=max_iter, random_state=seed).fit(x, y)
+        return torch.tensor(clf.coef_[0], dtype=torch.float32)
+
+    return find
+
+
+def pca(center: bool = True) -> DirectionFinder:
+    """First principal component of the paired differences, signed to point neg -> pos.
+
+    Pairs ``pos[i] - neg[i]`` (so ``pos`` and ``neg`` must be aligned, as contrast pairs are).
+
+    Example:
+        >>> pos = torch.randn(30, 5) + torch.tensor([0, 0, 4.0, 0, 0]) * torch.rand(30, 1)
+        >>> int(pca(center=False)(pos, torch.zeros(30, 5)).abs().argmax())
+        2
+    """
+
+    def find(pos: Tensor, neg: Tensor) -> Tensor:
+        if pos.shape != neg.shape:
+            raise ValueError("pca needs paired examples (pos and neg of the same shape)")
+        diffs = (pos - neg).float()
+        x = diffs - diffs.mean(0) if center else diffs
+        _, _, vh = torch.linalg.svd(x, full_matrices=False)
+        d = vh[0]
+        return d if (diffs @ d).mean() >= 0 else -d
+
+    return find
+
+
+def cosine_scores(
+    acts: Float[Tensor, "n d"], direction: Float[Tensor, " d"]
+) -> Float[Tensor, " n"]:
+    """Cosine similarity of each activation with a direction (raw, uncentred, as Poser S4).
+
+    Example:
+        >>> cosine_scores(torch.tensor([[1.0, 0], [0, 2.0]]), torch.tensor([1.0, 0])).tolist()
+        [1.0, 0.0]
+    """
+    return torch.nn.functional.cosine_similarity(acts.float(), direction.float()[None], dim=-1)
+
+
+@dataclass
+class LayerProbes:
+    """One logistic classifier per layer, fit on a seeded split; accuracy per layer.
+
+    Attributes:
+        test_fraction: Held-out fraction.
+        seed: Split and solver seed.
+        c: Inverse L2 strength.
+        accuracy: Held-out accuracy per layer (after :meth:`fit`).
+        weights: Per-layer ``(coef, intercept)`` (after :meth:`fit`).
+    """
+
+    test_fraction: float = 0.2
+    seed: int = 0
+    c: float = 1.0
+    accuracy: list[float] = field(default_factory=list)
+    weights: list[tuple[list[float], float]] = field(default_factory=list)
+
+    def fit(self, acts: Float[Tensor, "n layer d"], labels: Sequence[int]) -> list[float]:
+        """Fit a probe per layer and return held-out accuracy per layer.
+
+        Example:
+            >>> x = torch.randn(60, 3, 4); y = [i % 2 for i in range(60)]
+            >>> x[:, 2, 0] += 5 * torch.tensor(y)
+            >>> acc = LayerProbes().fit(x, y)
+            >>> acc[2] > 0.9 and acc[0] < 0.8
+            True
+        """
+        from sklearn.linear_model import LogisticRegression
+
+        y = np.asarray(labels)
+        if len(y) != acts.shape[0]:
+            raise ValueError(f"{len(y)} labels for {acts.shape[0]} examples")
+        order = np.random.default_rng(self.seed).permutation(len(y))
+        n_test = max(1, round(self.test_fraction * len(y)))
+        test, train = order[:n_test], order[n_test:]
+        self.accuracy, self.weights = [], []
+        x = acts.float().numpy()
+        for layer in range(x.shape[1]):
+            if len(set(y[train])) < 2:
+                self.accuracy.append(float("nan"))
+                self.weights.append(([0.0] * x.shape[2], 0.0))
+                continue
+            clf = LogisticRegression(C=self.c, max_iter=1000, random_state=self.seed)
+            clf.fit(x[train, layer], y[train])
+            self.accuracy.append(float(clf.score(x[test, layer], y[test])))
+            self.weights.append((clf.coef_[0].tolist(), float(clf.intercept_[0])))
+        return self.accuracy
+
+    def save(self, path: str | Path) -> None:
+        """Write settings, accuracies and weights as JSON."""
+        Path(path).write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, path: str | Path) -> LayerProbes:
+        """Read probes written by :meth:`save`."""
+        d = json.loads(Path(path).read_text())
+        d["weights"] = [(w, b) for w, b in d["weights"]]
+        return cls(**d)
