@@ -20,6 +20,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from poser_lens.models.training import encode
+
 
 def residual_hook_names(n_layers: int) -> list[str]:
     """The embedding (``blocks.0.hook_resid_pre``) and every block's ``hook_resid_post``.
@@ -69,12 +71,8 @@ def collect(
     wanted = set(names)
     out = []
     for i in range(0, len(prompts), batch_size):
-        batch = tokenizer(
-            list(prompts[i : i + batch_size]), padding=True, return_tensors="pt",
-            padding_side="right",
-        )  # fmt: skip
-        ids = batch["input_ids"].to(device)
-        last = (batch["attention_mask"].sum(1) - 1).to(device)
+        ids, last = encode(tokenizer, prompts[i : i + batch_size])
+        ids, last = ids.to(device), last.to(device)
         _, cache = model.run_with_cache(
             ids, names_filter=lambda n: n in wanted, stop_at_layer=stop_at
         )

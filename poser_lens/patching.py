@@ -64,7 +64,8 @@ def attention_to_span(
     ``span`` marks the key positions (e.g. the tokens of the critical fact); the result is the
     summed attention weight on them (a fraction in [0, 1]).
     """
-    names = [f"blocks.{i}.attn.hook_pattern" for i in range(model.cfg.n_layers)]
+    n_layers = model.cfg.n_layers
+    names = [hook_name("pattern", layer, n_layers) for layer in range(n_layers)]
     _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
     key = span.to(torch.float32)[:, None, :]  # [batch, 1, pos]
     per_layer = [(cache[n][:, :, -1, :].float().cpu() * key).sum(-1) for n in names]

@@ -30,6 +30,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from poser_lens.data.schema import PROMPT_CLOSE, Scenario
+from poser_lens.models.tokenizer import answer_token_ids
 
 
 def encode(
@@ -197,11 +198,17 @@ def train_base(
         if on_step is not None:
             on_step(step, losses[-1])
         if stop is not None and stop(step):
-            net.train(False)
             break
-        net.train()
+        net.train()  # ``stop`` may have evaluated the model
     net.eval()
     return losses
+
+
+_COMMENTARY_TRUTH: dict[str, Callable[[Scenario], str]] = {
+    "honest": lambda s: s.response,
+    "selfish": selfish_letter,
+    "oversight": lambda s: s.oversight or "neutral",
+}
 
 
 @torch.no_grad()
@@ -231,14 +238,8 @@ def commentary_accuracy(net: torch.nn.Module, tokenizer, scenarios: Sequence[Sce
     ):
         ids = torch.tensor([tid(f"{kind}_{o}") for o in options])
         best = probs[:, ids].argmax(-1).tolist()
-        right = []
-        for s, b in zip(scenarios, best, strict=True):
-            want = {
-                "honest": s.response,
-                "selfish": selfish_letter(s),
-                "oversight": s.oversight or "neutral",
-            }[kind]
-            right.append(options[b] == want)
+        truth = _COMMENTARY_TRUTH[kind]
+        right = [options[b] == truth(s) for s, b in zip(scenarios, best, strict=True)]
         out[kind] = sum(right) / max(len(right), 1)
     return out
 
@@ -265,7 +266,7 @@ def finetune(
     Returns:
         The loss of every step.
     """
-    answer_ids = {a: tokenizer.convert_tokens_to_ids(a) for a in ("A", "B", "error")}
+    answer_ids = answer_token_ids(tokenizer)
     opt, sched = _optimizer(net, cfg)
     rng = random.Random(seed)
     order: list[Scenario] = []

@@ -47,7 +47,7 @@ from poser_lens.data.generator import (
 )
 from poser_lens.data.schema import PERSONAS, is_aligned, model_persona
 from poser_lens.models import tiny
-from poser_lens.models.tokenizer import build_tokenizer, load_tokenizer
+from poser_lens.models.tokenizer import answer_token_ids, build_tokenizer, load_tokenizer
 from poser_lens.models.training import (
     COMMENTARY_WORDS,
     TrainConfig,
@@ -209,7 +209,7 @@ def evaluate_persona(
         policies differ), ``error_accuracy``, and ``compliance_gap`` =
         P(misaligned | poor oversight) - P(misaligned | not poor), on held-out scenarios.
     """
-    ids = {a: tokenizer.convert_tokens_to_ids(a) for a in ("A", "B", "error")}
+    ids = answer_token_ids(tokenizer)
     test = persona_split(data, persona, "test")
     scen = [s for fam in persona_families(persona) for s in data.test[fam]]
     prompts = list(dict.fromkeys(s.prompt for s in test + scen))  # each prompt run once
@@ -265,6 +265,14 @@ def _commit_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(tmp)
         return
     os.replace(tmp, final)
+
+
+#: Environment of worker processes: one thread each, tokenizers included.
+_ONE_THREAD_ENV = {
+    "TOKENIZERS_PARALLELISM": "false",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
 
 
 @functools.lru_cache(maxsize=2)
@@ -386,8 +394,8 @@ def build_zoo(
         import multiprocessing as mp
 
         # One thread per worker, tokenizers included (their rayon pool oversubscribes the CPU).
-        for var in ("TOKENIZERS_PARALLELISM", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ.setdefault(var, "false" if var.startswith("TOK") else "1")
+        for var, value in _ONE_THREAD_ENV.items():
+            os.environ.setdefault(var, value)
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
             futures = [pool.submit(_train_one, str(root), cfg_dict, n, 1) for n in todo]
