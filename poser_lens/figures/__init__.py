@@ -1,0 +1,47 @@
+"""Paper-style figures, made from a run folder's stored results only.
+
+:func:`make_figures` (``poser-lens figures RUN_DIR``) draws every figure whose results are
+stored. Each figure is one function ``fig(run: RunDir, out_dir: Path) -> list[Path]`` (PNG and
+PDF) in a module of this package; a module lists its figures in ``FIGURES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+
+from poser_lens.runs import RunDir
+
+logger = logging.getLogger(__name__)
+
+#: Modules of figure functions, each with a ``FIGURES`` tuple.
+MODULES = ("summary", "s1_s2", "s3_s5", "s4_s6")
+
+
+def figure_functions() -> list:
+    """Every registered figure function, in module order."""
+    out = []
+    for name in MODULES:
+        try:
+            module = importlib.import_module(f"poser_lens.figures.{name}")
+        except ModuleNotFoundError:
+            continue
+        out.extend(getattr(module, "FIGURES", ()))
+    return out
+
+
+def make_figures(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+    """Draw every figure whose stored results exist; returns the files written.
+
+    A figure whose scores are not in the run (a strategy that was not run) is skipped.
+    """
+    run = RunDir(run_dir)
+    out = Path(out_dir) if out_dir is not None else run.figures_dir
+    written: list[Path] = []
+    for fig in figure_functions():
+        try:
+            written += fig(run, out)
+        except (FileNotFoundError, KeyError) as err:
+            logger.info("skipped %s: %s", fig.__name__, err)
+    return written

@@ -1,0 +1,169 @@
+"""``report.md``: the tables a reader wants, made from a run folder's stored results only.
+
+Example:
+    >>> fmt_acc(0.5, [0.4, 0.6])
+    '50% [40, 60]'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from poser_lens._io import write_text_atomic
+from poser_lens.data.schema import ALIGNED_PERSONAS, FAKER_PERSONAS, FAMILY_TOKEN
+from poser_lens.runs import RunDir
+
+
+def fmt_acc(acc: float | None, ci: Sequence[float] | None = None) -> str:
+    """An accuracy as a percentage, with its CI when given.
+
+    Example:
+        >>> fmt_acc(None), fmt_acc(0.98)
+        ('-', '98%')
+    """
+    if acc is None or (isinstance(acc, float) and math.isnan(acc)):
+        return "-"
+    text = f"{100 * acc:.0f}%"
+    if ci is not None:
+        text += f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]"
+    return text
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _settings(d: Mapping[str, Any]) -> str:
+    parts = []
+    for k, v in d.items():
+        parts.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
+    return ", ".join(parts) or "-"
+
+
+def sensitivity_rows(sweep: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[list[str]]:
+    """Per strategy: grid size, min / median / max accuracy, share of points above chance.
+
+    "Above chance" means the point's 95% CI lies above 50%; "below" that it lies below.
+
+    Example:
+        >>> sensitivity_rows({"x": [{"accuracy": 0.9, "ci95": [0.8, 1.0]},
+        ...                         {"accuracy": 0.5, "ci95": [0.4, 0.6]}]})[0][:3]
+        ['x', '2', '50% / 70% / 90%']
+    """
+    out = []
+    for name, rows in sweep.items():
+        if not rows:
+            continue
+        accs = sorted(r["accuracy"] for r in rows)
+        mid = (
+            accs[len(accs) // 2]
+            if len(accs) % 2
+            else (accs[len(accs) // 2 - 1] + accs[len(accs) // 2]) / 2
+        )
+        above = sum(r["ci95"][0] > 0.5 for r in rows)
+        below = sum(r["ci95"][1] < 0.5 for r in rows)
+        out.append(
+            [
+                name,
+                str(len(rows)),
+                f"{100 * accs[0]:.0f}% / {100 * mid:.0f}% / {100 * accs[-1]:.0f}%",
+                f"{above}/{len(rows)}",
+                f"{below}/{len(rows)}",
+            ]
+        )
+    return out
+
+
+def family_rows(per_family: Mapping[str, Mapping[str, float]]) -> list[list[str]]:
+    """Aligned family (rows) x faker family (columns) accuracies."""
+    rows = []
+    for a in ALIGNED_PERSONAS:
+        row = [FAMILY_TOKEN[a]]
+        for f in FAKER_PERSONAS:
+            entry = per_family.get(f"{FAMILY_TOKEN[a]}_and_{FAMILY_TOKEN[f]}")
+            row.append(fmt_acc(entry["accuracy"]) if entry else "-")
+        rows.append(row)
+    return rows
+
+
+def render_report(run: RunDir) -> str:
+    """The Markdown report of a run."""
+    res = run.results()
+    strategies = res["strategies"]
+    lines = [
+        "# poser_lens run",
+        "",
+        f"Testbed **{res['testbed']}**: {res['n_models']} models, {res['n_pairs']} pairs "
+        f"(aligned vs faker). Accuracy = share of pairs where the detector names the faker; "
+        "95% bootstrap CI over pairs; chance is 50%.",
+        "",
+        "## Detection accuracy",
+        "",
+    ]
+    rows = [
+        [
+            f"`{n}`",
+            r.get("title", ""),
+            fmt_acc(r.get("paper_accuracy")),
+            fmt_acc(r["accuracy"], r["ci95"]),
+            str(r["n_pairs"]),
+            _settings(r.get("settings", {})),
+        ]
+        for n, r in strategies.items()
+    ]
+    lines += _table(["strategy", "what", "paper", "poser_lens [95% CI]", "pairs", "settings"], rows)
+    bench = res.get("benchmark")
+    if bench:
+        lines += [
+            "",
+            f"Benchmark: {bench.get('valid_prompts')} valid prompts; compare-confidence baseline "
+            f"on them {bench.get('confidence_baseline', float('nan')):.2f} "
+            f"(filter: {bench.get('confidence_filter')}). A detector that merely tracks the "
+            "models' confidence would match that baseline.",
+        ]
+    sweep = run.sweep()
+    if sweep:
+        lines += [
+            "",
+            "## Sensitivity",
+            "",
+            "Accuracy over each strategy's settings grid (`sweep.json`). Headline numbers use "
+            "settings fixed in advance or chosen without labels; a finding should hold across "
+            "the grid.",
+            "",
+        ]
+        lines += _table(
+            ["strategy", "grid points", "min / median / max", "CI above chance", "CI below chance"],
+            sensitivity_rows(sweep),
+        )
+    lines += ["", "## Per family (aligned x faker)", ""]
+    for n, r in strategies.items():
+        if r.get("per_family"):
+            lines += [f"`{n}`", ""]
+            lines += _table(
+                ["", *(FAMILY_TOKEN[f] for f in FAKER_PERSONAS)], family_rows(r["per_family"])
+            )
+            lines.append("")
+    secs = res.get("seconds", {})
+    if secs:
+        lines += [
+            "## Time",
+            "",
+            _settings({k: v for k, v in secs.items() if not isinstance(v, dict)}) + " (seconds)",
+            "",
+        ]
+    figs = sorted(run.figures_dir.glob("*.png")) if run.figures_dir.exists() else []
+    if figs:
+        lines += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figs] + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(run: RunDir) -> Path:
+    """Write ``report.md`` into the run folder; returns its path."""
+    path = run.root / "report.md"
+    write_text_atomic(path, render_report(run))
+    return path

@@ -1,0 +1,98 @@
+"""The run folder: where a run's config, per-model scores, results and figures live.
+
+::
+
+    runs/<name>/
+      config.yaml                      every setting, seeds included
+      scores/<strategy>/<model>.json   {"model", "strategy", "config", "families": {fam: score}}
+      results.json                     {"strategies": {name: {accuracy, ci95, n_pairs,
+                                         paper_accuracy, ...}}, ...}
+      sweep.json                       {name: [{settings..., accuracy, ci95, n_pairs}]}
+      verdicts/<strategy>.csv          one row per pair
+      report.md
+      figures/*.png|pdf
+
+Every file is written atomically, so an interrupted run never leaves a half-written file and
+a re-run skips the scores that exist. Figures read this folder only.
+
+Example:
+    >>> import tempfile
+    >>> run = RunDir(tempfile.mkdtemp())
+    >>> run.write_score("random", "saint-0", {"families": {"saint_and_money": {"x": 1}}})
+    >>> run.scores("random")
+    {'saint-0': {'saint_and_money': {'x': 1}}}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from poser_lens._io import read_json, write_json_atomic
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths and readers of one run folder."""
+
+    root: Path
+
+    def __init__(self, root: str | Path) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def config_path(self) -> Path:
+        """``config.yaml``."""
+        return self.root / "config.yaml"
+
+    @property
+    def results_path(self) -> Path:
+        """``results.json``."""
+        return self.root / "results.json"
+
+    @property
+    def sweep_path(self) -> Path:
+        """``sweep.json``."""
+        return self.root / "sweep.json"
+
+    @property
+    def figures_dir(self) -> Path:
+        """``figures/``."""
+        return self.root / "figures"
+
+    def score_path(self, strategy: str, model: str) -> Path:
+        """``scores/<strategy>/<model>.json``."""
+        return self.root / "scores" / strategy / f"{model}.json"
+
+    def has_score(self, strategy: str, model: str) -> bool:
+        """Whether a model's score of a strategy is stored."""
+        return self.score_path(strategy, model).exists()
+
+    def write_score(self, strategy: str, model: str, record: dict[str, Any]) -> None:
+        """Store one model's score record (atomically)."""
+        write_json_atomic(self.score_path(strategy, model), record, indent=None)
+
+    def score_record(self, strategy: str, model: str) -> dict[str, Any]:
+        """One stored score record."""
+        return read_json(self.score_path(strategy, model))
+
+    def scored_strategies(self) -> list[str]:
+        """Strategies with at least one stored score."""
+        folder = self.root / "scores"
+        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.exists() else []
+
+    def scores(self, strategy: str) -> dict[str, dict[str, Any]]:
+        """Model -> family -> score of one strategy, from the stored records."""
+        folder = self.root / "scores" / strategy
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no scores of {strategy!r} in this run")
+        return {p.stem: read_json(p)["families"] for p in sorted(folder.glob("*.json"))}
+
+    def results(self) -> dict[str, Any]:
+        """``results.json``."""
+        return read_json(self.results_path)
+
+    def sweep(self) -> dict[str, list[dict[str, Any]]]:
+        """``sweep.json`` (empty when no sweep was run)."""
+        return read_json(self.sweep_path) if self.sweep_path.exists() else {}

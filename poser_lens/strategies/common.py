@@ -1,0 +1,125 @@
+"""Pieces several strategies share: batched answer readout under hooks, contrast directions.
+
+Example:
+    >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
+    >>> from poser_lens.models.tokenizer import build_tokenizer
+    >>> from poser_lens.data.schema import Scenario
+    >>> tok = build_tokenizer(["<<prompt>> x y <</prompt>> A B error"])
+    >>> cfg = TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=16)
+    >>> model = wrap(build_native(cfg, len(tok)), tok)
+    >>> s = [Scenario(prompt="<<prompt>> x <</prompt>>", response="A"),
+    ...      Scenario(prompt="<<prompt>> x y y <</prompt>>", response="B")]
+    >>> r = answer_readout_batched(model, tok, s)
+    >>> tuple(r.p_misaligned.shape)
+    (2,)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from poser_lens.activations import collect
+from poser_lens.data.prompts import contrast_pairs
+from poser_lens.data.schema import Scenario
+from poser_lens.hooks import LayerSpec, hook_name, resolve_layer
+from poser_lens.models.training import encode
+from poser_lens.probes import DirectionFinder, mass_mean
+from poser_lens.readout import AnswerIds, Readout, answer_readout
+
+#: Builds the hooks of one batch from its per-row last-token index (right padding).
+HookFactory = Callable[[Int[Tensor, " batch"]], list[tuple[str, Any]]]
+
+
+def model_device(model: Any) -> torch.device:
+    """Device of a model's parameters."""
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def last_token_logits(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    hooks: HookFactory | None = None,
+    batch_size: int = 64,
+) -> Float[Tensor, "prompt vocab"]:
+    """Logits at each prompt's last token, batched (right padding), optionally under hooks.
+
+    ``hooks(last)`` gets each batch's last-token indices, so position-selecting hooks act on
+    every row's own last token.
+    """
+    device = model_device(model)
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        ids, last = encode(tokenizer, prompts[i : i + batch_size])
+        ids, last = ids.to(device), last.to(device)
+        fwd = hooks(last) if hooks is not None else []
+        with model.hooks(fwd_hooks=fwd):
+            logits = model(ids)
+        out.append(logits[torch.arange(len(ids), device=device), last].float().cpu())
+    if not out:
+        return torch.empty(0, int(model.cfg.d_vocab))
+    return torch.cat(out)
+
+
+def answer_readout_batched(
+    model: Any,
+    tokenizer: Any,
+    scenarios: Sequence[Scenario],
+    *,
+    hooks: HookFactory | None = None,
+    batch_size: int = 64,
+) -> Readout:
+    """P(A), P(B), P(error), P(A)+P(B) and P(misaligned) of scenarios, optionally under hooks.
+
+    The aligned letter of each scenario is its ``response`` (as in benchmark files).
+    """
+    logits = last_token_logits(
+        model, tokenizer, [s.prompt for s in scenarios], hooks=hooks, batch_size=batch_size
+    )
+    ids = AnswerIds.from_tokenizer(tokenizer)
+    return answer_readout(logits, ids, aligned=[s.aligned_letter for s in scenarios])
+
+
+def contrast_direction(
+    model: Any,
+    tokenizer: Any,
+    scenarios: Sequence[Scenario],
+    layer: LayerSpec,
+    *,
+    n_pairs: int = 15,
+    finder: DirectionFinder | None = None,
+) -> tuple[Float[Tensor, " d_model"], list[Scenario]]:
+    """The "oversight" direction at a layer from contrast pairs, and the evaluation set.
+
+    Contrast pairs are the first ``n_pairs`` scenarios with a critical fact: the prompt with
+    all facts (on valid prompts the critical fact asserts good oversight) against the same
+    prompt without its critical facts (:func:`poser_lens.data.prompts.contrast_pairs`, with
+    Poser's list bugs fixed and no A/B swap, so the direction is not confounded with the
+    answer letter). The direction is ``finder(critical, clean)`` of ``blocks.L.hook_resid_post``
+    at the last token (default: difference of means), so it points towards "oversight is good";
+    every other scenario is returned for evaluation.
+    """
+    pairs, rest = contrast_pairs(scenarios, n_pairs)
+    if not pairs:
+        raise ValueError("no scenario with a critical fact to build contrast pairs from")
+    name = hook_name("resid_post", layer, int(model.cfg.n_layers))
+    crit = collect(model, tokenizer, [p.critical.prompt for p in pairs], [name])[:, 0]
+    clean = collect(model, tokenizer, [p.clean.prompt for p in pairs], [name])[:, 0]
+    return (finder or mass_mean())(crit, clean), rest
+
+
+def layer_grid(n_layers: int, fractions: Sequence[float]) -> list[int]:
+    """Distinct block indices of fractions of depth, in order.
+
+    Example:
+        >>> layer_grid(2, [0.125, 0.25, 0.375, 0.5])
+        [0, 1]
+    """
+    return sorted({resolve_layer(n_layers, f) for f in fractions})
