@@ -299,3 +299,165 @@ def zoo_show(
             raise ValueError(f"{path}: no zoo.json (build one with `poser-lens zoo build`)")
         rows = json.loads(path.read_text())
     _console().print(_zoo_table(rows))
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    return tuple(x.strip() for x in value.split(",") if x.strip()) if value else None
+
+
+def _results_table(results: Mapping[str, Any]) -> Table:
+    """One row per strategy: ours with its CI beside the paper's number."""
+    from poser_lens.report import fmt_acc
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col, justify in (
+        ("strategy", "left"),
+        ("paper", "right"),
+        ("poser_lens [95% CI]", "right"),
+        ("pairs", "right"),
+    ):
+        table.add_column(col, justify=justify, no_wrap=True)
+    for name, r in results.items():
+        table.add_row(
+            name,
+            fmt_acc(r.get("paper_accuracy")),
+            fmt_acc(r["accuracy"], r["ci95"]),
+            str(r["n_pairs"]),
+        )
+    return table
+
+
+@app.command("run")
+def run_command(
+    strategies: Annotated[
+        str | None, typer.Option(help="Comma-separated strategies (default: all).")
+    ] = None,
+    pairs: Annotated[
+        int | None, typer.Option(min=1, help="Evaluate a seeded random subset of N pairs.")
+    ] = None,
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated models; only pairs of these models.")
+    ] = None,
+    testbed: Annotated[str, typer.Option(help="tiny (default), smol or poser.")] = "tiny",
+    seeds: Annotated[int, typer.Option(min=1, help="Tiny zoo: models per persona.")] = 6,
+    seed: Annotated[int, typer.Option(help="Seed of pair order, coins and strategies.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder (default: runs/<testbed>-<config hash>).")
+    ] = None,
+    zoo: Annotated[Path | None, typer.Option(help="Tiny: use this built zoo folder.")] = None,
+    zoo_config: Annotated[
+        Path | None, typer.Option(help="Tiny: YAML/JSON zoo settings (as `zoo build`).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML run config (e.g. a run folder's config.yaml).")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Scoring processes.")] = 2,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    sweep: Annotated[bool, typer.Option(help="Evaluate each strategy's settings grid.")] = True,
+    figures: Annotated[bool, typer.Option(help="Draw the figures.")] = True,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Score every model with every strategy, evaluate all pairs, write report and figures."""
+    import time
+
+    from poser_lens.runner import RunConfig, run, run_config_from_file
+
+    with _user_errors():
+        given = {
+            "testbed": testbed,
+            "seeds": seeds,
+            "seed": seed,
+            "workers": workers,
+            "device": device,
+            "sweep": sweep,
+            "figures": figures,
+            "strategies": _csv(strategies),
+            "pairs": pairs,
+            "models": _csv(models),
+            "zoo_dir": str(zoo) if zoo else None,
+            "zoo_config": str(zoo_config) if zoo_config else None,
+        }
+        given = {k: v for k, v in given.items() if v is not None}
+        cfg = run_config_from_file(config, **given) if config else RunConfig(**given)
+        t0 = time.perf_counter()
+        folder = run(cfg, out, progress=not quiet)
+        seconds = time.perf_counter() - t0
+        results = folder.results()
+    console = _console()
+    console.print(_results_table(results["strategies"]))
+    console.print(
+        f"run: {folder.root}  ({results['n_models']} models, {results['n_pairs']} pairs, "
+        f"{seconds:.0f} s)\nreport: {folder.root / 'report.md'}"
+    )
+
+
+@app.command("sweep")
+def sweep_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (holding config.yaml, scores/).")],
+    strategies: Annotated[
+        str | None, typer.Option(help="Comma-separated strategies (default: the run's).")
+    ] = None,
+) -> None:
+    """Re-evaluate a run over each strategy's settings grid from its stored scores."""
+    from poser_lens._io import write_json_atomic
+    from poser_lens.data.poser import ModelPair
+    from poser_lens.evaluation import sweep
+    from poser_lens.report import sensitivity_rows, write_report
+    from poser_lens.runner import ensemble_scores, run_config_from_file
+    from poser_lens.runs import RunDir
+
+    with _user_errors():
+        folder = RunDir(run_dir)
+        if not folder.config_path.exists():
+            raise ValueError(f"{folder.config_path}: not a run folder (no config.yaml)")
+        cfg = run_config_from_file(folder.config_path)
+        names = _csv(strategies) or cfg.strategies
+        pairs = sorted({(v["aligned"], v["faker"], v["family"]) for v in _verdict_pairs(folder)})
+        pair_objs = [ModelPair(a, f, f"data/benchmark/{fam}.json") for a, f, fam in pairs]
+        result = folder.sweep()
+        for name in names:
+            strat = cfg.strategy(name)
+            scores = ensemble_scores(folder, strat) if name == "ensemble" else folder.scores(name)
+            if strat.grid():
+                result[name] = sweep(strat, pair_objs, scores, seed=cfg.seed)
+        write_json_atomic(folder.sweep_path, result)
+        write_report(folder)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("strategy", "grid points", "min / median / max", "CI above", "CI below"):
+        table.add_column(col)
+    for row in sensitivity_rows({n: result[n] for n in names if n in result}):
+        table.add_row(*row)
+    _console().print(table)
+
+
+def _verdict_pairs(folder) -> list[dict[str, str]]:
+    """The pairs a run evaluated, read from its verdict files."""
+    import csv
+
+    files = sorted((folder.root / "verdicts").glob("*.csv"))
+    if not files:
+        raise ValueError(f"{folder.root}: no verdicts/ (run `poser-lens run` first)")
+    with files[0].open() as fh:
+        return list(csv.DictReader(fh))
+
+
+@app.command("figures")
+def figures_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (holding results.json).")],
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write (default RUN_DIR/figures).")
+    ] = None,
+) -> None:
+    """Re-draw a run's figures from its stored results (PNG and PDF)."""
+    from poser_lens.figures import make_figures
+    from poser_lens.runs import RunDir
+
+    with _user_errors():
+        folder = RunDir(run_dir)
+        if not folder.results_path.exists():
+            raise ValueError(f"{folder.results_path}: missing (run `poser-lens run` first)")
+        written = make_figures(folder, out)
+    typer.echo(f"wrote {len(written)} files to {out or folder.figures_dir}")
