@@ -83,7 +83,10 @@ class RunConfig:
         if self.testbed not in ("tiny", "smol", "poser"):
             raise ValueError(f"testbed {self.testbed!r}: expected tiny, smol or poser")
         for name in (*self.strategies, *self.strategy_configs):
-            strategy_class(name)  # raises for unknown names
+            if name not in STRATEGY_NAMES:
+                raise ValueError(
+                    f"unknown strategy {name!r}; expected one of {', '.join(STRATEGY_NAMES)}"
+                )
         if self.pairs is not None and self.pairs < 1:
             raise ValueError(f"pairs must be >= 1, got {self.pairs}")
 
@@ -415,7 +418,7 @@ def evaluate_run(
 
 
 def run(
-    cfg: RunConfig = RunConfig(), out: str | Path | None = None, *, progress: bool = True
+    cfg: RunConfig | None = None, out: str | Path | None = None, *, progress: bool = True
 ) -> RunDir:
     """The main job: build/reuse the testbed, score, evaluate, report, draw figures.
 
@@ -430,6 +433,8 @@ def run(
     import yaml
 
     from poser_lens.report import write_report
+
+    cfg = cfg if cfg is not None else RunConfig()
 
     folder = RunDir(out if out is not None else Path("runs") / f"{cfg.testbed}-{cfg.key()}")
     t0 = time.perf_counter()

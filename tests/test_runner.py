@@ -1,0 +1,84 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from poser_lens.cli import app
+from poser_lens.runner import RunConfig, run, run_config_from_file
+from poser_lens.runs import RunDir
+from poser_lens.strategies import STRATEGY_NAMES
+
+
+@pytest.fixture(scope="module")
+def small_run(small_zoo, tmp_path_factory):
+    cfg = RunConfig(zoo_dir=str(small_zoo), workers=1, seeds=1)
+    return cfg, run(cfg, tmp_path_factory.mktemp("run"), progress=False)
+
+
+def test_run_scores_every_strategy_on_the_pair(small_run):
+    cfg, folder = small_run
+    results = folder.results()
+    assert set(results["strategies"]) == set(STRATEGY_NAMES)
+    for name, r in results["strategies"].items():
+        assert r["n_pairs"] == 1, name
+        assert r["accuracy"] in (0.0, 1.0), name
+        lo, hi = r["ci95"]
+        assert 0.0 <= lo <= hi <= 1.0
+        assert "paper_accuracy" in r
+    for name in STRATEGY_NAMES:
+        if name != "ensemble":
+            assert set(folder.scores(name)) == {"truth_teller-0", "reward_maximizer-0"}
+    assert (folder.root / "report.md").read_text().startswith("# poser_lens run")
+    assert (folder.root / "figures" / "summary.png").exists()
+    assert run_config_from_file(folder.config_path) == cfg
+
+
+def test_rerun_resumes_from_stored_scores(small_run):
+    cfg, folder = small_run
+    before = {p: p.stat().st_mtime_ns for p in (folder.root / "scores").rglob("*.json")}
+    run(cfg, folder.root, progress=False)
+    after = {p: p.stat().st_mtime_ns for p in (folder.root / "scores").rglob("*.json")}
+    assert before == after
+
+
+def test_cli_figures_and_sweep_from_stored_results(small_run):
+    _, folder = small_run
+    res = CliRunner().invoke(app, ["figures", str(folder.root)])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["sweep", str(folder.root), "--strategies", "s2_noise"])
+    assert res.exit_code == 0, res.output
+    assert "s2_noise" in RunDir(folder.root).sweep()
+
+
+def test_bad_input_is_one_line_and_nothing_is_written(tmp_path):
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["run", "--strategies", "s9_magic", "--out", str(out)])
+    assert res.exit_code == 1
+    assert res.output.strip().startswith("error: unknown strategy 's9_magic'")
+    assert not out.exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pairs: 0\n")
+    res = CliRunner().invoke(app, ["run", "--config", str(bad)])
+    assert res.exit_code == 1 and "bad.yaml" in res.output
+
+
+def test_cli_run_on_the_small_zoo(small_zoo, tmp_path):
+    out = tmp_path / "r"
+    args = [
+        "run",
+        "--zoo",
+        str(small_zoo),
+        "--strategies",
+        "confidence_baseline,random",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+        "--no-figures",
+    ]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "confidence_baseline" in res.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["strategies"]["random"]["paper_accuracy"] == 0.5
