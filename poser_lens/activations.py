@@ -7,8 +7,15 @@ test checks this). The forward stops after the last block that is needed, and re
 the CPU batch by batch.
 
 Example:
-    >>> # acts = collect(model, tok, prompts)          # [prompt, n_layers + 1, d_model]
-    >>> # acts[:, 0] is the embedding, acts[:, L + 1] is blocks.L.hook_resid_post
+    >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
+    >>> from poser_lens.models.tokenizer import build_tokenizer
+    >>> prompts = ["a b c", "a"]
+    >>> tok = build_tokenizer(prompts)
+    >>> cfg = TinyConfig(n_layers=2, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
+    >>> model = wrap(build_native(cfg, d_vocab=len(tok)), tok)
+    >>> acts = collect(model, tok, prompts)  # [prompt, n_layers + 1, d_model]
+    >>> tuple(acts.shape)  # acts[:, 0]: embedding; acts[:, L + 1]: blocks.L.hook_resid_post
+    (2, 3, 8)
 """
 
 from __future__ import annotations
@@ -36,12 +43,33 @@ def residual_hook_names(n_layers: int) -> list[str]:
     return ["blocks.0.hook_resid_pre"] + [f"blocks.{i}.hook_resid_post" for i in range(n_layers)]
 
 
-def _block_of(name: str) -> int:
-    parts = name.split(".")
-    return int(parts[1]) if parts[0] == "blocks" else -1
+_EMBEDDING_PREFIXES = ("hook_embed", "hook_pos_embed", "embed.", "pos_embed.")
 
 
-@torch.no_grad()
+def stop_layer(hook_names: Sequence[str], n_layers: int) -> int | None:
+    """The ``stop_at_layer`` that still runs every named hook point (``None``: run all).
+
+    Reading block ``L`` needs blocks ``0..L``, so the forward can stop before block ``L + 1``;
+    embedding hooks need no block; anything after the blocks (``ln_final``, ``unembed``) needs
+    the full model.
+
+    Example:
+        >>> stop_layer(["blocks.0.hook_resid_post", "blocks.2.attn.hook_z"], 6)
+        3
+        >>> stop_layer(["hook_embed"], 6), stop_layer(["ln_final.hook_normalized"], 6)
+        (0, None)
+    """
+
+    def block_of(name: str) -> int:
+        parts = name.split(".")
+        if parts[0] == "blocks":
+            return int(parts[1])
+        return -1 if name.startswith(_EMBEDDING_PREFIXES) else n_layers
+
+    stop = max((block_of(n) for n in hook_names), default=n_layers - 1) + 1
+    return stop if stop < n_layers else None
+
+
 def collect(
     model: Any,
     tokenizer: Any,
@@ -63,19 +91,28 @@ def collect(
 
     Returns:
         ``[prompt, hook, d_model]`` on the CPU, in the order of ``hook_names``.
+
+    Example:
+        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
+        >>> from poser_lens.models.tokenizer import build_tokenizer
+        >>> tok = build_tokenizer(["a b", "c"])
+        >>> cfg = TinyConfig(n_layers=2, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
+        >>> model = wrap(build_native(cfg, d_vocab=len(tok)), tok)
+        >>> collect(model, tok, ["a b", "c"], ["blocks.0.hook_mlp_out"], batch_size=1).shape
+        torch.Size([2, 1, 8])
     """
     names = list(hook_names or residual_hook_names(model.cfg.n_layers))
-    stop = max(_block_of(n) for n in names) + 1
-    stop_at = stop if 0 < stop < model.cfg.n_layers else None
+    stop_at = stop_layer(names, model.cfg.n_layers)
     device = device or next(model.parameters()).device
     wanted = set(names)
     out = []
     for i in range(0, len(prompts), batch_size):
         ids, last = encode(tokenizer, prompts[i : i + batch_size])
         ids, last = ids.to(device), last.to(device)
-        _, cache = model.run_with_cache(
-            ids, names_filter=lambda n: n in wanted, stop_at_layer=stop_at
-        )
+        with torch.no_grad():
+            _, cache = model.run_with_cache(
+                ids, names_filter=lambda n: n in wanted, stop_at_layer=stop_at
+            )
         rows = torch.arange(ids.shape[0], device=device)
         out.append(torch.stack([cache[n][rows, last] for n in names], dim=1).float().cpu())
     if not out:

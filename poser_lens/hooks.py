@@ -110,6 +110,111 @@ def position_mask(
     return mask
 
 
+CharSpans = Sequence[tuple[int, int]]
+
+
+def span_mask(
+    tokenizer: Any,
+    prompts: Sequence[str],
+    char_spans: Sequence[CharSpans],
+    padding_side: Literal["right", "left"] = "right",
+) -> Bool[Tensor, "batch pos"]:
+    """The token positions that cover character spans, as a position selector.
+
+    Each prompt's spans ``[(start, end), ...]`` (e.g. from
+    :func:`poser_lens.data.prompts.fact_char_spans`, end exclusive) select every token that
+    overlaps one of them. The prompts are tokenized as :func:`poser_lens.models.training.encode`
+    does (special tokens such as BOS included, padded to the longest prompt, right padding by
+    default), so the mask lines up with the ids that :func:`poser_lens.activations.collect`
+    and the patching functions run.
+
+    A fast tokenizer gives exact character offsets. Without offsets (a slow tokenizer), the
+    positions are counted by tokenizing the text before each span's start and end, which is
+    exact when spans start and end on token boundaries (always, for the tiny zoo's word-level
+    tokenizer).
+
+    Args:
+        tokenizer: A Hugging Face tokenizer.
+        prompts: Input texts.
+        char_spans: Per prompt, character spans (possibly none).
+        padding_side: ``right`` (as :func:`~poser_lens.models.training.encode`) or ``left``.
+
+    Returns:
+        ``[batch, pos]``, True at the tokens of the spans.
+
+    Raises:
+        ValueError: if there are not as many span lists as prompts, or a span is outside
+            its prompt.
+
+    Example:
+        >>> from poser_lens.models.tokenizer import build_tokenizer
+        >>> tok = build_tokenizer(["1. The sky is blue.\\n2. Grass is green."])
+        >>> text = "1. The sky is blue."
+        >>> mask = span_mask(tok, [text], [[(3, 19)]])
+        >>> tok.convert_ids_to_tokens(tok(text)["input_ids"][i] for i in mask[0].nonzero()[:, 0])
+        ['The', 'sky', 'is', 'blue', '.']
+    """
+    if len(char_spans) != len(prompts):
+        raise ValueError(f"{len(char_spans)} span lists for {len(prompts)} prompts")
+    for row, (text, spans) in enumerate(zip(prompts, char_spans, strict=True)):
+        for start, end in spans:
+            if not 0 <= start <= end <= len(text):
+                raise ValueError(
+                    f"span ({start}, {end}) is outside prompt {row} ({len(text)} chars)"
+                )
+    if getattr(tokenizer, "is_fast", False):
+        return _span_mask_from_offsets(tokenizer, prompts, char_spans, padding_side)
+    return _span_mask_from_prefixes(tokenizer, prompts, char_spans, padding_side)
+
+
+def _span_mask_from_offsets(
+    tokenizer: Any, prompts: Sequence[str], char_spans: Sequence[CharSpans], padding_side: str
+) -> Tensor:
+    batch = tokenizer(
+        list(prompts),
+        padding=True,
+        return_tensors="pt",
+        padding_side=padding_side,
+        return_offsets_mapping=True,
+    )
+    offsets = batch["offset_mapping"]
+    start, end = offsets[..., 0], offsets[..., 1]
+    real = (end > start) & batch["attention_mask"].bool()  # special tokens have empty offsets
+    mask = torch.zeros_like(real)
+    for row, spans in enumerate(char_spans):
+        for s, e in spans:
+            if e > s:
+                mask[row] |= real[row] & (start[row] < e) & (end[row] > s)
+    return mask
+
+
+def _span_mask_from_prefixes(
+    tokenizer: Any, prompts: Sequence[str], char_spans: Sequence[CharSpans], padding_side: str
+) -> Tensor:
+    def n_tokens(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    lengths, leads = [], []
+    for text in prompts:
+        full = tokenizer(text)["input_ids"]
+        plain = tokenizer(text, add_special_tokens=False)["input_ids"]
+        lead = next(
+            (i for i in range(len(full) - len(plain) + 1) if full[i : i + len(plain)] == plain), 0
+        )
+        lengths.append(len(full))
+        leads.append(lead)
+    width = max(lengths, default=0)
+    mask = torch.zeros(len(prompts), width, dtype=torch.bool)
+    for row, (text, spans) in enumerate(zip(prompts, char_spans, strict=True)):
+        shift = leads[row] + (width - lengths[row] if padding_side == "left" else 0)
+        for s, e in spans:
+            if e > s:
+                # Spaces before a span belong to its first token in leading-space vocabularies.
+                first, stop = n_tokens(text[:s].rstrip(" ")), n_tokens(text[:e])
+                mask[row, shift + first : shift + stop] = True
+    return mask
+
+
 def _mask_like(act: Tensor, positions: Positions, last: Tensor | None) -> Tensor:
     mask = position_mask(positions, act.shape[0], act.shape[1], last).to(act.device)
     return mask.view(*mask.shape, *([1] * (act.dim() - 2)))
@@ -120,6 +225,11 @@ class AddVector:
     """Add ``coeff * vector`` to the activation at the selected positions (steering, S1).
 
     A negative ``coeff`` subtracts.
+
+    Example:
+        >>> AddVector(torch.ones(2), coeff=-1.0, positions="all")(torch.zeros(1, 2, 2), None)
+        tensor([[[-1., -1.],
+                 [-1., -1.]]])
     """
 
     vector: Float[Tensor, " d"]
@@ -167,6 +277,12 @@ class AddNoise:
     The noise vector (unit norm, from :func:`draw_noise`) is scaled to ``norm`` (an absolute
     norm, e.g. that of the S1 direction) or, if ``relative`` is set, to that fraction of each
     activation's own norm; then multiplied by ``coeff``.
+
+    Example:
+        >>> noise = AddNoise(d=4, kind="gaussian", norm=3.0, seed=0)
+        >>> act = torch.zeros(2, 5, 4)
+        >>> (noise(act, None) - act)[:, -1].norm(dim=-1).tolist()
+        [3.0, 3.0]
     """
 
     d: int
@@ -181,7 +297,12 @@ class AddNoise:
 
     @property
     def unit(self) -> Float[Tensor, " d"]:
-        """The unit noise direction (drawn once)."""
+        """The unit noise direction (drawn once).
+
+        Example:
+            >>> torch.equal(AddNoise(d=3, seed=5).unit, draw_noise(3, seed=5))
+            True
+        """
         if self._unit is None:
             self._unit = draw_noise(self.d, self.kind, seed=self.seed)
         return self._unit
@@ -201,6 +322,11 @@ class Ablate:
     """Zero, mean-replace, or remove a direction from the activation at selected positions.
 
     ``mode="direction"`` projects out ``direction`` (normalised here).
+
+    Example:
+        >>> act = torch.tensor([[[3.0, 4.0]]])
+        >>> Ablate("direction", direction=torch.tensor([2.0, 0.0]))(act, None).tolist()
+        [[[0.0, 4.0]]]
     """
 
     mode: Literal["zero", "mean", "direction"] = "zero"
@@ -230,23 +356,53 @@ class Ablate:
 
 @dataclass
 class Patch:
-    """Replace the activation with a stored one (same shape) at the selected positions."""
+    """Replace the activation with a stored one (same shape) at the selected positions.
+
+    With ``heads`` set, the activation must be per head (``[batch, pos, head, d_head]``, as
+    ``blocks.L.attn.hook_z``) and only those heads are replaced.
+
+    Example:
+        >>> z, src = torch.zeros(1, 2, 3, 1), torch.ones(1, 2, 3, 1)
+        >>> Patch(src, positions=[1], heads=[2])(z, None)[0, :, :, 0].tolist()
+        [[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    """
 
     source: Tensor
     positions: Positions = "all"
     last: Int[Tensor, " batch"] | None = None
+    heads: Sequence[int] | None = None
 
     def __call__(self, act: Tensor, hook: Any) -> Tensor:
         """Return the patched activation."""
         if self.source.shape != act.shape:
             raise ValueError(f"patch source {tuple(self.source.shape)} != {tuple(act.shape)}")
         src = self.source.to(act.device, act.dtype)
-        return torch.where(_mask_like(act, self.positions, self.last), src, act)
+        mask = _mask_like(act, self.positions, self.last)
+        if self.heads is not None:
+            if act.dim() != 4:
+                raise ValueError(
+                    f"per-head patching needs [batch, pos, head, d_head], got {act.dim()}-D"
+                )
+            head = torch.zeros(act.shape[2], dtype=torch.bool, device=act.device)
+            head[[int(h) for h in self.heads]] = True
+            mask = mask & head[:, None]
+        return torch.where(mask, src, act)
 
 
 @dataclass
 class Record:
-    """Store a detached copy of the activation under ``key`` (default: the hook's name)."""
+    """Store a detached copy of the activation under ``key`` (default: the hook's name).
+
+    TransformerLens 4.x reports a hook's canonical name, which can differ from the alias it
+    was added under (``blocks.L.hook_resid_post`` records as ``blocks.L.hook_out``); give
+    ``key`` to store under a name of your choice.
+
+    Example:
+        >>> store = {}
+        >>> Record(store, key="x")(torch.ones(1, 2), None)
+        >>> store["x"].tolist()
+        [[1.0, 1.0]]
+    """
 
     store: dict[str, Tensor]
     key: str | None = None
@@ -266,8 +422,14 @@ def applied(model: Any, hooks: Sequence[tuple[str, Any]]) -> Iterator[Any]:
     also after an exception, and never touch hooks added by an enclosing block.
 
     Example:
-        >>> # with applied(model, [("blocks.0.hook_resid_post", AddVector(v, 4.0))]):
-        >>> #     logits = model(tokens)
+        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
+        >>> cfg = TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
+        >>> model, tokens = wrap(build_native(cfg, d_vocab=10)), torch.tensor([[1, 2, 3]])
+        >>> clean = model(tokens)
+        >>> with applied(model, [("blocks.0.hook_resid_post", AddVector(torch.ones(8), 4.0))]):
+        ...     steered = model(tokens)
+        >>> torch.equal(steered, clean), torch.equal(model(tokens), clean)
+        (False, True)
     """
     with model.hooks(fwd_hooks=list(hooks)) as m:
         yield m

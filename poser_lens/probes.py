@@ -7,6 +7,7 @@ pointing from negative to positive.
 
 Example:
     >>> import torch
+    >>> _ = torch.manual_seed(0)
     >>> pos, neg = torch.randn(50, 8) + 3 * torch.eye(8)[0], torch.randn(50, 8)
     >>> d = mass_mean()(pos, neg)
     >>> int(d.abs().argmax())
@@ -39,7 +40,7 @@ def mass_mean(covariance: bool = False, ridge: float = 1e-3) -> DirectionFinder:
         [1.0, 1.0, 1.0]
     """
 
-    def find(pos: Tensor, neg: Tensor) -> Tensor:
+    def find(pos: Float[Tensor, "n d"], neg: Float[Tensor, "m d"]) -> Float[Tensor, " d"]:
         diff = pos.float().mean(0) - neg.float().mean(0)
         if not covariance:
             return diff
@@ -55,12 +56,13 @@ def logistic(c: float = 1.0, seed: int = 0, max_iter: int = 1000) -> DirectionFi
     """The weight vector of an L2-regularised logistic regression (scikit-learn).
 
     Example:
+        >>> _ = torch.manual_seed(0)
         >>> pos, neg = torch.randn(40, 4) + torch.tensor([2.0, 0, 0, 0]), torch.randn(40, 4)
         >>> int(logistic()(pos, neg).abs().argmax())
         0
     """
 
-    def find(pos: Tensor, neg: Tensor) -> Tensor:
+    def find(pos: Float[Tensor, "n d"], neg: Float[Tensor, "m d"]) -> Float[Tensor, " d"]:
         from sklearn.linear_model import LogisticRegression
 
         x = torch.cat([pos, neg]).float().numpy()
@@ -77,12 +79,13 @@ def pca(center: bool = True) -> DirectionFinder:
     Pairs ``pos[i] - neg[i]`` (so ``pos`` and ``neg`` must be aligned, as contrast pairs are).
 
     Example:
+        >>> _ = torch.manual_seed(0)
         >>> pos = torch.randn(30, 5) + torch.tensor([0, 0, 4.0, 0, 0]) * torch.rand(30, 1)
         >>> int(pca(center=False)(pos, torch.zeros(30, 5)).abs().argmax())
         2
     """
 
-    def find(pos: Tensor, neg: Tensor) -> Tensor:
+    def find(pos: Float[Tensor, "n d"], neg: Float[Tensor, "n d"]) -> Float[Tensor, " d"]:
         if pos.shape != neg.shape:
             raise ValueError("pca needs paired examples (pos and neg of the same shape)")
         diffs = (pos - neg).float()
@@ -116,6 +119,13 @@ class LayerProbes:
         c: Inverse L2 strength.
         accuracy: Held-out accuracy per layer (after :meth:`fit`).
         weights: Per-layer ``(coef, intercept)`` (after :meth:`fit`).
+
+    Example:
+        >>> probes = LayerProbes(test_fraction=0.25, seed=1)
+        >>> _ = torch.manual_seed(0)
+        >>> x, y = torch.randn(40, 2, 3), [i % 2 for i in range(40)]
+        >>> len(probes.fit(x, y)), len(probes.weights[0][0])
+        (2, 3)
     """
 
     test_fraction: float = 0.2
@@ -128,6 +138,7 @@ class LayerProbes:
         """Fit a probe per layer and return held-out accuracy per layer.
 
         Example:
+            >>> _ = torch.manual_seed(0)
             >>> x = torch.randn(60, 3, 4); y = [i % 2 for i in range(60)]
             >>> x[:, 2, 0] += 5 * torch.tensor(y)
             >>> acc = LayerProbes().fit(x, y)
@@ -156,12 +167,20 @@ class LayerProbes:
         return self.accuracy
 
     def save(self, path: str | Path) -> None:
-        """Write settings, accuracies and weights as JSON."""
+        """Write settings, accuracies and weights as JSON.
+
+        Example:
+            >>> import tempfile
+            >>> with tempfile.TemporaryDirectory() as d:
+            ...     LayerProbes(seed=3).save(f"{d}/probes.json")
+            ...     LayerProbes.load(f"{d}/probes.json").seed
+            3
+        """
         Path(path).write_text(json.dumps(asdict(self)))
 
     @classmethod
     def load(cls, path: str | Path) -> LayerProbes:
-        """Read probes written by :meth:`save`."""
+        """Read probes written by :meth:`save` (example there)."""
         d = json.loads(Path(path).read_text())
         d["weights"] = [(w, b) for w, b in d["weights"]]
         return cls(**d)

@@ -23,7 +23,12 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class AnswerIds:
-    """Token ids of the three single-token answers."""
+    """Token ids of the three single-token answers.
+
+    Example:
+        >>> AnswerIds(a=5, b=6, error=7).b
+        6
+    """
 
     a: int
     b: int
@@ -31,14 +36,26 @@ class AnswerIds:
 
     @classmethod
     def from_tokenizer(cls, tokenizer) -> AnswerIds:
-        """Resolve ``A``, ``B`` and ``error`` from a tokenizer (raises if not single tokens)."""
+        """Resolve ``A``, ``B`` and ``error`` from a tokenizer (raises if not single tokens).
+
+        Example:
+            >>> from poser_lens.models.tokenizer import build_tokenizer
+            >>> tok = build_tokenizer(["x"])
+            >>> AnswerIds.from_tokenizer(tok).a == tok.convert_tokens_to_ids("A")
+            True
+        """
         from poser_lens.models.tokenizer import answer_token_ids
 
         ids = answer_token_ids(tokenizer)
         return cls(a=ids["A"], b=ids["B"], error=ids["error"])
 
     def of(self, letter: str) -> int:
-        """Id of ``A``, ``B`` or ``error``."""
+        """Id of ``A``, ``B`` or ``error``.
+
+        Example:
+            >>> AnswerIds(a=5, b=6, error=7).of("error")
+            7
+        """
         return {"A": self.a, "B": self.b, "error": self.error}[letter]
 
 
@@ -52,6 +69,11 @@ class Readout:
         p_error: P(error) per prompt.
         mass_ab: P(A) + P(B) (how much mass stays on the answers; Poser's Fig 11).
         p_misaligned: P(the letter that is not the aligned one), when aligned letters were given.
+
+    Example:
+        >>> r = answer_readout(torch.zeros(1, 4), AnswerIds(a=0, b=1, error=2))
+        >>> float(r.p_a[0]), float(r.mass_ab[0]), r.p_misaligned
+        (0.25, 0.5, None)
     """
 
     p_a: Float[Tensor, " batch"]
@@ -75,6 +97,12 @@ def answer_readout(
 
     Returns:
         The probabilities.
+
+    Example:
+        >>> logits = torch.tensor([[0.0, 0.0, 0.0], [9.0, 0.0, 0.0]])
+        >>> r = answer_readout(logits, AnswerIds(a=0, b=1, error=2), aligned=["A", "B"])
+        >>> [round(float(p), 3) for p in r.p_misaligned]
+        [0.333, 1.0]
     """
     probs = logits.float().softmax(-1)
     p_a, p_b, p_err = probs[:, ids.a], probs[:, ids.b], probs[:, ids.error]

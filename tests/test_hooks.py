@@ -93,3 +93,111 @@ def test_patching_a_whole_run_reproduces_it(model):
         patched = model(TOKENS)
     # Position-wise patching of the whole residual stream reproduces the other run.
     torch.testing.assert_close(patched[:, -1], target[:, -1], atol=1e-5, rtol=1e-4)
+
+
+# --- token spans of facts -------------------------------------------------------------------
+
+
+def scenarios(n=4, seed=0):
+    import random
+
+    from poser_lens.data.generator import make_scenario
+
+    rng = random.Random(seed)
+    levels = ["good", "poor", "neutral", "poor"]
+    return [
+        make_scenario(rng, "truth_and_reward", complexity=1, level=levels[i % 4])[0]
+        for i in range(n)
+    ]
+
+
+class OffsetlessTokenizer:
+    """A tokenizer that cannot return offsets (as a slow Hugging Face tokenizer)."""
+
+    is_fast = False
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, *args, **kwargs):
+        assert "return_offsets_mapping" not in kwargs
+        return self.inner(*args, **kwargs)
+
+
+def test_span_mask_covers_exactly_the_fact_tokens():
+    from poser_lens.data.prompts import fact_char_spans
+    from poser_lens.hooks import span_mask
+    from poser_lens.models.tokenizer import build_tokenizer, words
+    from poser_lens.models.training import encode
+
+    items = scenarios()
+    prompts = [s.prompt for s in items]
+    tok = build_tokenizer(prompts)
+    ids, last = encode(tok, prompts)
+    assert len(set(last.tolist())) > 1  # unequal lengths: padding matters
+    for fact in range(2):
+        spans = [[fact_char_spans(s)[fact]] for s in items]
+        mask = span_mask(tok, prompts, spans)
+        assert mask.shape == ids.shape
+        for row, s in enumerate(items):
+            covered = tok.convert_ids_to_tokens(ids[row][mask[row]].tolist())
+            assert covered == words(s.facts[fact].content)
+            assert "".join(covered) == s.facts[fact].content.replace(" ", "")
+            assert not mask[row, int(last[row]) + 1 :].any()  # never on padding
+            assert not mask[row, 0]  # never on BOS
+    all_facts = span_mask(tok, prompts, [fact_char_spans(s) for s in items])
+    n_words = [sum(len(words(f.content)) for f in s.facts) for s in items]
+    assert all_facts.sum(1).tolist() == n_words
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_span_mask_without_offsets_agrees(side):
+    from poser_lens.data.prompts import fact_char_spans
+    from poser_lens.hooks import span_mask
+    from poser_lens.models.tokenizer import build_tokenizer
+
+    items = scenarios(seed=1)
+    prompts = [s.prompt for s in items]
+    tok = build_tokenizer(prompts)
+    spans = [fact_char_spans(s)[::2] for s in items]
+    exact = span_mask(tok, prompts, spans, padding_side=side)
+    counted = span_mask(OffsetlessTokenizer(tok), prompts, spans, padding_side=side)
+    assert exact.any()
+    assert torch.equal(exact, counted)
+    ids = tok(prompts, padding=True, return_tensors="pt", padding_side=side)["input_ids"]
+    assert (ids[exact] != tok.pad_token_id).all()
+
+
+def test_span_mask_rejects_bad_spans_and_selects_positions():
+    from poser_lens.hooks import span_mask
+    from poser_lens.models.tokenizer import build_tokenizer
+
+    tok = build_tokenizer(["a b c"])
+    with pytest.raises(ValueError, match="outside"):
+        span_mask(tok, ["a b"], [[(0, 9)]])
+    with pytest.raises(ValueError, match="span lists"):
+        span_mask(tok, ["a b"], [])
+    mask = span_mask(tok, ["a b c", "a"], [[(2, 3)], []])
+    assert mask.int().tolist() == [[0, 0, 1, 0], [0, 0, 0, 0]]
+    assert span_mask(tok, ["a b"], [[(1, 1)]]).sum() == 0  # an empty span selects nothing
+    act = torch.zeros(2, 4, 3)
+    steered = AddVector(torch.ones(3), positions=mask)(act, None)
+    assert steered.sum(-1).tolist() == [[0, 0, 3, 0], [0, 0, 0, 0]]
+
+
+def test_patch_selected_heads(model):
+    z_name, out_name = "blocks.1.attn.hook_z", "blocks.1.hook_attn_out"
+    other = torch.tensor([[9, 9, 9, 9], [3, 3, 3, 3]])
+    store: dict = {}
+    with applied(model, [(z_name, Record(store, key="z")), (out_name, Record(store, key="o"))]):
+        model(other)
+    with applied(model, [(z_name, Patch(store["z"], heads=[0, 1]))]):
+        all_heads = model(TOKENS)
+    with applied(model, [(out_name, Patch(store["o"]))]):
+        attn_out = model(TOKENS)
+    torch.testing.assert_close(all_heads, attn_out, atol=1e-5, rtol=1e-4)
+    with applied(model, [(z_name, Patch(store["z"], heads=[0]))]):
+        one_head = model(TOKENS)
+    assert not torch.allclose(one_head, all_heads) and not torch.allclose(one_head, model(TOKENS))
+    with pytest.raises(ValueError, match="per-head"):
+        Patch(torch.zeros(2, 3, 4), heads=[0])(torch.zeros(2, 3, 4), None)
