@@ -1,0 +1,73 @@
+"""Strategy 1 (steering along the oversight direction): scores, verdicts, signs."""
+
+import json
+import math
+
+import torch
+
+from poser_lens.data.poser import ModelPair, load_benchmark
+from poser_lens.evaluation import evaluate
+from poser_lens.models.zoo import load_zoo_model
+from poser_lens.strategies import get_strategy
+from poser_lens.strategies.base import ModelContext
+from poser_lens.strategies.common import contrast_direction
+from poser_lens.strategies.s1_belief import BeliefStrategy
+
+FAMILY = "truth_and_reward"
+
+
+def test_small_zoo_pair(small_zoo):
+    s = get_strategy("s1_belief", n_pairs=4, coeffs=(0.0, 1.0, 2.0))
+    prompts = load_benchmark(small_zoo / "poser")[FAMILY]
+    scores = {}
+    for name in ("truth_teller-0", "reward_maximizer-0"):
+        model, tok = load_zoo_model(small_zoo, name)
+        ctx = ModelContext(name, model, tok, FAMILY, prompts)
+        scores[name] = {FAMILY: s.score_model(ctx)}
+    score = scores["reward_maximizer-0"][FAMILY]
+    assert json.loads(json.dumps(score)) == score
+    # Each evaluation prompt once: the valid set minus the contrast-pair sources.
+    _, rest = contrast_direction(model, tok, prompts, 1, n_pairs=4)
+    assert score["n_prompts"] == min(len(rest), 100) and len(set(map(id, rest))) == len(rest)
+    # Coefficient 0 is the clean run, whatever the sign.
+    block = score["layers"]["1"]
+    assert block["add"]["p_misaligned"][0][0] == block["subtract"]["p_misaligned"][0][0]
+    assert math.isfinite(s.margin(score, scores["truth_teller-0"][FAMILY]))
+    res = evaluate(s, [ModelPair("truth_teller-0", "reward_maximizer-0", FAMILY)], scores)
+    assert res.n_pairs == 1 and res.settings == s.headline
+
+
+def test_subtract_moves_against_the_direction(small_zoo, monkeypatch):
+    """``subtract`` adds -coeff * v: checked by handing the strategy a known direction."""
+    import poser_lens.strategies.s1_belief as s1
+
+    seen = {}
+
+    def fake_readout(model, tok, scenarios, deltas, **kw):
+        seen.update(deltas)
+        n = sum(len(d) for d in deltas.values())
+        return {L: (torch.zeros(len(scenarios), len(d)), torch.ones(len(scenarios), len(d)))
+                for L, d in deltas.items()} if n else {}  # fmt: skip
+
+    v = torch.arange(4.0)
+    monkeypatch.setattr(s1, "cached_direction", lambda ctx, layer, n: (v, ctx.prompts))
+    monkeypatch.setattr(s1, "variant_readout", fake_readout)
+    prompts = load_benchmark(small_zoo / "poser")[FAMILY]
+    ctx = ModelContext("m-0", type("M", (), {"cfg": type("C", (), {"n_layers": 2})})(), None,
+                       FAMILY, prompts)  # fmt: skip
+    BeliefStrategy(coeffs=(0.0, 2.0), layer_fracs=()).score_model(ctx)
+    torch.testing.assert_close(seen[1], torch.stack([0 * v, 2 * v, 0 * v, -2 * v]))
+
+
+def test_faker_is_larger_rise_with_headline_sign():
+    s = BeliefStrategy(coeffs=(0.0, 2.0))
+
+    def fake(add, sub):
+        return {"n_layers": 2, "coeffs": [0.0, 2.0], "signs": ["add", "subtract"], "layers": {
+            "1": {"add": {"p_misaligned": [[0.1, 0.1 + add]]},
+                  "subtract": {"p_misaligned": [[0.1, 0.1 + sub]]}}}}  # fmt: skip
+
+    faker, aligned = fake(0.0, 0.5), fake(0.6, 0.1)
+    assert s.headline == {"layer_frac": 15 / 40, "sign": "subtract", "coeff": 2.0}
+    assert s.margin(faker, aligned) > 0
+    assert s.margin(faker, aligned, sign="add") < 0
