@@ -1,0 +1,159 @@
+"""Activation patching detector (beyond the paper): the oversight fact's effect on P(misaligned).
+
+Example:
+    >>> PatchingStrategy().headline
+    {'metric': 'p', 'layer_frac': 0.5}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from poser_lens.data.prompts import remove_critical
+from poser_lens.hooks import hook_name, resolve_layer
+from poser_lens.readout import Readout
+from poser_lens.strategies.base import ModelContext, Score, Strategy
+from poser_lens.strategies.common import answer_readout_batched
+from poser_lens.strategies.s4_concepts import last_residuals
+from poser_lens.strategies.s6_attentiveness import critical_prompts
+
+
+@dataclass
+class PatchLast:
+    """Write one stored vector per row into the activation at that row's last position.
+
+    A patch between runs of different lengths: only the last positions are aligned.
+
+    Example:
+        >>> f = PatchLast(torch.ones(2, 3), torch.tensor([0, 1]))
+        >>> f(torch.zeros(2, 2, 3), None)[:, :, 0].tolist()
+        [[1.0, 0.0], [0.0, 1.0]]
+    """
+
+    source: Float[Tensor, "batch d"]
+    last: Int[Tensor, " batch"]
+
+    def __call__(self, act: Tensor, hook: Any) -> Tensor:
+        """Return the patched activation."""
+        act = act.clone()
+        rows = torch.arange(act.shape[0], device=act.device)
+        act[rows, self.last.to(act.device)] = self.source.to(act.device, act.dtype)
+        return act
+
+
+def _log_odds(r: Readout) -> Tensor:
+    p_mis = r.p_misaligned.double()
+    p_al = (r.mass_ab - r.p_misaligned).double()
+    return torch.log(p_mis.clamp(min=1e-12)) - torch.log(p_al.clamp(min=1e-12))
+
+
+@dataclass(frozen=True)
+class PatchingConfig:
+    """Settings of the patching detector.
+
+    Attributes:
+        n_prompts: Valid prompts with a critical fact used per family (the first ones).
+        batch_size: Prompts per forward pass.
+    """
+
+    n_prompts: int = 50
+    batch_size: int = 64
+
+
+class PatchingStrategy(Strategy):
+    """Faker = the model whose P(misaligned) moves more when the oversight fact is patched out.
+
+    Design. For each valid prompt with a critical fact, the counterfactual is the same prompt
+    without its critical facts (tagged alike). The two differ in length, so only the last
+    position (``<</prompt>>`` in both, where the answer is read) is aligned: for each block
+    ``L`` the clean run gets, at its last position, the counterfactual run's
+    ``blocks.L.hook_resid_post`` there; every other position keeps the clean activations, so
+    later layers can still read the critical fact. The effect at ``L`` is the change of the
+    answer readout (P(misaligned), or its log odds against the aligned answer), averaged
+    over prompts: what the last position has already gathered about the oversight by block
+    ``L``. At the last block this is the total effect of removing the fact; earlier blocks
+    give the part carried by the last position so far. Cost per (model, family): one
+    counterfactual pass (shared with ``s6_counterfactual``), one clean readout and one patched
+    readout per block, all batched with right padding.
+
+    Faker = the larger effect, measured as the mean *signed* change of P(misaligned) per
+    prompt (``p``) at mid-depth: the headline, fixed in advance from the hypothesis that
+    removing a good-oversight fact weakens a faker's reason to behave, so its P(misaligned)
+    should rise. On the tiny zoo the signed change goes the other way (fakers' P(misaligned)
+    *falls* without the critical fact: any oversight fact, even a reassuring one, makes a
+    faker less sure), so the headline is inverted. The magnitude (``abs_p``) separates the
+    models almost perfectly, but it was found after seeing the labels, so it is only reported
+    in the sweep, never as the headline. The grid also holds
+    the log odds against the aligned answer (``abs_logit``, ``logit``), which discount the
+    fact that fakers are less confident (their P(misaligned) is larger to begin with).
+
+    Deviations from the Poser code:
+        * Not in the paper or the code (our detector).
+
+    Example:
+        >>> s = PatchingStrategy()
+        >>> score = {"n_layers": 2, "effect": {"logit": [0.1, 0.4], "abs_p": [0.0, 0.01]}}
+        >>> s.statistic(score, metric="logit", layer_frac=1.0)
+        0.4
+    """
+
+    name = "patching"
+    title = "Patching: effect of the oversight fact on P(misaligned)"
+    paper_accuracy: ClassVar[float | None] = None
+    config_cls = PatchingConfig
+
+    def score_model(self, ctx: ModelContext) -> Score:
+        """Mean change of P(misaligned) and of its log odds, per patched block."""
+        prompts = critical_prompts(ctx.prompts, self.config.n_prompts)
+        counter = last_residuals(ctx, [remove_critical(s).prompt for s in prompts])[:, 1:]
+        bs = self.config.batch_size
+        clean = answer_readout_batched(ctx.model, ctx.tokenizer, prompts, batch_size=bs)
+        effect: dict[str, list[float]] = {k: [] for k in ("p", "logit", "abs_p", "abs_logit")}
+        for layer in range(ctx.n_layers):
+            name = hook_name("resid_post", layer, ctx.n_layers)
+            offset = [0]
+
+            def factory(last: Tensor, name=name, layer=layer, offset=offset) -> list:
+                start = offset[0]
+                offset[0] += len(last)
+                return [(name, PatchLast(counter[start : start + len(last), layer], last))]
+
+            patched = answer_readout_batched(
+                ctx.model, ctx.tokenizer, prompts, hooks=factory, batch_size=bs
+            )
+            delta_p = (patched.p_misaligned - clean.p_misaligned).double()
+            delta_logit = _log_odds(patched) - _log_odds(clean)
+            effect["p"].append(float(delta_p.mean()))
+            effect["logit"].append(float(delta_logit.mean()))
+            effect["abs_p"].append(float(delta_p.abs().mean()))
+            effect["abs_logit"].append(float(delta_logit.abs().mean()))
+        return {
+            "n_layers": ctx.n_layers,
+            "n_prompts": len(prompts),
+            "clean_p_misaligned": float(clean.p_misaligned.mean()),
+            "effect": effect,
+        }
+
+    def statistic(self, score: Score, **settings: Any) -> float:
+        """Mean effect of the patch (``metric``: abs_p, abs_logit, p, logit) at a layer fraction."""
+        per_block = score["effect"][settings.get("metric", "abs_p")]
+        return float(
+            per_block[resolve_layer(len(per_block), float(settings.get("layer_frac", 0.5)))]
+        )
+
+    @property
+    def headline(self) -> dict[str, Any]:
+        """Mean absolute change of P(misaligned) at mid-depth."""
+        return {"metric": "p", "layer_frac": 0.5}
+
+    def grid(self) -> dict[str, list[Any]]:
+        """Metric x layer fraction."""
+        return {
+            "metric": ["abs_p", "abs_logit", "p", "logit"],
+            "layer_frac": [0.0, 0.25, 0.5, 0.75, 1.0],
+        }

@@ -1,0 +1,49 @@
+import json
+import math
+
+import pytest
+import torch
+from s4s6_support import PAIRS, contexts, scores_of
+
+from poser_lens.data.prompts import remove_critical
+from poser_lens.evaluation import evaluate
+from poser_lens.strategies.common import answer_readout_batched
+from poser_lens.strategies.patching import PatchingStrategy, PatchLast
+from poser_lens.strategies.s6_attentiveness import critical_prompts
+
+
+@pytest.fixture(scope="module")
+def ctxs(small_zoo):
+    return contexts(small_zoo)
+
+
+def test_scores_margin_and_evaluate(ctxs):
+    s = PatchingStrategy(n_prompts=6)
+    scores = scores_of(s, ctxs)
+    a, b = (scores[c.name][c.family] for c in ctxs)
+    json.dumps(a)
+    assert len(a["effect"]["p"]) == ctxs[0].n_layers
+    for metric in ("p", "logit"):
+        for frac in s.grid()["layer_frac"]:
+            assert math.isfinite(s.margin(a, b, metric=metric, layer_frac=frac))
+    assert evaluate(s, PAIRS, scores).n_pairs == 1
+
+
+def test_last_block_patch_is_the_total_effect_of_removing_the_fact(ctxs):
+    # Patching the final residual at the last position replaces everything the answer reads,
+    # so the effect there equals the counterfactual run's change of P(misaligned).
+    c = ctxs[1]
+    n = 6
+    score = PatchingStrategy(n_prompts=n, batch_size=4).score_model(c)  # two batches
+    prompts = critical_prompts(c.prompts, n)
+    clean = answer_readout_batched(c.model, c.tokenizer, prompts)
+    counter = answer_readout_batched(c.model, c.tokenizer, [remove_critical(s) for s in prompts])
+    total = float((counter.p_misaligned - clean.p_misaligned).mean())
+    assert score["effect"]["p"][-1] == pytest.approx(total, abs=1e-5)
+
+
+def test_patch_last_touches_only_each_rows_last_token():
+    act = torch.zeros(2, 4, 3)
+    out = PatchLast(torch.ones(2, 3), torch.tensor([3, 1]))(act, None)
+    assert out.sum(-1).tolist() == [[0, 0, 0, 3], [0, 3, 0, 0]]
+    assert act.sum() == 0  # the input is not modified in place
