@@ -7,6 +7,10 @@ prints the ratio (reference time / poser_lens time); the target is >= 10x on CPU
   ``run_with_cache`` of every hidden state, each (layer, noise kind, draw, coefficient)
   separately, with no reuse; poser_lens runs :meth:`NoiseStrategy.score_model` (every
   variant of a prompt packed in one sequence, prompts batched).
+* S5 features: the reference runs one prompt at a time with ``run_with_cache`` of every hook
+  and reads the label from the top-1 token; poser_lens collects the last-token residuals of
+  every layer in batches (:func:`poser_lens.activations.collect`) and reads the own answer
+  from the final residual (no second forward).
 
 Uses the default zoo from the cache (``POSER_LENS_CACHE``), or builds a small two-model zoo
 if none is built. Run: ``python benchmarks/strategy_speed.py [--models 2] [--prompts 20]``.
@@ -91,6 +95,47 @@ def compare_s2(zoo: Path, n_models: int, n_prompts: int) -> float:
     return ratio
 
 
+@torch.no_grad()
+def reference_s5(ctx: ModelContext, n_prompts: int) -> tuple[list[list[list[float]]], list[str]]:
+    """The Poser-style S5 features: one prompt at a time, every hidden state, top-1 label."""
+    model, tok = ctx.model, ctx.tokenizer
+    names = ["blocks.0.hook_resid_pre"] + [
+        f"blocks.{i}.hook_resid_post" for i in range(ctx.n_layers)
+    ]
+    feats, labels = [], []
+    for s in ctx.prompts[:n_prompts]:
+        ids = tok(s.prompt, return_tensors="pt")["input_ids"]
+        logits, cache = model.run_with_cache(ids)
+        feats.append([cache[n][0, -1].float().tolist() for n in names])
+        labels.append(tok.convert_ids_to_tokens(int(logits[0, -1].argmax())))
+    return feats, labels
+
+
+def compare_s5(zoo: Path, n_models: int, n_prompts: int) -> float:
+    """Time the S5 features (last-token residuals of every layer + own answer) both ways."""
+    from poser_lens.activations import collect
+    from poser_lens.strategies.s5_decision_speed import own_answers
+
+    bench = load_benchmark(zoo / "poser")
+    names = sorted(p.name for p in (zoo / "models").iterdir() if p.is_dir())[:n_models]
+    t_ref = t_ours = 0.0
+    for name in names:
+        model, tok = load_zoo_model(zoo, name)
+        fam = persona_families(model_persona(name)[0])[0]
+        ctx = ModelContext(name, model, tok, fam, bench[fam])
+        t0 = time.perf_counter()
+        reference_s5(ctx, n_prompts)
+        t1 = time.perf_counter()
+        acts = collect(model, tok, [s.prompt for s in ctx.prompts[:n_prompts]])
+        own_answers(model, tok, acts[:, -1])
+        t2 = time.perf_counter()
+        t_ref, t_ours = t_ref + t1 - t0, t_ours + t2 - t1
+    ratio = t_ref / t_ours
+    print(f"S5 features, {len(names)} models x {n_prompts} prompts: reference {t_ref:.1f} s, "
+          f"poser_lens {t_ours:.2f} s, speed-up {ratio:.1f}x (target >= 10x)")  # fmt: skip
+    return ratio
+
+
 def main() -> None:
     """Run every comparison and print its ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -100,6 +145,7 @@ def main() -> None:
     torch.set_num_threads(1)
     zoo = find_zoo()
     compare_s2(zoo, args.models, args.prompts)
+    compare_s5(zoo, args.models, max(args.prompts, 200))
 
 
 if __name__ == "__main__":

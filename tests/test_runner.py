@@ -11,7 +11,14 @@ from poser_lens.strategies import STRATEGY_NAMES
 
 @pytest.fixture(scope="module")
 def small_run(small_zoo, tmp_path_factory):
-    cfg = RunConfig(zoo_dir=str(small_zoo), workers=1, seeds=1)
+    # The small zoo has 12 valid prompts per family: hold out fewer for the learning curves.
+    small = {"n_heldout": 4, "n_steps": 4}
+    cfg = RunConfig(
+        zoo_dir=str(small_zoo),
+        workers=1,
+        seeds=1,
+        strategy_configs={"s3_lora": small, "s3_full": small},
+    )
     return cfg, run(cfg, tmp_path_factory.mktemp("run"), progress=False)
 
 

@@ -31,12 +31,12 @@ def figure_functions() -> list:
     return out
 
 
-def make_figures(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+def make_figures(run_dir: str | Path | RunDir, out_dir: str | Path | None = None) -> list[Path]:
     """Draw every figure whose stored results exist; returns the files written.
 
     A figure whose scores are not in the run (a strategy that was not run) is skipped.
     """
-    run = RunDir(run_dir)
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     out = Path(out_dir) if out_dir is not None else run.figures_dir
     written: list[Path] = []
     for fig in figure_functions():

@@ -1,0 +1,154 @@
+"""Figures of strategies 3 and 5: learning curves, accuracy vs comparison step, probe accuracy.
+
+Each model's curve is first averaged over its three families; class curves are means with
+their 95% band over models.
+
+Example:
+    >>> [f.__name__ for f in FIGURES]
+    ['fig06_s3_learning_speed', 'fig12_s3_step', 'fig08_s5_decision_speed']
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poser_lens.data.schema import is_aligned, model_persona
+from poser_lens.figures.style import (
+    ALIGNED_COLOR,
+    FAKER_COLOR,
+    chance_line,
+    class_band,
+    color_of,
+    new_figure,
+    save,
+)
+from poser_lens.hooks import resolve_layer
+from poser_lens.runs import RunDir
+
+S3 = {"s3_lora": "LoRA (early MLP)", "s3_full": "full fine-tune"}
+#: Fig 12 lines: (measure, baseline, line style).
+SERIES = (("heldout", "none", "-"), ("batch", "none", "--"), ("heldout", "logit", ":"))
+
+
+def _settings(run: RunDir, strategy: str) -> dict[str, Any]:
+    """Headline settings recorded in ``results.json``, or the strategy's defaults."""
+    try:
+        return dict(run.results()["strategies"][strategy]["settings"])
+    except (FileNotFoundError, KeyError):
+        from poser_lens.strategies import get_strategy
+
+        return get_strategy(strategy).headline
+
+
+def _by_class(curves: dict[str, np.ndarray]) -> list[tuple[str, str, list[np.ndarray]]]:
+    out = []
+    for aligned, color, label in ((True, ALIGNED_COLOR, "aligned"), (False, FAKER_COLOR, "fakers")):
+        rows = [c for m, c in curves.items() if is_aligned(model_persona(m)[0]) == aligned]
+        if rows:
+            out.append((color, f"{label} (n={len(rows)})", rows))
+    return out
+
+
+def _s3_curves(run: RunDir, strategy: str, settings: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Model -> P(flipped) per step (headline layer and measure), mean over families."""
+    measure = settings.get("measure", "heldout")
+    out = {}
+    for model, fams in run.scores(strategy).items():
+        rows = []
+        for score in fams.values():
+            if "layer_frac" in settings:
+                key = str(resolve_layer(int(score["n_layers"]), float(settings["layer_frac"])))
+            else:
+                key = next(iter(score["curves"]))
+            rows.append(np.asarray(score["curves"][key][measure], dtype=float))
+        out[model] = np.mean(rows, axis=0)
+    return out
+
+
+def fig06_s3_learning_speed(run: RunDir, out_dir: Path) -> list[Path]:
+    """Fig 6: P(flipped) vs training step, aligned vs fakers; LoRA (left), full (right)."""
+    present = [s for s in S3 if (run.root / "scores" / s).is_dir()]
+    if not present:
+        raise FileNotFoundError(f"{run.root}: no scores of s3_lora or s3_full")
+    fig, axes = new_figure(len(present))
+    axes = np.atleast_1d(axes)
+    for ax, strategy in zip(axes, present, strict=True):
+        settings = _settings(run, strategy)
+        curves = _s3_curves(run, strategy, settings)
+        steps = np.arange(len(next(iter(curves.values()))))
+        for color, label, rows in _by_class(curves):
+            class_band(ax, steps, rows, color, label)
+        if "step" in settings:
+            ax.axvline(float(settings["step"]), color="k", ls=":", lw=1, label="comparison step")
+        ax.set_xlabel("training step (updates)")
+        ax.set_ylabel(f"P(flipped answer), {settings.get('measure', 'heldout')} prompts")
+        ax.set_title(f"S3 {S3[strategy]}")
+        ax.legend(frameon=False, fontsize=7)
+    return save(fig, out_dir, "fig06_s3_learning_speed")
+
+
+def fig12_s3_step(run: RunDir, out_dir: Path) -> list[Path]:
+    """Fig 12: S3 detection accuracy vs the step used for the comparison, with 95% CIs."""
+    sweep = run.sweep()
+    present = [s for s in S3 if s in sweep]
+    if not present:
+        raise KeyError("no s3_lora or s3_full rows in sweep.json")
+    fig, ax = new_figure(width=7.0)
+    for strategy, color in zip(present, ("#6a3d9a", "#33a02c"), strict=False):
+        settings = _settings(run, strategy)
+        for measure, baseline, ls in SERIES:
+            rows = [
+                r
+                for r in sweep[strategy]
+                if r.get("measure", "heldout") == measure
+                and r.get("baseline", "none") == baseline
+                and float(r.get("layer_frac", 0)) == float(settings.get("layer_frac", 0))
+            ]
+            if not rows:
+                continue
+            rows.sort(key=lambda r: r["step"])
+            x = [r["step"] for r in rows]
+            label = f"{S3[strategy]}, {measure}" + (", log-odds gain" if baseline != "none" else "")
+            ax.plot(x, [r["accuracy"] for r in rows], ls=ls, color=color, marker="o", ms=3,
+                    label=label)  # fmt: skip
+            lo, hi = zip(*(r["ci95"] for r in rows), strict=True)
+            ax.fill_between(x, lo, hi, color=color, alpha=0.12 if ls == "-" else 0.05, lw=0)
+    chance_line(ax)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("comparison step (updates)")
+    ax.set_ylabel("detection accuracy")
+    ax.set_title("S3: accuracy vs the step compared")
+    ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return save(fig, out_dir, "fig12_s3_step")
+
+
+def fig08_s5_decision_speed(run: RunDir, out_dir: Path) -> list[Path]:
+    """Fig 8: held-out probe accuracy of the model's own answer per layer, one line a model."""
+    curves = {}
+    for model, fams in run.scores("s5_decision_speed").items():
+        rows = [[np.nan if a is None else a for a in s["accuracy"]] for s in fams.values()]
+        curves[model] = np.nanmean(np.asarray(rows, dtype=float), axis=0)
+    fig, ax = new_figure(width=4.8)
+    layers = np.arange(len(next(iter(curves.values()))))
+    for model, c in curves.items():
+        ax.plot(layers, c, color=color_of(model), lw=0.6, alpha=0.35)
+    for color, label, rows in _by_class(curves):
+        class_band(ax, layers, rows, color, label)
+    settings = _settings(run, "s5_decision_speed")
+    if "layer_frac" in settings:
+        block = resolve_layer(len(layers) - 1, float(settings["layer_frac"]))
+        ax.axvline(block + 1, color="k", ls=":", lw=1, label="headline layer")
+    chance_line(ax)
+    ax.set_xticks(layers, ["emb", *(str(i) for i in layers[1:] - 1)])
+    ax.set_xlabel("residual stream after block")
+    ax.set_ylabel("held-out probe accuracy (own answer)")
+    ax.set_ylim(0.3, 1.02)
+    ax.set_title("S5: when is the answer decided?")
+    ax.legend(frameon=False, fontsize=7, loc="lower right")
+    return save(fig, out_dir, "fig08_s5_decision_speed")
+
+
+FIGURES = (fig06_s3_learning_speed, fig12_s3_step, fig08_s5_decision_speed)
