@@ -220,13 +220,18 @@ def grid_frame(
 
 
 def attention_to_span(
-    model: Any, tokens: Int[Tensor, "batch pos"], span: Bool[Tensor, "batch pos"]
+    model: Any,
+    tokens: Int[Tensor, "batch pos"],
+    span: Bool[Tensor, "batch pos"],
+    last: Int[Tensor, " batch"] | None = None,
 ) -> Float[Tensor, "batch layer head"]:
     """Attention from the last position onto the tokens of a span, per layer and head.
 
     ``span`` marks the key positions (e.g. the tokens of the critical fact, from
     :func:`poser_lens.hooks.span_mask`); the result is the summed attention weight on them (a
-    fraction in [0, 1]).
+    fraction in [0, 1]). The query is each row's ``last`` real token (right padding, as
+    :func:`poser_lens.models.training.encode` returns), or the final position when ``last``
+    is None (unpadded rows).
 
     Example:
         >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
@@ -242,7 +247,9 @@ def attention_to_span(
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
     key = span.to(torch.float32)[:, None, :]  # [batch, 1, pos]
-    per_layer = [(cache[n][:, :, -1, :].float().cpu() * key).sum(-1) for n in names]
+    rows = torch.arange(tokens.shape[0])
+    query = last.cpu() if last is not None else torch.full_like(rows, tokens.shape[1] - 1)
+    per_layer = [(cache[n].float().cpu()[rows, :, query] * key).sum(-1) for n in names]
     return torch.stack(per_layer, dim=1)
 
 

@@ -116,3 +116,14 @@ def test_grid_frame_is_long_and_drops_uncomputed_cells():
     assert list(hf.columns) == ["layer", "head", "position", "kind", "value"] and len(hf) == 4
     with pytest.raises(ValueError, match="dimension names"):
         grid_frame(heads, "z")
+
+
+def test_attention_to_span_reads_each_rows_last_token_under_right_padding():
+    m = model()
+    short = torch.tensor([[1, 2, 3]])
+    padded = torch.tensor([[1, 2, 3, 0, 0]])
+    span_short = torch.tensor([[True, False, False]])
+    span_padded = torch.tensor([[True, False, False, False, False]])
+    alone = attention_to_span(m, short, span_short)
+    batched = attention_to_span(m, padded, span_padded, last=torch.tensor([2]))
+    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-4)

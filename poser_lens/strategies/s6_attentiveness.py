@@ -84,8 +84,7 @@ def attention_from_last(
 ) -> list[Float[Tensor, "batch layer head"]]:
     """Attention from each row's own last token onto each span, per layer and head.
 
-    Like :func:`poser_lens.patching.attention_to_span` (which reads the final position, so
-    it needs unpadded rows), but for right-padded batches and several spans in one forward.
+    Like :func:`poser_lens.patching.attention_to_span`, but for several spans in one forward.
 
     Example:
         >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
