@@ -37,7 +37,7 @@ def fig_summary(run: RunDir, out_dir: Path) -> list[Path]:
         paper=[res[n].get("paper_accuracy") for n in names],
     )
     ax.set_title("Which model is the faker? (accuracy over pairs)")
-    ax.legend(frameon=False, fontsize=7, loc="lower right")
+    ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return save(fig, out_dir, "summary")
 
 
