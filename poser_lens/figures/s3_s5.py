@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,9 @@ def fig08_s5_decision_speed(run: RunDir, out_dir: Path) -> list[Path]:
     curves = {}
     for model, fams in run.scores("s5_decision_speed").items():
         rows = [[np.nan if a is None else a for a in s["accuracy"]] for s in fams.values()]
-        curves[model] = np.nanmean(np.asarray(rows, dtype=float), axis=0)
+        with warnings.catch_warnings():  # a layer undefined in every family stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            curves[model] = np.nanmean(np.asarray(rows, dtype=float), axis=0)
     fig, ax = new_figure(width=4.8)
     layers = np.arange(len(next(iter(curves.values()))))
     for model, c in curves.items():
