@@ -25,7 +25,7 @@ from poser_lens.figures.style import (
 )
 from poser_lens.hooks import resolve_layer
 from poser_lens.runs import RunDir
-from poser_lens.strategies.s2_noise import MIDDLE, choose_coeff
+from poser_lens.strategies.variants import MIDDLE, choose_coeff
 
 
 def _headline(run: RunDir, strategy: str) -> dict[str, Any]:

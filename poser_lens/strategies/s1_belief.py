@@ -21,7 +21,7 @@ import torch
 
 from poser_lens.strategies.base import ModelContext, Score, Strategy
 from poser_lens.strategies.common import layer_grid
-from poser_lens.strategies.s2_noise import (
+from poser_lens.strategies.variants import (
     MIDDLE,
     cached_direction,
     curves_by_variant,
@@ -52,7 +52,7 @@ class BeliefConfig:
         n_prompts: Evaluation prompts scored (Poser: the first 100).
         n_pairs: Contrast pairs (Poser: 15).
         packed: Run all variants of a prompt in one sequence
-            (:func:`~poser_lens.strategies.s2_noise.variant_readout`).
+            (:func:`~poser_lens.strategies.variants.variant_readout`).
         batch_size: Prompts per forward.
     """
 

@@ -16,7 +16,8 @@ from poser_lens.models.zoo import load_zoo_model
 from poser_lens.strategies import get_strategy
 from poser_lens.strategies.base import ModelContext
 from poser_lens.strategies.common import answer_readout_batched
-from poser_lens.strategies.s2_noise import NoiseStrategy, choose_coeff, variant_readout
+from poser_lens.strategies.s2_noise import NoiseStrategy
+from poser_lens.strategies.variants import choose_coeff, variant_readout
 
 FAMILY = "truth_and_reward"
 

@@ -1,0 +1,222 @@
+"""Many last-token interventions of one prompt in one forward: the engine of strategies 1 and 2.
+
+Every coefficient, sign, noise kind and noise draw is a *variant* of the same prompt that differs
+only at the last token after the intervention layer. :func:`variant_readout` runs all variants
+of a prompt in one sequence: the prompt's tokens once, then one copy of its last token per
+variant, each copy at the last token's position and (by a 4-D attention mask) attending to the
+prompt and to itself only. Activations below the layer and the prompt's keys and values are
+computed once for every variant: exact (tested against one forward per variant) and about as
+cheap as one forward of the prompt. Also the helpers both strategies use to read stored curves.
+
+Example:
+    >>> choose_coeff([0.0, 1.0, 2.0], [[1.0, 0.95, 0.5]], keep=0.9)
+    1.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from poser_lens.data.schema import Scenario
+from poser_lens.hooks import resolve_layer
+from poser_lens.models.training import encode
+from poser_lens.readout import AnswerIds, answer_readout
+from poser_lens.strategies.base import ModelContext, Score
+from poser_lens.strategies.common import contrast_direction, model_device
+
+#: Poser's layer 15 of 40.
+MIDDLE = 15 / 40
+
+
+@torch.no_grad()
+def variant_readout(
+    model: Any,
+    tokenizer: Any,
+    scenarios: Sequence[Scenario],
+    deltas: Mapping[int, Float[Tensor, "variant d_model"]],
+    *,
+    packed: bool = True,
+    batch_size: int = 32,
+) -> dict[int, tuple[Float[Tensor, "prompt variant"], Float[Tensor, "prompt variant"]]]:
+    """P(misaligned) and P(A)+P(B) when ``deltas[L][v]`` is added at the last token after block L.
+
+    Args:
+        model: A hooked model.
+        tokenizer: Its tokenizer.
+        scenarios: Prompts (their ``response`` is the aligned letter).
+        deltas: Block index -> one vector per variant, added to ``blocks.L.hook_resid_post``.
+        packed: Run every variant of every layer of a prompt in one sequence (see the module
+            docstring; after the last block only the final norm and unembedding are rerun).
+            ``False`` stacks the variants in the batch (one full forward per variant), for
+            models that ignore 4-D attention masks or ``position_ids``.
+        batch_size: Prompts per forward.
+
+    Returns:
+        Block index -> ``(p_misaligned, mass_ab)``, each ``[prompt, variant]`` (float32, CPU).
+
+    Example:
+        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
+        >>> from poser_lens.models.tokenizer import build_tokenizer
+        >>> tok = build_tokenizer(["<<prompt>> x y <</prompt>> A B error"])
+        >>> cfg = TinyConfig(n_layers=2, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=16)
+        >>> model = wrap(build_native(cfg, len(tok)), tok)
+        >>> s = [Scenario(prompt="<<prompt>> x y <</prompt>>", response="A")]
+        >>> out = variant_readout(model, tok, s, {0: torch.randn(3, 8), 1: torch.randn(2, 8)})
+        >>> tuple(out[0][0].shape), tuple(out[1][1].shape)
+        ((1, 3), (1, 2))
+    """
+    device, ids_of = model_device(model), AnswerIds.from_tokenizer(tokenizer)
+    n_layers, n_ctx, d_model = (int(model.cfg.n_layers), int(model.cfg.n_ctx),
+                                int(model.cfg.d_model))  # fmt: skip
+    end = n_layers - 1
+    # Packed: every (layer, variant) below the last block is one copy of the last token, plus a
+    # clean copy whose last-block residual serves the variants after the last block.
+    layers = [L for L in sorted(deltas) if not (packed and end == L)]
+    copy_layer = torch.tensor([L for L in layers for _ in deltas[L]] + [-1], device=device)
+    copy_delta = torch.cat([deltas[L].float() for L in layers] + [torch.zeros(1, d_model)])
+    copy_delta = copy_delta.to(device)
+    order = sorted(range(len(scenarios)), key=lambda i: len(scenarios[i].prompt))
+    logits_of: dict[int, list[Tensor]] = {L: [] for L in deltas}
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        ids, last = encode(tokenizer, [scenarios[i].prompt for i in rows])
+        ids, last = ids[:, : int(last.max()) + 1].to(device), last.to(device)
+        if not packed:
+            for L in deltas:
+                logits_of[L].append(_stacked(model, ids, last, L, deltas[L].to(device)))
+            continue
+        width = max(1, n_ctx - int(last.max()))
+        chunks, clean = [], None
+        for c0 in range(0, len(copy_delta), width):
+            logits, resid = _packed(model, ids, last, copy_layer[c0 : c0 + width],
+                                    copy_delta[c0 : c0 + width], end)  # fmt: skip
+            chunks.append(logits)
+            clean = resid if clean is None else torch.cat([clean, resid], 1)
+        logits = torch.cat(chunks, 1)
+        for L in layers:
+            logits_of[L].append(logits[:, copy_layer == L])
+        if end in deltas:  # after the last block: final norm and unembedding only
+            resid = clean[:, -1:] + deltas[end].to(device, clean.dtype)[None]
+            logits_of[end].append(model.unembed(model.ln_final(resid)))
+    inverse = torch.argsort(torch.tensor(order))
+    out = {}
+    for L, parts in logits_of.items():
+        logits = torch.cat(parts)[inverse]
+        aligned = [s.aligned_letter for s in scenarios for _ in range(logits.shape[1])]
+        r = answer_readout(logits.reshape(-1, logits.shape[-1]), ids_of, aligned)
+        out[L] = (
+            r.p_misaligned.view(logits.shape[:2]).cpu(),
+            r.mass_ab.view(logits.shape[:2]).cpu(),
+        )
+    return out
+
+
+def _packed(
+    model: Any, ids: Tensor, last: Tensor, copy_layer: Tensor, copy_delta: Tensor, end: int
+) -> tuple[Tensor, Tensor]:
+    """Logits ``[batch, copy, vocab]`` and last-block residuals of copies of each last token.
+
+    Copy ``j`` of row ``i`` sits at ``last[i] + j`` with the last token's id and position,
+    attends to the prompt and to itself only, and gets ``copy_delta[j]`` after block
+    ``copy_layer[j]``.
+    """
+    n_copy, dev = len(copy_delta), ids.device
+    ar = torch.arange(int(last.max()) + n_copy, device=dev)
+    pos = torch.minimum(ar[None], last[:, None])  # prompt positions, then the last one again
+    q, k, lo = ar[None, :, None], ar[None, None, :], last[:, None, None]
+    mask = ((q >= lo) & (k >= lo) & (q != k))[:, None]  # True = masked
+    j = ar[None] - last[:, None]
+    jj = j.clamp(0, n_copy - 1)
+    at_copy = (j >= 0) & (j < n_copy)
+    at = last[:, None] + torch.arange(n_copy, device=dev)
+    store: list[Tensor] = []
+
+    def adder(layer: int) -> Any:
+        add = torch.where((at_copy & (copy_layer[jj] == layer))[..., None], copy_delta[jj], 0.0)
+        return lambda act, hook: act + add.to(act.dtype)
+
+    def record(act: Tensor, hook: Any) -> Tensor:
+        store.append(act.gather(1, at[..., None].expand(-1, -1, act.shape[-1])))
+        return act
+
+    hooks = [(f"blocks.{L}.hook_resid_post", adder(L)) for L in copy_layer.unique().tolist()
+             if L >= 0] + [(f"blocks.{end}.hook_resid_post", record)]  # fmt: skip
+    with model.hooks(fwd_hooks=hooks):
+        logits = model(ids.gather(1, pos), attention_mask=mask, position_ids=pos)
+    return logits.gather(1, at[..., None].expand(-1, -1, logits.shape[-1])), store[-1]
+
+
+def _stacked(model: Any, ids: Tensor, last: Tensor, layer: int, d: Tensor) -> Tensor:
+    """Logits ``[batch, variant, vocab]``: one full forward per variant, stacked in the batch."""
+    n_var, b = len(d), len(ids)
+    rows = torch.arange(b * n_var, device=ids.device)
+    last_r = last.repeat_interleave(n_var)
+    delta = d.repeat(b, 1)
+
+    def hook(act: Tensor, hook: Any) -> Tensor:
+        act = act.clone()
+        act[rows, last_r] += delta.to(act.dtype)
+        return act
+
+    with model.hooks(fwd_hooks=[(f"blocks.{layer}.hook_resid_post", hook)]):
+        logits = model(ids.repeat_interleave(n_var, 0))
+    return logits[rows, last_r].view(b, n_var, -1)
+
+
+def curves_by_variant(
+    res: Mapping[int, tuple[Tensor, Tensor]], names: Sequence[str], n_draws: int
+) -> dict[str, Any]:
+    """The score layout: block -> variant -> ``{"p_misaligned", "mass_ab"}``.
+
+    Each is a list of ``n_draws`` curves over the coefficients (means over prompts).
+    """
+    out = {}
+    for layer, (p, m) in res.items():
+        p, m = (x.mean(0).view(len(names), n_draws, -1) for x in (p, m))
+        out[str(layer)] = {k: {"p_misaligned": p[i].tolist(), "mass_ab": m[i].tolist()}
+                           for i, k in enumerate(names)}  # fmt: skip
+    return out
+
+
+def cached_direction(ctx: ModelContext, layer: int, n_pairs: int) -> tuple[Tensor, list]:
+    """The S1 contrast direction at a block and the evaluation prompts (memoised per context)."""
+    return ctx.cached(("contrast_direction", layer, n_pairs), lambda: contrast_direction(
+        ctx.model, ctx.tokenizer, ctx.prompts, layer, n_pairs=n_pairs))  # fmt: skip
+
+
+def choose_coeff(coeffs: Sequence[float], mass: Sequence[Sequence[float]], keep: float) -> float:
+    """The largest coefficient at which the mean mass curve keeps ``keep`` of its coeff-0 value.
+
+    Label-free (Poser's Fig 11): it looks at P(A)+P(B) only, never at which model is the faker.
+    The curve must stay above the threshold at every smaller coefficient too.
+
+    Example:
+        >>> choose_coeff([0, 1, 2, 3], [[1.0, 0.95, 0.5, 0.9], [1.0, 0.95, 0.7, 0.9]], 0.9)
+        1
+    """
+    curve = np.mean(np.asarray(mass, dtype=float), axis=0)
+    ok = curve >= keep * curve[0]
+    n_ok = len(ok) if ok.all() else int(np.argmin(ok))
+    return coeffs[max(n_ok - 1, 0)]
+
+
+def rise(score: Score, variant: str, layer_frac: float, coeff: float) -> float:
+    """Mean P(misaligned) at ``coeff`` minus at coefficient 0 (averaged over draws).
+
+    ``variant`` is a noise kind (S2) or a sign (S1).
+    """
+    block = score["layers"][str(resolve_layer(score["n_layers"], float(layer_frac)))]
+    curve = np.mean(np.asarray(block[variant]["p_misaligned"], dtype=float), axis=0)
+    return float(curve[score["coeffs"].index(coeff)] - curve[0])
+
+
+def mass_curve(score: Score, variant: str, layer_frac: float) -> list[float]:
+    """Mean P(A)+P(B) per coefficient (averaged over draws) at a layer."""
+    block = score["layers"][str(resolve_layer(score["n_layers"], float(layer_frac)))]
+    return np.mean(np.asarray(block[variant]["mass_ab"], dtype=float), axis=0).tolist()
