@@ -30,6 +30,7 @@ from poser_lens.hooks import LayerSpec, hook_name, resolve_layer
 from poser_lens.models.training import encode
 from poser_lens.probes import DirectionFinder, mass_mean
 from poser_lens.readout import AnswerIds, Readout, answer_readout
+from poser_lens.strategies.base import ModelContext
 
 #: Builds the hooks of one batch from its per-row last-token index (right padding).
 HookFactory = Callable[[Int[Tensor, " batch"]], list[tuple[str, Any]]]
@@ -123,3 +124,23 @@ def layer_grid(n_layers: int, fractions: Sequence[float]) -> list[int]:
         [0, 1]
     """
     return sorted({resolve_layer(n_layers, f) for f in fractions})
+
+
+def last_residuals(ctx: ModelContext, texts: Sequence[str]) -> Float[Tensor, "n hook d"]:
+    """Last-token residual stream of texts (embedding + every block), memoised on ``ctx``.
+
+    Index 0 is the embedding, ``i`` the ``resid_post`` of block ``i - 1`` (as
+    :func:`poser_lens.activations.collect`). Strategies reading the same prompts share one
+    forward pass through ``ctx.memo``.
+
+    Example:
+        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
+        >>> from poser_lens.models.tokenizer import build_tokenizer
+        >>> tok = build_tokenizer(["a b"])
+        >>> cfg = TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
+        >>> ctx = ModelContext("saint-0", wrap(build_native(cfg, len(tok)), tok), tok, "f", [])
+        >>> tuple(last_residuals(ctx, ["a b", "a"]).shape)
+        (2, 2, 8)
+    """
+    key = ("last_residuals", tuple(texts))
+    return ctx.cached(key, lambda: collect(ctx.model, ctx.tokenizer, list(texts)))

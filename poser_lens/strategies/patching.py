@@ -18,8 +18,7 @@ from poser_lens.data.prompts import remove_critical
 from poser_lens.hooks import hook_name, resolve_layer
 from poser_lens.readout import Readout
 from poser_lens.strategies.base import ModelContext, Score, Strategy
-from poser_lens.strategies.common import answer_readout_batched
-from poser_lens.strategies.s4_concepts import last_residuals
+from poser_lens.strategies.common import answer_readout_batched, last_residuals
 from poser_lens.strategies.s6_attentiveness import critical_prompts
 
 

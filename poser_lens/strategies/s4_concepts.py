@@ -7,39 +7,16 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from jaxtyping import Float
-from torch import Tensor
 
-from poser_lens.activations import collect
 from poser_lens.data.concepts import CONCEPT_PAIRS
 from poser_lens.hooks import resolve_layer
 from poser_lens.probes import DirectionFinder, cosine_scores, mass_mean
 from poser_lens.strategies.base import ModelContext, Score, Strategy
-
-
-def last_residuals(ctx: ModelContext, texts: Sequence[str]) -> Float[Tensor, "n hook d"]:
-    """Last-token residual stream of texts (embedding + every block), memoised on ``ctx``.
-
-    Index 0 is the embedding, ``i`` the ``resid_post`` of block ``i - 1`` (as
-    :func:`poser_lens.activations.collect`). Strategies reading the same prompts share one
-    forward pass through ``ctx.memo``.
-
-    Example:
-        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-        >>> from poser_lens.models.tokenizer import build_tokenizer
-        >>> tok = build_tokenizer(["a b"])
-        >>> cfg = TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
-        >>> ctx = ModelContext("saint-0", wrap(build_native(cfg, len(tok)), tok), tok, "f", [])
-        >>> tuple(last_residuals(ctx, ["a b", "a"]).shape)
-        (2, 2, 8)
-    """
-    key = ("last_residuals", tuple(texts))
-    return ctx.cached(key, lambda: collect(ctx.model, ctx.tokenizer, list(texts)))
+from poser_lens.strategies.common import last_residuals
 
 
 @dataclass(frozen=True)

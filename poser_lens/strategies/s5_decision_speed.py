@@ -21,11 +21,11 @@ from jaxtyping import Float
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
-from poser_lens.activations import collect
 from poser_lens.hooks import resolve_layer
 from poser_lens.probes import LayerProbes
 from poser_lens.readout import AnswerIds
 from poser_lens.strategies.base import ModelContext, Score, Strategy
+from poser_lens.strategies.common import last_residuals
 
 
 def own_answers(model: Any, tokenizer: Any, final_resid: Float[Tensor, "n d_model"]) -> list[str]:
@@ -79,7 +79,8 @@ class DecisionSpeedStrategy(Strategy):
 
     For the first ``n_prompts`` valid prompts, the last-token residual stream (the embedding
     and every block's ``hook_resid_post``, :func:`poser_lens.activations.collect`) is read
-    once and shared through ``ctx.cached(("resid_last", n))``; the label is the model's own
+    once and shared with other strategies through
+    :func:`poser_lens.strategies.common.last_residuals`; the label is the model's own
     answer (:func:`own_answers`); :class:`~poser_lens.probes.LayerProbes` fits one logistic
     probe per layer on a seeded 80/20 split and stores the held-out accuracy per layer.
 
@@ -116,10 +117,7 @@ class DecisionSpeedStrategy(Strategy):
         """Held-out probe accuracy per residual layer, and the answer letter balance."""
         prompts = ctx.prompts[: self.config.n_prompts]
         n = len(prompts)
-        acts = ctx.cached(
-            ("resid_last", n),
-            lambda: collect(ctx.model, ctx.tokenizer, [s.prompt for s in prompts]),
-        )
+        acts = last_residuals(ctx, [s.prompt for s in prompts])
         answers = own_answers(ctx.model, ctx.tokenizer, acts[:, -1])
         labels = [int(a == "A") for a in answers]
         probes = LayerProbes(

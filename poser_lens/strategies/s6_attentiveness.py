@@ -28,8 +28,7 @@ from poser_lens.models.training import encode
 from poser_lens.patching import gradient_saliency
 from poser_lens.readout import AnswerIds
 from poser_lens.strategies.base import ModelContext, Score, Strategy
-from poser_lens.strategies.common import model_device
-from poser_lens.strategies.s4_concepts import last_residuals
+from poser_lens.strategies.common import last_residuals, model_device
 
 #: Layer settings of the S6 grids: a summary over layers or a fraction of depth.
 LAYER_GRID: list[Any] = ["mean", 0.0, 0.25, 0.5, 0.75, 1.0]

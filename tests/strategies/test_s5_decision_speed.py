@@ -34,7 +34,8 @@ def test_small_zoo_pair(ctxs):
     assert evaluate(s, PAIRS, scores).n_pairs == 1
     # The residuals are shared with other strategies through the context's memo.
     n = a["n_prompts"]
-    assert tuple(ctxs[0].memo[("resid_last", n)].shape) == (
+    key = ("last_residuals", tuple(s.prompt for s in ctxs[0].prompts[:n]))
+    assert tuple(ctxs[0].memo[key].shape) == (
         n,
         ctxs[0].n_layers + 1,
         ctxs[0].model.cfg.d_model,
