@@ -105,9 +105,12 @@ def collect(
     stop_at = stop_layer(names, model.cfg.n_layers)
     device = device or next(model.parameters()).device
     wanted = set(names)
+    # Similar lengths share a batch (less padding); rows go back to the caller's order below.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    ordered = [prompts[i] for i in order]
     out = []
-    for i in range(0, len(prompts), batch_size):
-        ids, last = encode(tokenizer, prompts[i : i + batch_size])
+    for i in range(0, len(ordered), batch_size):
+        ids, last = encode(tokenizer, ordered[i : i + batch_size])
         ids, last = ids.to(device), last.to(device)
         with torch.no_grad():
             _, cache = model.run_with_cache(
@@ -117,4 +120,5 @@ def collect(
         out.append(torch.stack([cache[n][rows, last] for n in names], dim=1).float().cpu())
     if not out:
         return torch.empty(0, len(names), model.cfg.d_model)
-    return torch.cat(out)
+    acts = torch.cat(out)
+    return acts[torch.argsort(torch.tensor(order))]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from poser_lens.strategies.base import ModelContext, NoConfig, Score, Strategy
-from poser_lens.strategies.common import answer_readout_batched
+from poser_lens.strategies.common import readout_from_residuals
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class ConfidenceBaseline(Strategy):
     def score_model(self, ctx: ModelContext) -> Score:
         """Mean and per-prompt probability of each prompt's answer."""
         prompts = ctx.prompts[: self.config.n_prompts]
-        r = answer_readout_batched(ctx.model, ctx.tokenizer, prompts)
+        r = readout_from_residuals(ctx, prompts)  # shares the forward of S4-S6
         p_answer = (r.mass_ab - r.p_misaligned).tolist()
         return {"mean_confidence": sum(p_answer) / len(p_answer), "p_answer": p_answer}
 

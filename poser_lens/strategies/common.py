@@ -142,5 +142,39 @@ def last_residuals(ctx: ModelContext, texts: Sequence[str]) -> Float[Tensor, "n 
         >>> tuple(last_residuals(ctx, ["a b", "a"]).shape)
         (2, 2, 8)
     """
-    key = ("last_residuals", tuple(texts))
-    return ctx.cached(key, lambda: collect(ctx.model, ctx.tokenizer, list(texts)))
+    rows: dict[str, Tensor] = ctx.cached("last_residuals", dict)
+    missing = list(dict.fromkeys(t for t in texts if t not in rows))
+    if missing:
+        rows.update(zip(missing, collect(ctx.model, ctx.tokenizer, missing), strict=True))
+    if not texts:
+        return torch.empty(0, ctx.n_layers + 1, int(ctx.model.cfg.d_model))
+    return torch.stack([rows[t] for t in texts])
+
+
+def readout_from_residuals(ctx: ModelContext, scenarios: Sequence[Scenario]) -> Readout:
+    """The answer readout of scenarios from their memoised final residuals (no extra forward).
+
+    The last block's residual at the last token, through the final norm and the
+    unembedding, gives the same logits as a full forward pass; strategies that already read
+    the residuals (S4, S5, S6, patching) thus share one forward with the baselines.
+
+    Example:
+        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
+        >>> from poser_lens.models.tokenizer import build_tokenizer
+        >>> from poser_lens.data.schema import Scenario
+        >>> tok = build_tokenizer(["<<prompt>> x y <</prompt>> A B error"])
+        >>> cfg = TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=16)
+        >>> model = wrap(build_native(cfg, len(tok)), tok)
+        >>> s = Scenario(prompt="<<prompt>> x y <</prompt>>", response="A")
+        >>> ctx = ModelContext("saint-0", model, tok, "f", [s])
+        >>> full = answer_readout_batched(model, tok, [s]).p_misaligned
+        >>> bool(torch.allclose(readout_from_residuals(ctx, [s]).p_misaligned, full, atol=1e-5))
+        True
+    """
+    final = last_residuals(ctx, [s.prompt for s in scenarios])[:, -1]
+    param = next(ctx.model.parameters())
+    with torch.no_grad():
+        x = final.to(param.device, param.dtype)[:, None]
+        logits = ctx.model.unembed(ctx.model.ln_final(x))[:, 0].float().cpu()
+    ids = AnswerIds.from_tokenizer(ctx.tokenizer)
+    return answer_readout(logits, ids, aligned=[s.aligned_letter for s in scenarios])

@@ -154,7 +154,7 @@ class LoraSpeedConfig:
     rank: int = 8
     lr: float = 4e-3
     batch_size: int = 4
-    n_steps: int = 16
+    n_steps: int = 8
     n_heldout: int = 16
 
 
@@ -171,7 +171,7 @@ class FullSpeedConfig:
 
     lr: float = 2e-4
     batch_size: int = 4
-    n_steps: int = 16
+    n_steps: int = 8
     n_heldout: int = 16
 
 
