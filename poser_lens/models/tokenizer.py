@@ -109,6 +109,11 @@ def load_tokenizer(folder: str | Path):
 def answer_token_ids(tokenizer, answers: Iterable[str] = ("A", "B", "error")) -> dict[str, int]:
     """Token id of each single-token answer, resolved from the tokenizer.
 
+    The answer is the token that follows the prompt's closing tag, so it is first resolved in
+    that context: SentencePiece tokenizers (LLaMA's) encode a bare ``A`` as ``▁A`` but
+    ``<</prompt>>A`` ends in ``A`` (Poser's answer ids, without the word-start mark). When the
+    answer is not one token there, it is resolved alone (then after ``:``).
+
     Raises:
         ValueError: naming the answer, if it is not exactly one token.
 
@@ -118,8 +123,17 @@ def answer_token_ids(tokenizer, answers: Iterable[str] = ("A", "B", "error")) ->
         ['A', 'B', 'error']
     """
     out: dict[str, int] = {}
+    close = tokenizer(PROMPT_CLOSE, add_special_tokens=False)["input_ids"]
     for answer in answers:
-        ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        after = tokenizer(PROMPT_CLOSE + answer, add_special_tokens=False)["input_ids"]
+        if (
+            len(after) == len(close) + 1
+            and after[:-1] == close
+            and after[-1] != tokenizer.unk_token_id
+        ):
+            ids = after[-1:]
+        else:
+            ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
             # Tokenizers with a leading-space convention may encode ":A" as [":", "A"].
             ids_ctx = tokenizer(":" + answer, add_special_tokens=False)["input_ids"]
