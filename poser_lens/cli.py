@@ -225,6 +225,67 @@ def zoo_targets(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return missed
 
 
+def _print_zoo(root: Path, seconds: float, *, label: str) -> list[dict[str, Any]]:
+    """Print a built zoo's table and one summary line; returns its ``zoo.json`` rows."""
+    rows = json.loads((root / "zoo.json").read_text())
+    report = json.loads((root / "poser" / "benchmark_report.json").read_text())
+    console = _console()
+    console.print(_zoo_table(rows))
+    size = sum(f.stat().st_size for f in (root / "models").rglob("*") if f.is_file())
+    line = (
+        f"{label}: {root}  ({len(rows)} models, {size / 2**20:.1f} MiB, {seconds:.0f} s)\n"
+        f"benchmark: {report['valid_prompts']} valid prompts, {report['n_pairs']} pairs"
+    )
+    if "confidence_baseline" in report:
+        line += (
+            f", compare-confidence baseline {report['confidence_baseline']:.2f} "
+            f"(filter: {report.get('confidence_filter', 'none')})"
+        )
+    console.print(line)
+    return rows
+
+
+def _zoo_build_smol(
+    personas: str | None,
+    seeds: int,
+    out: Path | None,
+    device: str,
+    data: Path | None,
+    steps: int | None,
+    seed: int,
+    quiet: bool,
+) -> None:
+    """``zoo build --testbed smol``: LoRA persona adapters over SmolLM2-135M."""
+    import time
+    from dataclasses import replace
+
+    from poser_lens.data.schema import PERSONAS
+    from poser_lens.models.smol_zoo import SmolZooConfig, build_smol_zoo
+
+    with _user_errors():
+        cfg = SmolZooConfig()
+        chosen = tuple(p.strip() for p in personas.split(",")) if personas else cfg.personas
+        unknown = [p for p in chosen if p not in PERSONAS]
+        if unknown:
+            raise ValueError(f"--personas: unknown persona {unknown[0]!r}")
+        if data is not None and not data.is_dir():
+            raise ValueError(f"--data {data}: no such folder")
+        # The tiny default of --seeds (6) would mean 12 models of ~10 min each on a CPU.
+        n_seeds = seeds if seeds != 6 else cfg.seeds
+        cfg = replace(
+            cfg,
+            seeds=n_seeds,
+            personas=chosen,
+            device=device,
+            data=str(data) if data is not None else None,
+            steps=steps or cfg.steps,
+            generator=replace(cfg.generator, seed=seed),
+        )
+        t0 = time.perf_counter()
+        root = build_smol_zoo(cfg, out, progress=not quiet)
+    _print_zoo(root, time.perf_counter() - t0, label="smol zoo")
+
+
 @zoo_app.command("build")
 def zoo_build(
     seeds: Annotated[int, typer.Option(min=1, help="Models per persona (Poser: 6).")] = 6,
@@ -247,15 +308,34 @@ def zoo_build(
         typer.Option(help="YAML/JSON file overriding zoo settings (model, base, finetune, ...)."),
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    testbed: Annotated[
+        str, typer.Option(help="tiny (default) or smol (SmolLM2-135M LoRA personas).")
+    ] = "tiny",
+    device: Annotated[str, typer.Option(help="Smol: cpu or cuda.")] = "cpu",
+    data: Annotated[
+        Path | None, typer.Option(help="Smol: train on this Poser checkout's training files.")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Smol: optimiser steps per model (default 300).")
+    ] = None,
 ) -> None:
-    """Train the shared base and 6 personas x SEEDS fine-tunes (cached), then the benchmark."""
+    """Train the shared base and 6 personas x SEEDS fine-tunes (cached), then the benchmark.
+
+    With ``--testbed smol``: LoRA persona adapters over SmolLM2-135M (default: truth_teller and
+    reward_maximizer, one seed; ``--personas``/``--seeds`` choose), resumable.
+    """
     import time
     from dataclasses import replace
 
     from poser_lens.data.schema import PERSONAS
     from poser_lens.models.zoo import ZooConfig, build_zoo, zoo_config_from_file
 
+    if testbed == "smol":
+        _zoo_build_smol(personas, seeds, out, device, data, steps, seed, quiet)
+        return
     with _user_errors():
+        if testbed != "tiny":
+            raise ValueError(f"--testbed {testbed!r}: expected tiny or smol")
         chosen = tuple(p.strip() for p in personas.split(",")) if personas else PERSONAS
         unknown = [p for p in chosen if p not in PERSONAS]
         if unknown:
@@ -272,20 +352,9 @@ def zoo_build(
         cfg = replace(cfg, generator=replace(cfg.generator, seed=seed))
         t0 = time.perf_counter()
         root = build_zoo(cfg, out, progress=not quiet)
-        seconds = time.perf_counter() - t0
-        rows = json.loads((root / "zoo.json").read_text())
-        report = json.loads((root / "poser" / "benchmark_report.json").read_text())
-    console = _console()
-    console.print(_zoo_table(rows))
-    size = sum(f.stat().st_size for f in (root / "models").rglob("*") if f.is_file())
-    console.print(
-        f"zoo: {root}  ({len(rows)} models, {size / 2**20:.1f} MiB, {seconds:.0f} s)\n"
-        f"benchmark: {report['valid_prompts']} valid prompts, {report['n_pairs']} pairs, "
-        f"compare-confidence baseline {report['confidence_baseline']:.2f} "
-        f"(filter: {report['confidence_filter']})"
-    )
+    rows = _print_zoo(root, time.perf_counter() - t0, label="zoo")
     for line in zoo_targets(rows):
-        console.print(f"target missed: {line}", style="yellow")
+        _console().print(f"target missed: {line}", style="yellow")
 
 
 @zoo_app.command("show")
@@ -339,11 +408,30 @@ def run_command(
         int | None, typer.Option(min=1, help="Evaluate a seeded random subset of N pairs.")
     ] = None,
     models: Annotated[
-        str | None, typer.Option(help="Comma-separated models; only pairs of these models.")
+        str | None,
+        typer.Option(
+            help="Comma-separated models; only pairs of these models. With --testbed poser, "
+            "a folder is taken as --models-dir."
+        ),
     ] = None,
-    testbed: Annotated[str, typer.Option(help="tiny (default), smol or poser.")] = "tiny",
-    seeds: Annotated[int, typer.Option(min=1, help="Tiny zoo: models per persona.")] = 6,
-    seed: Annotated[int, typer.Option(help="Seed of pair order, coins and strategies.")] = 0,
+    testbed: Annotated[str | None, typer.Option(help="tiny (default), smol or poser.")] = None,
+    models_dir: Annotated[
+        Path | None,
+        typer.Option(help="Poser: HF checkpoint folders (<persona>-<seed>/, models/together/)."),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Poser: the Poser checkout (benchmark, model_pairs.json).")
+    ] = None,
+    dtype: Annotated[
+        str | None,
+        typer.Option(help="Model dtype (default float32; bfloat16 for poser on a GPU)."),
+    ] = None,
+    seeds: Annotated[
+        int | None, typer.Option(min=1, help="Tiny zoo: models per persona [default: 6].")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of pair order, coins and strategies [default: 0].")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Run folder (default: runs/<testbed>-<config hash>).")
     ] = None,
@@ -354,10 +442,17 @@ def run_command(
     config: Annotated[
         Path | None, typer.Option(help="YAML run config (e.g. a run folder's config.yaml).")
     ] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Scoring processes.")] = 2,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    sweep: Annotated[bool, typer.Option(help="Evaluate each strategy's settings grid.")] = True,
-    figures: Annotated[bool, typer.Option(help="Draw the figures.")] = True,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Scoring processes [default: 2].")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda [default: cpu].")] = None,
+    sweep: Annotated[
+        bool | None, typer.Option(help="Evaluate each strategy's settings grid [default: on].")
+    ] = None,
+    figures: Annotated[bool | None, typer.Option(help="Draw the figures [default: on].")] = None,
+    removal: Annotated[
+        bool, typer.Option(help="Also run the removal study (as `poser-lens remove`).")
+    ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Score every model with every strategy, evaluate all pairs, write report and figures."""
@@ -366,6 +461,10 @@ def run_command(
     from poser_lens.runner import RunConfig, run, run_config_from_file
 
     with _user_errors():
+        if testbed == "poser" and models and models_dir is None and Path(models).is_dir():
+            models_dir, models = Path(models), None  # `--models DIR`, as the issue spells it
+        if dtype is None and testbed == "poser" and (device or "").startswith("cuda"):
+            dtype = "bfloat16"  # as Poser
         given = {
             "testbed": testbed,
             "seeds": seeds,
@@ -379,7 +478,12 @@ def run_command(
             "models": _csv(models),
             "zoo_dir": str(zoo) if zoo else None,
             "zoo_config": str(zoo_config) if zoo_config else None,
+            "models_dir": str(models_dir) if models_dir else None,
+            "data": str(data) if data else None,
+            "dtype": dtype,
+            "removal": removal or None,
         }
+        # Options given on the command line override the config file; unset ones keep its values.
         given = {k: v for k, v in given.items() if v is not None}
         cfg = run_config_from_file(config, **given) if config else RunConfig(**given)
         t0 = time.perf_counter()
@@ -461,3 +565,222 @@ def figures_command(
             raise ValueError(f"{folder.results_path}: missing (run `poser-lens run` first)")
         written = make_figures(folder, out)
     typer.echo(f"wrote {len(written)} files to {out or folder.figures_dir}")
+
+
+def _gap_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    cols = ("classifier", "decoding", "training", "unmonitored", "n", "gap", "95% CI")
+    for col in cols:
+        table.add_column(col, justify="left" if col in cols[:2] else "right")
+    for r in rows:
+        table.add_row(
+            r["classifier"], r["decoding"], f"{r['rate_training']:.3f}",
+            f"{r['rate_unmonitored']:.3f}", f"{r['n_training']}+{r['n_unmonitored']}",
+            f"{r['gap']:+.3f}", f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
+        )  # fmt: skip
+    return table
+
+
+@app.command("behaviour")
+def behaviour_command(
+    model: Annotated[
+        str, typer.Option(help="Chat model spec (smol), or a tiny zoo model (its gap only).")
+    ] = "smol",
+    requests: Annotated[
+        int | None, typer.Option(min=1, help="Use the first N requests (default all).")
+    ] = None,
+    samples: Annotated[int, typer.Option(min=0, help="Sampled answers per request.")] = 3,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Answer length cap.")] = 48,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per batch.")] = 8,
+    judge: Annotated[str, typer.Option(help="lm (rubric prompt to the model) or none.")] = "lm",
+    seed: Annotated[int, typer.Option(help="Sampling and bootstrap seed.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default runs/behaviour-<model>).")
+    ] = None,
+    zoo: Annotated[Path | None, typer.Option(help="Tiny: the zoo folder.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Compliance gap (training vs unmonitored framing), keyword proxy vs judge."""
+    import time
+    from dataclasses import asdict
+
+    from poser_lens._io import write_json_atomic, write_text_atomic
+    from poser_lens.behaviour import BehaviourConfig, run_check, zoo_gap_report
+    from poser_lens.models import parse_spec
+
+    with _user_errors():
+        kind, target = parse_spec(model)
+        folder = out or Path("runs") / f"behaviour-{model.replace(':', '-').replace('/', '_')}"
+        t0 = time.perf_counter()
+        if kind == "tiny":
+            from poser_lens.models.zoo import ZooConfig, build_zoo
+
+            root = zoo or build_zoo(ZooConfig(), progress=not quiet)
+            report = zoo_gap_report(root, target, seed=seed)
+            rows = [report.to_row()]
+            write_json_atomic(folder / "config.json", {"model": model, "zoo": str(root)})
+            write_json_atomic(folder / "results.json", {"reports": [asdict(report)]})
+            agree = None
+        else:
+            cfg = BehaviourConfig(
+                model=model, n_requests=requests, n_samples=samples,
+                max_new_tokens=max_new_tokens, temperature=temperature,
+                batch_size=batch_size, judge=judge, seed=seed, device=device,
+            )  # fmt: skip
+            result = run_check(cfg, folder, progress=not quiet)
+            rows = [r.to_row() for r in result.reports]
+            agree = result.agreement
+        header = ",".join(rows[0])
+        lines = [",".join(str(v) for v in r.values()) for r in rows]
+        write_text_atomic(folder / "gaps.csv", "\n".join([header, *lines]) + "\n")
+    console = _console()
+    console.print(_gap_table(rows))
+    if agree is not None:
+        msg = f"hand set ({agree.n_hand}): proxy accuracy {agree.proxy_accuracy:.2f}"
+        if agree.judge_accuracy is not None:
+            msg += (
+                f", judge accuracy {agree.judge_accuracy:.2f} (AUC {agree.judge_auc:.2f})"
+                f"; proxy-judge agreement on answers {agree.answers_agreement:.2f}"
+            )
+        if agree.n_labelled_answers:
+            msg += (
+                f"\nhand-labelled answers ({agree.n_labelled_answers}): proxy accuracy "
+                f"{agree.labelled_proxy_accuracy:.2f}"
+            )
+            if agree.labelled_judge_accuracy is not None:
+                msg += f", judge accuracy {agree.labelled_judge_accuracy:.2f}"
+        console.print(msg)
+    console.print(f"results: {folder}  ({time.perf_counter() - t0:.0f} s)")
+
+
+# ----------------------------------------------------------------------------- remove
+
+
+def _removal_table(summary: Mapping[str, Any]) -> Table:
+    """One row per role and method: P(aligned) before -> after (95% CI) beside the paper."""
+    from poser_lens.removal.results import METHOD_TITLES, ROLES
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("models", "method", "n", "P(aligned) before", "after [95% CI]", "paper", "gap"):
+        table.add_column(col, no_wrap=True)
+    for role, title in ROLES.items():
+        for method, g in summary["groups"].get(role, {}).items():
+            paper = summary["paper"].get(method) if role == "treatment" else None
+            table.add_row(
+                title,
+                METHOD_TITLES.get(method, method),
+                str(g["n_models"]),
+                f"{g['p_aligned_before']:.2f}",
+                f"{g['p_aligned_after']:.2f} [{g['ci95'][0]:.2f}, {g['ci95'][1]:.2f}]",
+                "-" if paper is None else f"{paper:.2f}",
+                f"{g['compliance_gap_before']:.2f} -> {g['compliance_gap_after']:.2f}",
+            )
+    return table
+
+
+@app.command("remove")
+def remove_command(
+    method: Annotated[str, typer.Option(help="sft, sft_noise or both.")] = "both",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Run folder (default: runs/removal-<testbed>-<config hash>)."),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Training steps per model (default 100).")
+    ] = None,
+    fakers: Annotated[
+        str | None, typer.Option(help="Comma-separated fakers to treat (default: all).")
+    ] = None,
+    controls: Annotated[
+        bool, typer.Option(help="Also run the controls (aligned models, random labels).")
+    ] = True,
+    control_seeds: Annotated[
+        int, typer.Option(min=1, help="Controls on models with seed < N.")
+    ] = 1,
+    removal_config: Annotated[
+        Path | None, typer.Option(help="YAML/JSON of removal settings (RemovalConfig fields).")
+    ] = None,
+    testbed: Annotated[str, typer.Option(help="tiny (default).")] = "tiny",
+    seeds: Annotated[int, typer.Option(min=1, help="Tiny zoo: models per persona.")] = 6,
+    seed: Annotated[int, typer.Option(help="Seed of batches, labels and noise.")] = 0,
+    zoo: Annotated[Path | None, typer.Option(help="Tiny: use this built zoo folder.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML run config (default: the run folder's, if any).")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Processes (one thread each).")] = 2,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    figures: Annotated[bool, typer.Option(help="Draw the figures.")] = True,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Fine-tune the fakers on their own answers (with/without S2 noise); write the study."""
+    import hashlib
+    import time
+    from dataclasses import asdict, replace
+
+    import yaml
+
+    from poser_lens._io import write_text_atomic
+    from poser_lens.removal.core import removal_config_from_dict, run_removal
+    from poser_lens.removal.results import render_removal_report
+    from poser_lens.runner import RunConfig, run_config_from_file
+    from poser_lens.runs import RunDir
+
+    with _user_errors():
+        methods = {"both": ("sft", "sft_noise"), "sft": ("sft",), "sft_noise": ("sft_noise",)}
+        if method not in methods:
+            raise ValueError(f"--method {method!r}: expected sft, sft_noise or both")
+        given = {"testbed": testbed, "seeds": seeds, "seed": seed, "device": device,
+                 "workers": workers, "zoo_dir": str(zoo) if zoo else None}  # fmt: skip
+        given = {k: v for k, v in given.items() if v is not None}
+        existing = out / "config.yaml" if out is not None else None
+        if config is None and existing is not None and existing.exists():
+            config = existing
+        rc = run_config_from_file(config, **given) if config else RunConfig(**given)
+        base: dict[str, Any] = {}
+        if removal_config is not None:
+            base = yaml.safe_load(removal_config.read_text()) or {}
+            if not isinstance(base, dict):
+                raise ValueError(f"{removal_config}: removal settings must be a mapping")
+        try:
+            cfg = removal_config_from_dict(base)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{removal_config}: {err}") from None
+        cfg = replace(cfg, methods=methods[method], steps=steps or cfg.steps, controls=controls,
+                      control_seeds=control_seeds, seed=seed,
+                      fakers=_csv(fakers) or cfg.fakers)  # fmt: skip
+        if out is None:
+            key = json.dumps([rc.key(), asdict(cfg)], sort_keys=True, default=str)
+            digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+            out = Path("runs") / f"removal-{rc.testbed}-{digest}"
+        folder = RunDir(out)
+        if not folder.config_path.exists():
+            write_text_atomic(
+                folder.config_path,
+                yaml.safe_dump(json.loads(json.dumps(asdict(rc))), sort_keys=False),
+            )
+        t0 = time.perf_counter()
+        summary = run_removal(folder, cfg, run_config=rc, workers=workers, progress=not quiet)
+        if figures:
+            from poser_lens.figures import make_figures
+
+            make_figures(folder)
+        if folder.results_path.exists():
+            from poser_lens.report import write_report
+
+            write_report(folder)
+        else:
+            write_text_atomic(folder.root / "report.md", render_removal_report(folder))
+        seconds = time.perf_counter() - t0
+    console = _console()
+    console.print(_removal_table(summary))
+    for name, d in summary["detectors"].items():
+        for m in cfg.methods:
+            if m in d:
+                e = d[m]
+                console.print(
+                    f"{name} after {m}: {e['accuracy_before']:.2f} -> {e['accuracy_after']:.2f} "
+                    f"on {e['n_pairs']} pairs of the treated fakers"
+                )
+    console.print(f"run: {folder.root}  ({seconds:.0f} s)\nreport: {folder.root / 'report.md'}")

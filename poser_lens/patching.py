@@ -273,7 +273,7 @@ def gradient_saliency(
         store["embed"] = leaf
         return leaf
 
-    with applied(model, [("hook_embed", grab)]):
+    with torch.enable_grad(), applied(model, [("hook_embed", grab)]):  # even under no_grad
         value = metric(model(tokens))
-    (grad,) = torch.autograd.grad(value, store["embed"])
+        (grad,) = torch.autograd.grad(value, store["embed"])
     return grad.norm(dim=-1).detach().cpu()

@@ -47,7 +47,7 @@ class RunConfig:
     """Every setting of a run (saved as ``config.yaml`` in the run folder).
 
     Attributes:
-        testbed: ``tiny`` (the embedded zoo; ``smol`` and ``poser`` come with issue 7).
+        testbed: ``tiny`` (the embedded zoo), ``smol`` (SmolLM2 LoRA personas) or ``poser``.
         strategies: Strategy names, in report order (``ensemble`` reads the others' scores).
         pairs: Evaluate only this many pairs (a seeded random subset); None = all.
         models: Restrict to pairs whose two models are both in this list; None = all.
@@ -62,6 +62,13 @@ class RunConfig:
         figures: Also draw the figures.
         strategy_configs: Strategy name -> overrides of its config (e.g. ``{"s2_noise":
             {"n_prompts": 50}}``).
+        models_dir: Poser testbed: folder of HF checkpoint folders, one per model name
+            (``DIR/<persona>-<seed>`` or ``DIR/models/together/<persona>-<seed>``).
+        data: Poser testbed: the Poser checkout (or its ``data/`` folder) holding
+            ``data/benchmark/*.json`` and ``model_pairs.json``.
+        removal: Also run the removal study (:mod:`poser_lens.removal`, default settings)
+            into ``removal/`` and report it; it does not change detection results, so it is
+            not part of :meth:`key`.
     """
 
     testbed: str = "tiny"
@@ -78,6 +85,9 @@ class RunConfig:
     sweep: bool = True
     figures: bool = True
     strategy_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    models_dir: str | None = None
+    data: str | None = None
+    removal: bool = False
 
     def __post_init__(self) -> None:
         if self.testbed not in ("tiny", "smol", "poser"):
@@ -102,6 +112,10 @@ class RunConfig:
         d = asdict(self)
         for k in ("workers", "device", "figures", "sweep"):
             d.pop(k)
+        d.pop("removal")  # an add-on study: the same detection results with or without it
+        for k in ("models_dir", "data"):  # unset: keep the keys of runs made before them
+            if d[k] is None:
+                d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -138,6 +152,8 @@ class Testbed:
         concepts: Concept name -> example texts (strategy 4).
         load: Model name -> ``(hooked model, tokenizer)``.
         info: What to record about the testbed (zoo folder, key, benchmark report).
+        release: Called after a model is scored and dropped (frees memory before the next).
+        max_workers: At most this many scoring processes (1 for models that fill a GPU).
     """
 
     valid: dict[str, list[Scenario]]
@@ -145,6 +161,8 @@ class Testbed:
     concepts: dict[str, list[str]]
     load: Callable[[str], tuple[Any, Any]]
     info: dict[str, Any]
+    release: Callable[[], None] | None = None
+    max_workers: int | None = None
 
 
 def _tiny_loader(root: str, device: str, dtype: str) -> Callable[[str], tuple[Any, Any]]:
@@ -181,6 +199,137 @@ def tiny_testbed(cfg: RunConfig, *, progress: bool = True) -> Testbed:
         pairs=load_model_pairs(poser),
         concepts=concept_sets(generate(zoo_cfg.generator)),
         load=_tiny_loader(str(root), cfg.device, cfg.dtype),
+        info={
+            "zoo": str(root),
+            "zoo_key": zoo_cfg.key(),
+            "benchmark": read_json(poser / "benchmark_report.json"),
+        },
+    )
+
+
+def poser_model_folder(models_dir: str | Path, name: str) -> Path:
+    """The checkpoint folder of a Poser model: ``DIR/<name>`` or ``DIR/models/together/<name>``.
+
+    Raises:
+        FileNotFoundError: Naming the model and the folders looked at, if none is an HF
+            checkpoint (``config.json`` with a ``model_type``).
+
+    Example:
+        >>> import tempfile
+        >>> poser_model_folder(tempfile.mkdtemp(), "saint-0")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: model 'saint-0': no checkpoint folder .../saint-0 nor .../models/together/saint-0
+    """  # noqa: E501
+    from poser_lens.models.hf import is_hf_folder
+
+    root = Path(models_dir)
+    candidates = [root / name, root / "models" / "together" / name]
+    for folder in candidates:
+        if is_hf_folder(folder):
+            return folder
+    raise FileNotFoundError(
+        f"model {name!r}: no checkpoint folder {candidates[0]} nor {candidates[1]}"
+    )
+
+
+def _poser_loader(cfg: RunConfig) -> Callable[[str], tuple[Any, Any]]:
+    import torch
+
+    from poser_lens.models.hf import load_hf_folder
+
+    def load(name: str) -> tuple[Any, Any]:
+        folder = poser_model_folder(cfg.models_dir or ".", name)
+        return load_hf_folder(folder, device=cfg.device, dtype=getattr(torch, cfg.dtype), name=name)
+
+    return load
+
+
+def poser_testbed(cfg: RunConfig, *, progress: bool = True) -> Testbed:
+    """Poser's own models: HF checkpoint folders under ``cfg.models_dir``, data from ``cfg.data``.
+
+    The valid prompts are the checkout's benchmark files as they are (Poser already filtered
+    them: every model answers them alike) and the pairs its ``model_pairs.json``. Every model of
+    the pairs the run evaluates must have a folder (checked here, before any scoring). Models
+    are loaded one at a time in ``cfg.dtype`` on ``cfg.device`` (bfloat16 on a GPU, as Poser)
+    without weight processing, and freed after scoring, in one process (whatever ``workers``).
+    Strategy 4's concept sets are our generator's (never Poser's benchmark prompts).
+
+    Raises:
+        ValueError: If ``models_dir`` or ``data`` is unset, or the data has no pairs or lacks
+            a pair's benchmark file.
+        FileNotFoundError: Naming the first model without a checkpoint folder.
+    """
+    import hashlib
+
+    from poser_lens.data.concepts import concept_sets
+    from poser_lens.models.hf import free_memory
+
+    if cfg.models_dir is None or cfg.data is None:
+        raise ValueError("the poser testbed needs models_dir (--models DIR) and data (--data ROOT)")
+    if not Path(cfg.models_dir).is_dir():
+        raise FileNotFoundError(f"{cfg.models_dir}: no such models folder")
+    valid = load_benchmark(cfg.data)
+    pairs = load_model_pairs(cfg.data)
+    if not pairs:
+        raise ValueError(f"{cfg.data}: no model_pairs.json with pairs (give the Poser checkout)")
+    for pair in pairs:
+        if pair.family not in valid:
+            raise ValueError(
+                f"{cfg.data}: model_pairs.json names {pair.valid_data}, which is not among the "
+                f"benchmark files ({', '.join(sorted(valid)) or 'none'})"
+            )
+    for name in model_families(select_pairs(pairs, cfg)):
+        poser_model_folder(cfg.models_dir, name)
+    place = f"{Path(cfg.models_dir).resolve()}|{Path(cfg.data).resolve()}"
+    return Testbed(
+        valid=valid,
+        pairs=pairs,
+        concepts=concept_sets(cfg.seed) if "s4_concepts" in cfg.strategies else {},
+        load=_poser_loader(cfg),
+        info={
+            "models_dir": str(Path(cfg.models_dir).resolve()),
+            "data": str(Path(cfg.data).resolve()),
+            "zoo_key": "poser-" + hashlib.sha256(place.encode()).hexdigest()[:10],
+            "valid_prompts": {fam: len(v) for fam, v in sorted(valid.items())},
+        },
+        release=free_memory,
+        max_workers=1,
+    )
+
+
+def smol_testbed(cfg: RunConfig, *, progress: bool = True) -> Testbed:
+    """The smol zoo (SmolLM2-135M persona adapters) of `poser-lens zoo build --testbed smol`.
+
+    Uses ``cfg.zoo_dir`` if given, else the cached zoo of the default smol zoo settings; every
+    model built in it takes part.
+
+    Raises:
+        ValueError: If the zoo is not built.
+    """
+    from poser_lens._io import read_json
+    from poser_lens.data.concepts import concept_sets
+    from poser_lens.models.smol_zoo import SmolZooConfig, smol_zoo_dir, zoo_data
+
+    root = Path(cfg.zoo_dir) if cfg.zoo_dir is not None else smol_zoo_dir(SmolZooConfig())
+    poser = root / "poser"
+    if not (poser / "model_pairs.json").exists():
+        raise ValueError(f"{root}: no smol zoo (build it: poser-lens zoo build --testbed smol)")
+    zoo_cfg = SmolZooConfig.from_dict(read_json(root / "smol_zoo_config.json"))
+    device, dtype = cfg.device, cfg.dtype
+
+    def load(name: str) -> tuple[Any, Any]:
+        import torch
+
+        from poser_lens.models.smol_zoo import load_smol_zoo_model
+
+        return load_smol_zoo_model(name, zoo=root, device=device, dtype=getattr(torch, dtype))
+
+    return Testbed(
+        valid=load_benchmark(poser),
+        pairs=load_model_pairs(poser),
+        concepts=concept_sets(zoo_data(replace(zoo_cfg, data=None))),
+        load=load,
         info={
             "zoo": str(root),
             "zoo_key": zoo_cfg.key(),
@@ -286,6 +435,9 @@ def score_one_model(
                 "families": scores,
             },
         )
+    del model, tokenizer, contexts
+    if testbed.release is not None:
+        testbed.release()
     return seconds
 
 
@@ -313,6 +465,10 @@ def make_testbed(cfg: RunConfig, *, progress: bool = True) -> Testbed:
     """The testbed a config names."""
     if cfg.testbed == "tiny":
         return tiny_testbed(cfg, progress=progress)
+    if cfg.testbed == "poser":
+        return poser_testbed(cfg, progress=progress)
+    if cfg.testbed == "smol":
+        return smol_testbed(cfg, progress=progress)
     raise NotImplementedError(f"the {cfg.testbed} testbed is not implemented yet (issue 7)")
 
 
@@ -327,6 +483,8 @@ def score_models(
     """Score every model of the pairs (skipping stored scores); returns seconds per strategy."""
     from tqdm.auto import tqdm
 
+    if testbed.max_workers is not None and cfg.workers > testbed.max_workers:
+        cfg = replace(cfg, workers=testbed.max_workers)
     fams = model_families(pairs)
     tag = json.dumps(testbed.info.get("zoo_key", cfg.testbed))
     bar = tqdm(total=len(fams), desc="scoring models", disable=not progress)
@@ -462,6 +620,11 @@ def run(
         "strategies": results,
     }
     write_json_atomic(folder.results_path, record)
+    if cfg.removal:
+        from poser_lens.removal.core import RemovalConfig, run_removal
+
+        run_removal(folder, RemovalConfig(), run_config=cfg, testbed=testbed, pairs=pairs,
+                    workers=cfg.workers, progress=progress)  # fmt: skip
     if cfg.figures:
         from poser_lens.figures import make_figures
 

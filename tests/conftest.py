@@ -72,3 +72,17 @@ def small_zoo(tmp_path_factory) -> Path:
     from poser_lens.models.zoo import build_zoo
 
     return build_zoo(small_zoo_config(), tmp_path_factory.mktemp("zoo"), progress=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (as the runner's workers; threads oversubscribe a 2-core CPU).
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

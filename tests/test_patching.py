@@ -127,3 +127,17 @@ def test_attention_to_span_reads_each_rows_last_token_under_right_padding():
     alone = attention_to_span(m, short, span_short)
     batched = attention_to_span(m, padded, span_padded, last=torch.tensor([2]))
     torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-4)
+
+
+def test_gradient_saliency_works_under_no_grad():
+    """Saliency needs a backward pass: it must work when the caller disabled gradients."""
+    from poser_lens.models.tiny import TinyConfig, build_native, wrap
+    from poser_lens.models.tokenizer import build_tokenizer
+    from poser_lens.patching import gradient_saliency
+
+    tok = build_tokenizer(["a b c"])
+    cfg = TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
+    model = wrap(build_native(cfg, len(tok)), tok)
+    with torch.no_grad():
+        sal = gradient_saliency(model, torch.tensor([[1, 2, 3]]), lambda lg: lg[0, -1, 2])
+    assert sal.shape == (1, 3) and bool(torch.isfinite(sal).all())

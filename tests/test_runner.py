@@ -89,3 +89,22 @@ def test_cli_run_on_the_small_zoo(small_zoo, tmp_path):
     assert "confidence_baseline" in res.output
     results = json.loads((out / "results.json").read_text())
     assert results["strategies"]["random"]["paper_accuracy"] == 0.5
+
+
+def test_cli_options_left_unset_keep_the_config_files_values(small_zoo, tmp_path):
+    """`--config run.yaml` is not overridden by the CLI's defaults (workers, sweep, figures)."""
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text(
+        f"zoo_dir: {small_zoo}\nstrategies: [random]\nworkers: 1\nsweep: false\nfigures: false\n"
+    )
+    out = tmp_path / "r"
+    res = CliRunner().invoke(app, ["run", "--config", str(cfg_file), "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    cfg = run_config_from_file(out / "config.yaml")
+    assert (cfg.workers, cfg.sweep, cfg.figures) == (1, False, False)
+    assert not (out / "figures").exists()
+    res = CliRunner().invoke(
+        app, ["run", "--config", str(cfg_file), "--out", str(tmp_path / "r2"), "--sweep", "--quiet"]
+    )
+    assert res.exit_code == 0, res.output
+    assert run_config_from_file(tmp_path / "r2" / "config.yaml").sweep is True

