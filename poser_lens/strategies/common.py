@@ -110,6 +110,11 @@ def contrast_direction(
     pairs, rest = contrast_pairs(scenarios, n_pairs)
     if not pairs:
         raise ValueError("no scenario with a critical fact to build contrast pairs from")
+    if not rest:
+        raise ValueError(
+            f"{len(scenarios)} valid prompts: all used for the {len(pairs)} contrast pairs, none "
+            "left to evaluate (lower n_pairs)"
+        )
     name = hook_name("resid_post", layer, int(model.cfg.n_layers))
     crit = collect(model, tokenizer, [p.critical.prompt for p in pairs], [name])[:, 0]
     clean = collect(model, tokenizer, [p.clean.prompt for p in pairs], [name])[:, 0]

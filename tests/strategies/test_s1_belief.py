@@ -71,3 +71,18 @@ def test_faker_is_larger_rise_with_headline_sign():
     assert s.headline == {"layer_frac": 15 / 40, "sign": "subtract", "coeff": 2.0}
     assert s.margin(faker, aligned) > 0
     assert s.margin(faker, aligned, sign="add") < 0
+
+
+def test_too_few_prompts_for_pairs_and_evaluation_is_a_clear_error(small_zoo):
+    """All valid prompts used as contrast pairs leaves nothing to score: say so, don't crash."""
+    import pytest
+
+    prompts = [
+        s
+        for s in load_benchmark(small_zoo / "poser")[FAMILY]
+        if s.is_typed and s.critical_facts and (s.complexity_level or 0) >= 1
+    ]
+    assert prompts
+    model, tok = load_zoo_model(small_zoo, "truth_teller-0")
+    with pytest.raises(ValueError, match="none left to evaluate"):
+        contrast_direction(model, tok, prompts, 1, n_pairs=len(prompts))
