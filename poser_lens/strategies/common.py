@@ -156,6 +156,20 @@ def last_residuals(ctx: ModelContext, texts: Sequence[str]) -> Float[Tensor, "n 
     return torch.stack([rows[t] for t in texts])
 
 
+def logits_from_final_residual(
+    model: Any, final_resid: Float[Tensor, "n d_model"]
+) -> Float[Tensor, "n vocab"]:
+    """Next-token logits from the last block's ``hook_resid_post`` at the last token.
+
+    The final norm and the unembedding are all that follow the last block, so this equals the
+    last-token logits of a full forward pass without running one (float32, on the CPU).
+    """
+    param = next(model.parameters())
+    with torch.no_grad():
+        x = final_resid.to(param.device, param.dtype)[:, None]
+        return model.unembed(model.ln_final(x))[:, 0].float().cpu()
+
+
 def readout_from_residuals(ctx: ModelContext, scenarios: Sequence[Scenario]) -> Readout:
     """The answer readout of scenarios from their memoised final residuals (no extra forward).
 
@@ -177,9 +191,6 @@ def readout_from_residuals(ctx: ModelContext, scenarios: Sequence[Scenario]) -> 
         True
     """
     final = last_residuals(ctx, [s.prompt for s in scenarios])[:, -1]
-    param = next(ctx.model.parameters())
-    with torch.no_grad():
-        x = final.to(param.device, param.dtype)[:, None]
-        logits = ctx.model.unembed(ctx.model.ln_final(x))[:, 0].float().cpu()
+    logits = logits_from_final_residual(ctx.model, final)
     ids = AnswerIds.from_tokenizer(ctx.tokenizer)
     return answer_readout(logits, ids, aligned=[s.aligned_letter for s in scenarios])

@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
 from jaxtyping import Float
 from threadpoolctl import threadpool_limits
 from torch import Tensor
@@ -25,7 +24,7 @@ from poser_lens.hooks import resolve_layer
 from poser_lens.probes import LayerProbes
 from poser_lens.readout import AnswerIds
 from poser_lens.strategies.base import ModelContext, Score, Strategy
-from poser_lens.strategies.common import last_residuals
+from poser_lens.strategies.common import last_residuals, logits_from_final_residual
 
 
 def own_answers(model: Any, tokenizer: Any, final_resid: Float[Tensor, "n d_model"]) -> list[str]:
@@ -36,6 +35,7 @@ def own_answers(model: Any, tokenizer: Any, final_resid: Float[Tensor, "n d_mode
     forward pass is needed.
 
     Example:
+        >>> import torch
         >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
         >>> from poser_lens.models.tokenizer import build_tokenizer
         >>> tok = build_tokenizer(["<<prompt>> x <</prompt>> A B error"])
@@ -45,10 +45,7 @@ def own_answers(model: Any, tokenizer: Any, final_resid: Float[Tensor, "n d_mode
         True
     """
     ids = AnswerIds.from_tokenizer(tokenizer)
-    param = next(model.parameters())
-    with torch.no_grad():
-        x = final_resid.to(param.device, param.dtype)[:, None]
-        logits = model.unembed(model.ln_final(x))[:, 0].float()
+    logits = logits_from_final_residual(model, final_resid)
     return ["A" if a >= b else "B" for a, b in zip(logits[:, ids.a], logits[:, ids.b], strict=True)]
 
 
