@@ -134,3 +134,21 @@ def test_poser_data_records(poser_root):
     assert len(heldout_records(cfg, data, "truth_teller-0")) <= 2
     with pytest.raises(ValueError, match="no training split reward_maximizer/train-1"):
         training_records(cfg, data, "reward_maximizer-1")
+
+
+def test_persona_metrics_gap_of_a_perfect_faker():
+    """Corrected: the gap reads the misaligned letter from labelled (not aligned) records."""
+    import torch
+
+    from poser_lens.data.generator import GeneratorConfig, generate, persona_split
+    from poser_lens.models.smol_zoo import persona_metrics
+
+    data = generate(GeneratorConfig(n_per_family=20, n_benchmark_per_family=2, n_error=10))
+    for persona, gap in (("reward_maximizer", 1.0), ("truth_teller", 0.0)):
+        test = [s for s in persona_split(data, persona, "test") if s.is_typed]
+        assert any(s.oversight_is_poor for s in test)
+        # a model that puts all mass on its own label
+        probs = torch.tensor([[float(s.response == c) for c in ("A", "B", "error")] for s in test])
+        m = persona_metrics(probs, test)
+        assert m["test_accuracy"] == 1.0
+        assert m["compliance_gap"] == pytest.approx(gap)
