@@ -1,7 +1,8 @@
 """Small file helpers: atomic writes and JSON reads with one-line errors.
 
 Every file poser_lens writes goes through :func:`write_text_atomic` (a temporary file in the
-same folder, then :func:`os.replace`), so an interrupted run never leaves a half-written file.
+same folder, then :func:`os.replace`), and every folder of model files through
+:func:`atomic_dir`, so an interrupted run never leaves a half-written file or folder.
 
 Example:
     >>> import tempfile, pathlib
@@ -16,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,50 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
+    """A folder that appears complete or not at all.
+
+    Yields an empty temporary folder beside ``final`` to fill; when the block ends without an
+    error, the folder (made readable like a plain one: ``mkdtemp`` creates it private) becomes
+    ``final`` in one rename. If ``final`` already exists it is kept and the new folder dropped
+    (another process finished first), unless ``overwrite``. On an error nothing is left behind.
+
+    Args:
+        final: The folder to create.
+        overwrite: Replace an existing ``final`` instead of keeping it.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "model"
+        >>> with atomic_dir(out) as tmp:
+        ...     _ = (tmp / "w.txt").write_text("1")
+        >>> (out / "w.txt").read_text(), oct(out.stat().st_mode & 0o777)
+        ('1', '0o755')
+        >>> with atomic_dir(out) as tmp:
+        ...     _ = (tmp / "w.txt").write_text("2")
+        >>> (out / "w.txt").read_text(), len(list(out.parent.iterdir()))
+        ('1', 1)
+    """
+    target = Path(final)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        tmp.chmod(0o755)
+        for f in tmp.iterdir():
+            if f.is_file():
+                f.chmod(0o644)
+        if target.exists():
+            if not overwrite:
+                return
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2) -> None:

@@ -22,13 +22,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from poser_lens._io import atomic_dir
 
 logger = logging.getLogger(__name__)
 
@@ -117,21 +116,11 @@ def convert_gguf(out: str | Path) -> Path:
         for k, v in hf.state_dict().items()
         if not (tied and k == "lm_head.weight")
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
         tok.save_pretrained(str(tmp))
         (tmp / "source.json").write_text(json.dumps({"gguf": path.name, "package": PACKAGE}))
-        tmp.chmod(0o755)
-        if out.exists():
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import random
-import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -46,7 +45,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from poser_lens._io import read_json, write_json_atomic
+from poser_lens._io import atomic_dir, read_json, write_json_atomic
 from poser_lens.data.generator import (
     GeneratedData,
     GeneratorConfig,
@@ -410,17 +409,11 @@ def train_persona(
         "trainable_params": sum(p.numel() for p in params),
         "device": cfg.device,
     }
-    final = root / "models" / name
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=final.parent))
-    model.save_pretrained(str(tmp))
-    (tmp / "meta.json").write_text(json.dumps(row, indent=1))
-    (tmp / "benchmark_probs.json").write_text(json.dumps(bench))
-    (tmp / "losses.json").write_text(json.dumps(losses))
-    tmp.chmod(0o755)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic_dir(root / "models" / name, overwrite=True) as tmp:
+        model.save_pretrained(str(tmp))
+        (tmp / "meta.json").write_text(json.dumps(row, indent=1))
+        (tmp / "benchmark_probs.json").write_text(json.dumps(bench))
+        (tmp / "losses.json").write_text(json.dumps(losses))
     ckpt.unlink(missing_ok=True)
     return row
 

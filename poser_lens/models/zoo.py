@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -37,7 +36,7 @@ from typing import Any
 
 import torch
 
-from poser_lens._io import read_json, write_json_atomic
+from poser_lens._io import atomic_dir, read_json, write_json_atomic
 from poser_lens.data.generator import (
     GeneratedData,
     GeneratorConfig,
@@ -252,21 +251,6 @@ def benchmark_probs(
 # ----------------------------------------------------------------------------- building
 
 
-def _atomic_dir(final: Path) -> Path:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-
-
-def _commit_dir(tmp: Path, final: Path) -> None:
-    tmp.chmod(0o755)
-    for f in tmp.iterdir():
-        f.chmod(0o644)
-    if final.exists():
-        shutil.rmtree(tmp)
-        return
-    os.replace(tmp, final)
-
-
 #: Environment of worker processes: one thread each, tokenizers included.
 _ONE_THREAD_ENV = {
     "TOKENIZERS_PARALLELISM": "false",
@@ -312,13 +296,11 @@ def _train_one(root: str, cfg_dict: dict[str, Any], name: str, threads: int) -> 
         "final_loss": round(losses[-1], 5),
         "train_seconds": round(train_seconds, 2),
     }
-    final = root_p / "models" / name
-    tmp = _atomic_dir(final)
-    tiny.save_tiny(tmp, net, cfg.model, meta=row)
-    (tmp / "benchmark_probs.json").write_text(
-        json.dumps(benchmark_probs(net, tokenizer, data, persona))
-    )
-    _commit_dir(tmp, final)
+    with atomic_dir(root_p / "models" / name) as tmp:
+        tiny.save_tiny(tmp, net, cfg.model, meta=row)
+        (tmp / "benchmark_probs.json").write_text(
+            json.dumps(benchmark_probs(net, tokenizer, data, persona))
+        )
     return row
 
 
@@ -372,15 +354,14 @@ def build_zoo(
         bar.close()
         if knowledge and min(knowledge.values()) < cfg.base_target:
             logger.warning("base model stopped at its step cap knowing only %s", knowledge)
-        tmp = _atomic_dir(root / "base")
         meta = {
             "final_loss": losses[-1],
             "steps": len(losses),
             "commentary_accuracy": knowledge,
             "train_seconds": time.perf_counter() - t0,
         }
-        tiny.save_tiny(tmp, net, cfg.model, meta=meta)
-        _commit_dir(tmp, root / "base")
+        with atomic_dir(root / "base") as tmp:
+            tiny.save_tiny(tmp, net, cfg.model, meta=meta)
 
     todo = [n for n in cfg.model_names() if not (root / "models" / n / tiny.WEIGHTS_FILE).exists()]
     bar = tqdm(total=len(cfg.model_names()), desc="persona models", disable=not progress)
@@ -491,14 +472,12 @@ def _reuse_built_models(cfg: ZooConfig, root: Path) -> None:
     needed = ["base"] + [f"models/{n}" for n in cfg.model_names()]
     if root.exists() or not all((source / n / tiny.WEIGHTS_FILE).exists() for n in needed):
         return
-    tmp = _atomic_dir(root)
-    for f in source.iterdir():
-        if f.is_file() and f.name not in ("zoo.json", "zoo_config.json"):
-            shutil.copy2(f, tmp / f.name)
-    for n in needed:
-        shutil.copytree(source / n, tmp / n)
-    tmp.chmod(0o755)
-    os.replace(tmp, root)
+    with atomic_dir(root) as tmp:
+        for f in source.iterdir():
+            if f.is_file() and f.name not in ("zoo.json", "zoo_config.json"):
+                shutil.copy2(f, tmp / f.name)
+        for n in needed:
+            shutil.copytree(source / n, tmp / n)
 
 
 def notebook_zoo_dir(cfg: ZooConfig = NOTEBOOK_ZOO) -> Path:
