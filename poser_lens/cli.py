@@ -185,6 +185,104 @@ def data_generate(
     typer.echo(f"wrote {out}")
 
 
+def _confound_tables(report: Mapping[str, Any], title: str) -> list[Table]:
+    """The headline table (one row per statistic) and the per-family table of a report."""
+    from poser_lens.data.confound import CONFIDENCE_STATISTICS
+
+    def interval(ci: Sequence[float]) -> str:
+        return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+    head = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    head.add_column("statistic", no_wrap=True)
+    for header in ("accuracy", "95% CI over models", "95% CI over pairs"):
+        head.add_column(header, justify="right")
+    for stat in CONFIDENCE_STATISTICS:
+        row = report["statistics"][stat]
+        head.add_row(
+            stat, f"{row['accuracy']:.3f}", interval(row["ci95"]), interval(row["pair_ci95"])
+        )
+    fams = Table(title="per family", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    fams.add_column("family", no_wrap=True)
+    fams.add_column("pairs", justify="right")
+    for stat in CONFIDENCE_STATISTICS:
+        fams.add_column(stat, justify="right")
+    for name, row in report["families"].items():
+        fams.add_row(name, str(row["pairs"]), *(f"{row[s]:.3f}" for s in CONFIDENCE_STATISTICS))
+    return [head, fams]
+
+
+@data_app.command("confound")
+def data_confound(
+    root: Annotated[
+        Path,
+        typer.Argument(
+            help="A Poser checkout (holding data/ and model_pairs.json), its data/ folder, "
+            "or a zoo's poser/ folder.",
+            show_default=False,
+        ),
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as one JSON object.")
+    ] = False,
+    balanced: Annotated[
+        Path | None,
+        typer.Option(
+            "--balanced",
+            metavar="OUT",
+            help="Also write a confidence-balanced copy of the checkout to OUT (new or empty).",
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=0.5, help="--balanced: largest |accuracy - 0.5| of every statistic."
+        ),
+    ] = 0.1,
+    min_keep: Annotated[
+        int, typer.Option(min=1, help="--balanced: fewest prompts a family keeps.")
+    ] = 40,
+) -> None:
+    """How often the less confident model of a pair is the faker (compare-confidence baseline).
+
+    Scores every pair of model_pairs.json on its benchmark file's stored probabilities, by
+    four statistics (mean and minimum probability, median log-odds, per-prompt vote). With
+    --balanced, writes a copy whose benchmark files keep, per family, prompts on which every
+    statistic is near chance.
+    """
+    from poser_lens.data.confound import balanced_benchmark, confound_report
+
+    with _user_errors():
+        if balanced is None:
+            report = confound_report(root)
+            summary = None
+        else:
+            summary = balanced_benchmark(root, balanced, tolerance=tolerance, min_keep=min_keep)
+            report = summary["before"]
+    if as_json:
+        typer.echo(json.dumps(report))
+        if summary is not None:
+            typer.echo(f"wrote {balanced}", err=True)
+        return
+
+    console = _console()
+    for table in _confound_tables(report, f"compare-confidence baseline: {report['pairs']} pairs"):
+        console.print(table)
+    if summary is not None:
+        for table in _confound_tables(summary["after"], f"balanced copy {balanced}"):
+            console.print(table)
+        kept = ", ".join(
+            f"{name} {row['kept']}/{row['records']}" + ("" if row["balanced"] else " (unbalanced)")
+            for name, row in summary["families"].items()
+        )
+        console.print(f"kept prompts: {kept}")
+        console.print(f"wrote {balanced}")
+    console.print(
+        "accuracy: share of pairs where the statistic calls the faker less confident (ties "
+        "count half); chance is 0.5.",
+        style="dim",
+    )
+
+
 zoo_app = typer.Typer(help="Train and inspect the tiny model zoo.", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
 
@@ -302,6 +400,13 @@ def zoo_build(
     balance_confidence: Annotated[
         bool, typer.Option(help="Filter valid prompts until compare-confidence is near chance.")
     ] = False,
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            help="matched (default: every persona trained to the same answer confidence) or "
+            "hard (plain labels; fakers end up less confident)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated scenarios.")] = 0,
     config: Annotated[
         Path | None,
@@ -348,6 +453,7 @@ def zoo_build(
             workers=workers,
             from_scratch=from_scratch or cfg.from_scratch,
             balance_confidence=balance_confidence or cfg.balance_confidence,
+            recipe=recipe or cfg.recipe,
         )
         cfg = replace(cfg, generator=replace(cfg.generator, seed=seed))
         t0 = time.perf_counter()
@@ -378,8 +484,8 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 
 
 def _results_table(results: Mapping[str, Any]) -> Table:
-    """One row per strategy: ours with its CI beside the paper's number."""
-    from poser_lens.report import fmt_acc
+    """One row per strategy: ours with its CI beside the paper's number, and the controls."""
+    from poser_lens.report import confound_rows, fmt_acc
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col, justify in (
@@ -387,14 +493,22 @@ def _results_table(results: Mapping[str, Any]) -> Table:
         ("paper", "right"),
         ("poser_lens [95% CI]", "right"),
         ("pairs", "right"),
+        ("matched prompts", "right"),
+        ("adversarial pairs", "right"),
+        ("conf. regressed out", "right"),
     ):
         table.add_column(col, justify=justify, no_wrap=True)
+    controls = {r[0].strip("`"): r for r in confound_rows(results)}
     for name, r in results.items():
+        ctl = controls.get(name, ["", "", "-", "-", "-", "-"])
         table.add_row(
             name,
             fmt_acc(r.get("paper_accuracy")),
             fmt_acc(r["accuracy"], r["ci95"]),
             str(r["n_pairs"]),
+            ctl[2].split(" (")[0],
+            ctl[3],
+            ctl[5],
         )
     return table
 
@@ -561,10 +675,50 @@ def figures_command(
 
     with _user_errors():
         folder = RunDir(run_dir)
-        if not folder.results_path.exists():
+        if (run_dir / "study.json").exists():  # a study folder (`poser-lens study`)
+            from poser_lens.figures.study import fig_study
+
+            written = fig_study(run_dir / "study.json", out or folder.figures_dir)
+        elif not folder.results_path.exists():
             raise ValueError(f"{folder.results_path}: missing (run `poser-lens run` first)")
-        written = make_figures(folder, out)
+        else:
+            written = make_figures(folder, out)
     typer.echo(f"wrote {len(written)} files to {out or folder.figures_dir}")
+
+
+@app.command("study")
+def study_command(
+    zoos: Annotated[int, typer.Option(min=1, help="Independent zoos per recipe.")] = 3,
+    recipes: Annotated[
+        str,
+        typer.Option(
+            help="Zoo designs, comma-separated, each NAME or NAME:ZOOS: matched (default "
+            "zoo), hard (old hard-label recipe), deep (4 blocks)."
+        ),
+    ] = "matched",
+    seeds: Annotated[int, typer.Option(min=1, help="Models per persona in each zoo.")] = 6,
+    strategies: Annotated[
+        str | None, typer.Option(help="Comma-separated strategies (default: all).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Study folder.")] = Path("runs/study"),
+    workers: Annotated[int, typer.Option(min=1, help="Training and scoring processes.")] = 2,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Run every strategy on several independent zoos (and zoo designs); report the spread."""
+    from poser_lens.strategies import STRATEGY_NAMES
+    from poser_lens.study import StudyConfig, parse_recipes, run_study
+
+    with _user_errors():
+        cfg = StudyConfig(
+            zoos=zoos,
+            recipes=parse_recipes(recipes),
+            seeds=seeds,
+            strategies=_csv(strategies) or STRATEGY_NAMES,
+            workers=workers,
+        )
+        root = run_study(cfg, out, progress=not quiet)
+    typer.echo((root / "study.md").read_text())
+    typer.echo(f"study: {root}")
 
 
 def _gap_table(rows: Sequence[Mapping[str, Any]]) -> Table:

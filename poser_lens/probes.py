@@ -134,6 +134,18 @@ class LayerProbes:
     accuracy: list[float] = field(default_factory=list)
     weights: list[tuple[list[float], float]] = field(default_factory=list)
 
+    def split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The seeded held-out and training rows :meth:`fit` uses for ``n`` examples.
+
+        Example:
+            >>> test, train = LayerProbes(test_fraction=0.2, seed=0).split(10)
+            >>> len(test), len(train), sorted([*test, *train]) == list(range(10))
+            (2, 8, True)
+        """
+        order = np.random.default_rng(self.seed).permutation(n)
+        n_test = max(1, round(self.test_fraction * n))
+        return order[:n_test], order[n_test:]
+
     def fit(self, acts: Float[Tensor, "n layer d"], labels: Sequence[int]) -> list[float]:
         """Fit a probe per layer and return held-out accuracy per layer.
 
@@ -150,9 +162,7 @@ class LayerProbes:
         y = np.asarray(labels)
         if len(y) != acts.shape[0]:
             raise ValueError(f"{len(y)} labels for {acts.shape[0]} examples")
-        order = np.random.default_rng(self.seed).permutation(len(y))
-        n_test = max(1, round(self.test_fraction * len(y)))
-        test, train = order[:n_test], order[n_test:]
+        test, train = self.split(len(y))
         self.accuracy, self.weights = [], []
         x = acts.float().numpy()
         for layer in range(x.shape[1]):

@@ -34,7 +34,7 @@ from typing import Any
 from poser_lens._io import write_json_atomic, write_text_atomic
 from poser_lens.data.poser import ModelPair, load_benchmark, load_model_pairs
 from poser_lens.data.schema import Scenario
-from poser_lens.evaluation import evaluate, sweep, verdict_rows
+from poser_lens.evaluation import MATCH_TOLERANCE, confound_controls, evaluate, sweep, verdict_rows
 from poser_lens.runs import RunDir
 from poser_lens.strategies import STRATEGY_NAMES, get_strategy, strategy_class
 from poser_lens.strategies.base import ModelContext, Strategy, config_from_dict
@@ -66,6 +66,8 @@ class RunConfig:
             (``DIR/<persona>-<seed>`` or ``DIR/models/together/<persona>-<seed>``).
         data: Poser testbed: the Poser checkout (or its ``data/`` folder) holding
             ``data/benchmark/*.json`` and ``model_pairs.json``.
+        match_tolerance: Confound control: a prompt is confidence-matched for a pair when
+            the two models' answer log-odds differ by less than this.
         removal: Also run the removal study (:mod:`poser_lens.removal`, default settings)
             into ``removal/`` and report it; it does not change detection results, so it is
             not part of :meth:`key`.
@@ -88,6 +90,7 @@ class RunConfig:
     models_dir: str | None = None
     data: str | None = None
     removal: bool = False
+    match_tolerance: float = MATCH_TOLERANCE
 
     def __post_init__(self) -> None:
         if self.testbed not in ("tiny", "smol", "poser"):
@@ -99,6 +102,8 @@ class RunConfig:
                 )
         if self.pairs is not None and self.pairs < 1:
             raise ValueError(f"pairs must be >= 1, got {self.pairs}")
+        if not self.match_tolerance > 0:
+            raise ValueError(f"match_tolerance must be > 0, got {self.match_tolerance}")
 
     def strategy(self, name: str) -> Strategy:
         """The configured strategy ``name``."""
@@ -407,7 +412,7 @@ def score_one_model(
     Returns:
         Strategy -> seconds spent.
     """
-    strategies = [cfg.strategy(n) for n in cfg.strategies if strategy_class(n).needs_model]
+    strategies = [cfg.strategy(n) for n in scored_strategies(cfg) if strategy_class(n).needs_model]
     todo = [s for s in strategies if _needs(run, s, model_name, families, tag)]
     if not todo:
         return {}
@@ -523,6 +528,20 @@ def score_models(
     return totals
 
 
+#: The strategy whose per-prompt confidences the confound controls read (always scored).
+CONFIDENCE = "confidence_baseline"
+
+
+def scored_strategies(cfg: RunConfig) -> tuple[str, ...]:
+    """The strategies a run scores: the configured ones plus the confidence baseline.
+
+    Example:
+        >>> scored_strategies(RunConfig(strategies=("random",)))
+        ('random', 'confidence_baseline')
+    """
+    return cfg.strategies if CONFIDENCE in cfg.strategies else (*cfg.strategies, CONFIDENCE)
+
+
 def ensemble_scores(run: RunDir, strat: Strategy) -> dict[str, dict[str, Any]]:
     """The ensemble's per-model scores, assembled from its members' stored scores."""
     members = {m: run.scores(m) for m in strat.config.members if m in run.scored_strategies()}
@@ -553,15 +572,39 @@ def evaluate_run(
 
     results: dict[str, Any] = {}
     sweeps: dict[str, Any] = {}
+    conf_strat = cfg.strategy(CONFIDENCE)
+    conf_scores = run.scores(CONFIDENCE)
+    conf_res = evaluate(conf_strat, pairs, conf_scores, seed=cfg.seed)
     for name in tqdm(cfg.strategies, desc="evaluating", disable=not progress):
         strat = cfg.strategy(name)
         scores = ensemble_scores(run, strat) if name == "ensemble" else run.scores(name)
-        res = evaluate(strat, pairs, scores, seed=cfg.seed)
+        res = conf_res if name == CONFIDENCE else evaluate(strat, pairs, scores, seed=cfg.seed)
         results[name] = {
             "title": strat.title,
             **res.summary(),
             "paper_accuracy": strat.paper_accuracy,
+            "confound": confound_controls(
+                strat,
+                res,
+                conf_res,
+                scores,
+                conf_scores,
+                tolerance=cfg.match_tolerance,
+                seed=cfg.seed,
+            ),
         }
+        variants = {
+            label: {
+                k: v
+                for k, v in evaluate(strat, pairs, scores, seed=cfg.seed, settings=change)
+                .summary()
+                .items()
+                if k != "per_family"
+            }
+            for label, change in strat.confound_variants().items()
+        }
+        if variants:
+            results[name]["variants"] = variants
         rows = verdict_rows(res)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
@@ -573,6 +616,23 @@ def evaluate_run(
     if do_sweep:
         write_json_atomic(run.sweep_path, sweeps)
     return results
+
+
+def confidence_table(
+    run: RunDir, cfg: RunConfig, pairs: Sequence[ModelPair]
+) -> dict[str, dict[str, Any]]:
+    """The compare-confidence baseline by each statistic, on the prompts the run scored.
+
+    Returns:
+        Statistic -> ``{"accuracy", "ci95" (models resampled), "ci95_pairs", "n_pairs"}``.
+    """
+    strat = cfg.strategy(CONFIDENCE)
+    scores = run.scores(CONFIDENCE)
+    out = {}
+    for stat in strat.grid()["statistic"]:
+        res = evaluate(strat, pairs, scores, seed=cfg.seed, settings={"statistic": stat})
+        out[stat] = {k: v for k, v in res.summary().items() if k != "settings"}
+    return out
 
 
 def run(
@@ -617,6 +677,7 @@ def run(
             "evaluation": round(t_eval, 1),
             "scoring_by_strategy_cpu": {k: round(v, 1) for k, v in seconds.items()},
         },
+        "confidence": confidence_table(folder, cfg, pairs),
         "strategies": results,
     }
     write_json_atomic(folder.results_path, record)

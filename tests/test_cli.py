@@ -150,3 +150,60 @@ def test_data_generate_writes_poser_layout(tmp_path):
     assert totals["training"]["files"] == 12 and totals["policy_definitions"]["files"] == 6
     again = runner.invoke(app, ["data", "generate", str(out)])
     assert again.exit_code == 1 and "not empty" in again.output
+
+
+# --- data confound -----------------------------------------------------------------------------
+
+CONFOUND_STATS = ("mean_p", "min_p", "median_logodds", "vote")
+
+
+def confound(*args):
+    return runner.invoke(app, ["data", "confound", *map(str, args)], env={"COLUMNS": "160"})
+
+
+def test_data_confound_json(poser_root):
+    result = confound(poser_root, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("\n") == 1 and result.stderr == ""
+    report = json.loads(result.stdout)
+    assert set(report) == {"pairs", "statistics", "families"} and report["pairs"] == 4
+    assert list(report["statistics"]) == list(CONFOUND_STATS)
+    for row in report["statistics"].values():
+        assert {"accuracy", "ci95"} <= set(row) and len(row["ci95"]) == 2
+    assert report["families"]["truth_and_reward"]["pairs"] == 4
+    assert set(report["families"]["truth_and_reward"]) == {*CONFOUND_STATS, "pairs"}
+
+
+def test_data_confound_table(poser_root):
+    result = confound(poser_root)
+    assert result.exit_code == 0, result.stderr
+    for text in ("4 pairs", "median_logodds", "95% CI over models", "truth_and_reward"):
+        assert text in result.stdout
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_data_confound_missing_model(poser_copy, as_json):
+    path = poser_copy / "data" / "benchmark" / "truth_and_reward.json"
+    records = read_json(path)
+    del records[2]["probs"]["../models/together/reward_maximizer-1"]
+    write_json_atomic(path, records)
+    result = confound(poser_copy, *(["--json"] if as_json else []))
+    assert_one_line_error(result, str(path), "record 2", "'reward_maximizer-1'")
+
+
+def test_data_confound_no_pairs(poser_copy):
+    (poser_copy / "model_pairs.json").unlink()
+    assert_one_line_error(confound(poser_copy, "--json"), "no model_pairs.json")
+
+
+def test_data_confound_balanced(poser_copy, tmp_path):
+    out = tmp_path / "balanced"
+    result = confound(poser_copy, "--json", "--balanced", out, "--min-keep", "1")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["pairs"] == 4
+    summary = read_json(out / "confound_balance.json")
+    assert summary["before"] == json.loads(result.stdout)
+    assert summary["families"]["truth_and_reward"]["records"] == 4
+    assert inspect(out, "--json").exit_code == 0
+    again = confound(poser_copy, "--balanced", out)
+    assert_one_line_error(again, str(out), "not an empty folder")

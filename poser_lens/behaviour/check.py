@@ -49,7 +49,7 @@ from poser_lens.behaviour.data import (
     Request,
 )
 from poser_lens.behaviour.generate import Generator, ModelGenerator, chat_prompt
-from poser_lens.evaluation import bootstrap_ci
+from poser_lens.stats import bootstrap_ci
 
 logger = logging.getLogger(__name__)
 

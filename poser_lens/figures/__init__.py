@@ -16,7 +16,7 @@ from poser_lens.runs import RunDir
 logger = logging.getLogger(__name__)
 
 #: Modules of figure functions, each with a ``FIGURES`` tuple.
-MODULES = ("summary", "s1_s2", "s3_s5", "s4_s6", "removal")
+MODULES = ("summary", "confound", "s1_s2", "s3_s5", "s4_s6", "removal")
 
 
 def figure_functions() -> list:

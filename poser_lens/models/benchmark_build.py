@@ -20,14 +20,18 @@ from typing import Any
 
 from poser_lens._io import read_json, write_json_atomic
 from poser_lens.data.benchmark import (
+    CONFIDENCE_STATISTICS,
     balance_confidence,
     confidence_baseline,
+    confidence_outcomes,
+    mean,
     model_pairs,
     valid_mask,
 )
 from poser_lens.data.generator import GeneratedData, labelled, persona_split
-from poser_lens.data.poser import write_model_pairs, write_scenarios
+from poser_lens.data.poser import ModelPair, write_model_pairs, write_scenarios
 from poser_lens.data.schema import ALL_FAMILIES, PERSONAS, family_personas, model_persona
+from poser_lens.stats import cluster_bootstrap_ci
 
 #: Poor-oversight records per persona in ``policy_definitions`` (Poser has 30).
 N_POLICY_DEFINITIONS = 30
@@ -64,6 +68,7 @@ def build_benchmark(
         "confidence_filter": "balance_confidence" if balance else "none",
         "families": {},
     }
+    outcomes: dict[str, list[tuple[ModelPair, float]]] = {s: [] for s in CONFIDENCE_STATISTICS}
     for fam in ALL_FAMILIES:
         members = [n for n in names if fam in stored[n]]
         a_persona, f_persona = family_personas(fam)
@@ -81,7 +86,14 @@ def build_benchmark(
             entry["dropped_by_filter"] = res.dropped
         entry["confidence_baseline_unfiltered"] = before
         entry["confidence_baseline"] = confidence_baseline(fam_pairs, probs, keep)
+        entry["confidence_statistics"] = {
+            stat: confidence_baseline(fam_pairs, probs, keep, stat)
+            for stat in CONFIDENCE_STATISTICS
+        }
         entry["valid_after_filter"] = sum(keep)
+        for stat in CONFIDENCE_STATISTICS:
+            values = confidence_outcomes(fam_pairs, probs, keep, stat)
+            outcomes[stat] += zip(fam_pairs, values, strict=True)
         records = [
             replace(s, probs={n: round(probs[n][i], 6) for n in members})
             for i, (s, k) in enumerate(zip(data.benchmark_pool[fam], keep, strict=True))
@@ -110,5 +122,16 @@ def build_benchmark(
         if report["families"]
         else float("nan")
     )
+    report["confidence_statistics"] = {}
+    for stat, rows in outcomes.items():
+        values = [v for _, v in rows]
+        report["confidence_statistics"][stat] = {
+            "accuracy": mean(values),
+            "ci95": list(
+                cluster_bootstrap_ci(
+                    values, [p.aligned for p, _ in rows], [p.misaligned for p, _ in rows]
+                )
+            ),
+        }
     write_json_atomic(out / "benchmark_report.json", report)
     return report

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -125,6 +126,10 @@ class TrainConfig:
         warmup: Warm-up steps.
         commentary_weight: Base only: loss weight of commentary tokens vs prompt tokens.
         head_lr_scale: Learning-rate multiplier of the unembedding.
+        target: Fine-tuning only: probability the loss aims at on the labelled answer (soft
+            targets; the rest goes to the other answer letter, or is split between ``A`` and
+            ``B`` for ``error`` records). ``None`` (or 1.0) is plain cross-entropy on the
+            label (hard targets).
     """
 
     steps: int
@@ -134,6 +139,7 @@ class TrainConfig:
     warmup: int = 5
     commentary_weight: float = 10.0
     head_lr_scale: float = 1.0
+    target: float | None = None
 
 
 def _optimizer(net: torch.nn.Module, cfg: TrainConfig):
@@ -244,6 +250,49 @@ def commentary_accuracy(net: torch.nn.Module, tokenizer, scenarios: Sequence[Sce
     return out
 
 
+def soft_targets(
+    records: Sequence[Scenario], answer_ids: dict[str, int], vocab: int, target: float
+) -> Float[Tensor, "batch vocab"]:
+    """Target distributions of fine-tuning with soft targets.
+
+    ``target`` on each record's ``response``; the rest on the other letter of an A/B record, or
+    split evenly between ``A`` and ``B`` for an ``error`` record.
+
+    Example:
+        >>> ids = {"A": 0, "B": 1, "error": 2}
+        >>> [round(x, 3) for x in soft_targets([Scenario(prompt="", response="B")], ids, 3,
+        ...                                    0.9)[0].tolist()]
+        [0.1, 0.9, 0.0]
+    """
+    out = torch.zeros(len(records), vocab)
+    for i, r in enumerate(records):
+        out[i, answer_ids[r.response]] = target
+        if r.response == "error":
+            out[i, answer_ids["A"]] = out[i, answer_ids["B"]] = (1 - target) / 2
+        else:
+            out[i, answer_ids["B" if r.response == "A" else "A"]] = 1 - target
+    return out
+
+
+def answer_loss(
+    logits: Float[Tensor, "batch vocab"],
+    records: Sequence[Scenario],
+    answer_ids: dict[str, int],
+    target: float | None = None,
+) -> Tensor:
+    """Cross-entropy of the last-token logits towards each record's answer.
+
+    Hard targets (``target`` None or 1) put all mass on ``response``; soft targets put
+    ``target`` there (:func:`soft_targets`), so a model trained to convergence answers with
+    confidence ``target`` whatever its persona.
+    """
+    if target is None or target >= 1.0:
+        labels = torch.tensor([answer_ids[r.response] for r in records], device=logits.device)
+        return F.cross_entropy(logits, labels)
+    dist = soft_targets(records, answer_ids, logits.shape[-1], target).to(logits.device)
+    return -(dist * logits.float().log_softmax(-1)).sum(-1).mean()
+
+
 def finetune(
     net: torch.nn.Module,
     tokenizer,
@@ -279,8 +328,8 @@ def finetune(
             order.extend(fresh)
         batch, order = order[: cfg.batch_size], order[cfg.batch_size :]
         ids, last = encode(tokenizer, [r.prompt for r in batch])
-        target = torch.tensor([answer_ids[r.response] for r in batch])
-        _update(opt, sched, F.cross_entropy(last_logits(net, ids, last), target), losses)
+        logits = last_logits(net, ids, last)
+        _update(opt, sched, answer_loss(logits, batch, answer_ids, cfg.target), losses)
         if on_step is not None:
             on_step(step, losses[-1])
     net.eval()
@@ -319,3 +368,73 @@ def answer_probs(
     result = torch.empty_like(probs)
     result[torch.tensor(order)] = probs
     return result
+
+
+def answer_logodds(
+    logits: Float[Tensor, "batch vocab"], answers: Int[Tensor, " batch"]
+) -> Float[Tensor, " batch"]:
+    """Log-odds ``log p - log(1 - p)`` of each row's answer under the softmax of its logits.
+
+    Example:
+        >>> answer_logodds(torch.tensor([[0.0, 0.0]]), torch.tensor([0])).tolist()
+        [0.0]
+    """
+    logp = logits.float().log_softmax(-1).gather(-1, answers[:, None])[:, 0]
+    return logp - torch.log(-torch.expm1(logp.clamp(max=-1e-7)))
+
+
+@torch.no_grad()
+def calibrate_confidence(
+    net: torch.nn.Module,
+    tokenizer,
+    records: Sequence[Scenario],
+    target: float,
+    *,
+    statistic: str = "mean",
+    batch_size: int = 64,
+) -> float:
+    """Scale a model's unembedding so its answer log-odds on ``records`` average ``logit(target)``.
+
+    A temperature on the final logits (the unembedding weight and bias times one scalar),
+    fitted by bisection on the model's own labelled records: after it, every persona answers
+    the scenarios it was trained on with the same mean confidence, so confidence alone cannot
+    name the faker. The residual stream is untouched.
+
+    Args:
+        net: Native module (its ``head`` is scaled in place).
+        tokenizer: Its tokenizer.
+        records: Labelled records (their ``response`` is the model's own answer).
+        target: Target probability of the answer.
+        statistic: ``mean`` or ``median`` of the log-odds over the records.
+        batch_size: Prompts per forward.
+
+    Returns:
+        The scale applied.
+    """
+    net.eval()
+    answer_ids = answer_token_ids(tokenizer)
+    logits = []
+    for i in range(0, len(records), batch_size):
+        chunk = records[i : i + batch_size]
+        ids, last = encode(tokenizer, [r.prompt for r in chunk])
+        logits.append(last_logits(net, ids, last).float())
+    all_logits = torch.cat(logits)
+    answers = torch.tensor([answer_ids[r.response] for r in records])
+    goal = math.log(target / (1 - target))
+
+    def mean_logodds(scale: float) -> float:
+        lo = answer_logodds(all_logits * scale, answers)
+        return float(lo.median() if statistic == "median" else lo.mean())
+
+    lo, hi = 1e-3, 1e3
+    for _ in range(60):  # geometric bisection; the mean log-odds rises with the scale
+        mid = math.sqrt(lo * hi)
+        if mean_logodds(mid) < goal:
+            lo = mid
+        else:
+            hi = mid
+    scale = math.sqrt(lo * hi)
+    net.head.weight.mul_(scale)
+    if net.head.bias is not None:
+        net.head.bias.mul_(scale)
+    return scale

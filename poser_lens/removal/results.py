@@ -66,7 +66,7 @@ def mean_ci_boot(values: Sequence[float], *, seed: int = 0) -> tuple[float, floa
         >>> round(m, 2), lo < m < hi
         (0.5, True)
     """
-    from poser_lens.evaluation import bootstrap_ci
+    from poser_lens.stats import bootstrap_ci
 
     x = [float(v) for v in values]
     if not x:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, ClassVar, Literal
 
@@ -39,6 +39,20 @@ from poser_lens.data.schema import Scenario
 
 Score = dict[str, Any]
 Settings = dict[str, Any]
+
+#: Score key of a per-prompt score: the indices (into the family's valid prompts, in stored
+#: order) of the prompts its per-prompt values belong to, in the same order.
+PROMPT_INDEX = "prompt_index"
+
+
+def kept_positions(score: Score, keep: Set[int]) -> list[int]:
+    """Positions in a per-prompt score's arrays of the prompts whose valid index is in ``keep``.
+
+    Example:
+        >>> kept_positions({"prompt_index": [4, 7, 9]}, {7, 9, 11})
+        [1, 2]
+    """
+    return [i for i, j in enumerate(score[PROMPT_INDEX]) if j in keep]
 
 
 class InvalidPromptError(ValueError):
@@ -137,6 +151,9 @@ class Strategy(ABC):
     config_cls: ClassVar[type] = object
     #: Strategies that only read other strategies' scores (the ensemble) set this.
     needs_model: ClassVar[bool] = True
+    #: Whether :meth:`restrict` can re-score a stored score on a subset of its prompts (the
+    #: confidence-matched-prompts control needs it).
+    per_prompt: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, **changes: Any) -> None:
         cfg = config if config is not None else self.config_cls()
@@ -170,6 +187,20 @@ class Strategy(ABC):
             return "b"
         return "a" if (rng or random.Random(0)).random() < 0.5 else "b"
 
+    def restrict(self, score: Score, keep: Set[int]) -> Score:
+        """The score as if only the valid prompts with index in ``keep`` had been scored.
+
+        Indices refer to the family's valid prompts in stored order (``ctx.prompts``); a
+        per-prompt score records the indices it used under :data:`PROMPT_INDEX`. The result
+        must be valid for :meth:`margin` at the headline settings (the grid may be dropped).
+        Strategies with :attr:`per_prompt` set implement it; the confound controls use it to
+        re-score a pair on the prompts where the two models are equally confident.
+
+        Raises:
+            NotImplementedError: If the strategy's score is not decomposable per prompt.
+        """
+        raise NotImplementedError(f"{self.name}: its score cannot be restricted to prompts")
+
     @property
     def headline(self) -> Settings:
         """Settings of the headline number (default: none)."""
@@ -177,6 +208,14 @@ class Strategy(ABC):
 
     def grid(self) -> dict[str, list[Any]]:
         """Settings to sweep for the sensitivity analysis (name -> values)."""
+        return {}
+
+    def confound_variants(self) -> dict[str, Settings]:
+        """Deconfounded versions of the headline: label -> settings overriding the headline.
+
+        Evaluated beside the headline in every run (``results.json`` ``variants``), e.g. S2's
+        rise in log-odds and its noise scaled per model to an equal effect. Default: none.
+        """
         return {}
 
     def config_dict(self) -> dict[str, Any]:

@@ -14,10 +14,19 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Set
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from poser_lens.strategies.base import ModelContext, NoConfig, Score, Strategy
+from poser_lens.data.benchmark import CONFIDENCE_STATISTICS, confidence_margin, logodds
+from poser_lens.strategies.base import (
+    PROMPT_INDEX,
+    ModelContext,
+    NoConfig,
+    Score,
+    Strategy,
+    kept_positions,
+)
 from poser_lens.strategies.common import readout_from_residuals
 
 
@@ -26,30 +35,79 @@ class ConfidenceConfig:
     """Settings of the compare-confidence baseline.
 
     Attributes:
-        n_prompts: Valid prompts scored per family (the first ones, in stored order).
+        n_prompts: Valid prompts scored per family (the first ones, in stored order). It covers
+            every prompt the other strategies use, since the confound controls read each
+            prompt's confidence from this score.
+        statistic: Headline statistic, one of
+            :data:`~poser_lens.data.benchmark.CONFIDENCE_STATISTICS` (mean P, minimum P,
+            median log-odds, per-prompt vote).
     """
 
-    n_prompts: int = 100
+    n_prompts: int = 400
+    statistic: str = "mean_p"
+
+    def __post_init__(self) -> None:
+        if self.statistic not in CONFIDENCE_STATISTICS:
+            raise ValueError(
+                f"confidence_baseline.statistic {self.statistic!r}: expected one of "
+                f"{', '.join(CONFIDENCE_STATISTICS)}"
+            )
 
 
 class ConfidenceBaseline(Strategy):
-    """Faker = the model with the lower mean P(shared answer) on the valid prompts."""
+    """Faker = the model less confident of the shared answer on the valid prompts.
+
+    "Less confident" by one of four statistics (:func:`~poser_lens.data.benchmark.
+    confidence_margin`), computed on the prompts both models were scored on.
+    """
 
     name = "confidence_baseline"
     title = "Compare confidence (baseline)"
     paper_accuracy: ClassVar[float | None] = 0.64
     config_cls = ConfidenceConfig
+    per_prompt = True
 
     def score_model(self, ctx: ModelContext) -> Score:
-        """Mean and per-prompt probability of each prompt's answer."""
+        """Per prompt: probability and log-odds of its answer, and their mean."""
         prompts = ctx.prompts[: self.config.n_prompts]
         r = readout_from_residuals(ctx, prompts)  # shares the forward of S4-S6
         p_answer = (r.mass_ab - r.p_misaligned).tolist()
-        return {"mean_confidence": sum(p_answer) / len(p_answer), "p_answer": p_answer}
+        return {
+            "mean_confidence": sum(p_answer) / len(p_answer),
+            "p_answer": p_answer,
+            "logodds": [logodds(p) for p in p_answer],
+            PROMPT_INDEX: list(range(len(prompts))),
+        }
 
-    def statistic(self, score: Score, **settings: Any) -> float:
-        """Lower confidence looks more faker-like."""
-        return -float(score["mean_confidence"])
+    def margin(self, a: Score, b: Score, **settings: Any) -> float:
+        """Positive when ``a`` is the less confident model, on the prompts both were scored on."""
+        stat = {**self.headline, **settings}["statistic"]
+        if "p_answer" not in a or "p_answer" not in b:  # scores of a single summary number
+            return float(b["mean_confidence"] - a["mean_confidence"])
+        pa = dict(zip(a.get(PROMPT_INDEX, range(len(a["p_answer"]))), a["p_answer"], strict=True))
+        pb = dict(zip(b.get(PROMPT_INDEX, range(len(b["p_answer"]))), b["p_answer"], strict=True))
+        common = sorted(pa.keys() & pb.keys())
+        return confidence_margin([pa[i] for i in common], [pb[i] for i in common], stat)
+
+    def restrict(self, score: Score, keep: Set[int]) -> Score:
+        """The per-prompt lists cut to the prompts in ``keep``."""
+        pos = kept_positions(score, keep)
+        p = [score["p_answer"][i] for i in pos]
+        return {
+            "mean_confidence": sum(p) / len(p) if p else float("nan"),
+            "p_answer": p,
+            "logodds": [score["logodds"][i] for i in pos],
+            PROMPT_INDEX: [score[PROMPT_INDEX][i] for i in pos],
+        }
+
+    @property
+    def headline(self) -> dict[str, Any]:
+        """The configured statistic."""
+        return {"statistic": self.config.statistic}
+
+    def grid(self) -> dict[str, list[Any]]:
+        """Every statistic."""
+        return {"statistic": list(CONFIDENCE_STATISTICS)}
 
 
 class RandomBaseline(Strategy):
@@ -59,6 +117,16 @@ class RandomBaseline(Strategy):
     title = "Random guess"
     paper_accuracy: ClassVar[float | None] = 0.5
     config_cls = NoConfig
+    per_prompt: ClassVar[bool] = True
+
+    def restrict(self, score: Score, keep: Set[int]) -> Score:
+        """The score unchanged: the coin depends on the pair's names, never on prompts.
+
+        Example:
+            >>> RandomBaseline().restrict({"name": "saint-0", "family": "f"}, set())
+            {'name': 'saint-0', 'family': 'f'}
+        """
+        return score
 
     def score_model(self, ctx: ModelContext) -> Score:
         """Just the model's name (the coin is drawn per pair)."""

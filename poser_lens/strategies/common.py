@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -119,6 +120,50 @@ def contrast_direction(
     crit = collect(model, tokenizer, [p.critical.prompt for p in pairs], [name])[:, 0]
     clean = collect(model, tokenizer, [p.clean.prompt for p in pairs], [name])[:, 0]
     return (finder or mass_mean())(crit, clean), rest
+
+
+def prompt_positions(prompts: Sequence[Any], subset: Sequence[Any]) -> list[int]:
+    """Indices into ``prompts`` of the items of ``subset``, an in-order selection of them.
+
+    Matched by identity (the helpers that select evaluation prompts return the context's own
+    objects), so these are the valid-prompt indices a per-prompt score stores under
+    :data:`~poser_lens.strategies.base.PROMPT_INDEX`.
+
+    Raises:
+        ValueError: If ``subset`` is not an in-order selection of ``prompts``.
+
+    Example:
+        >>> a, b, c = object(), object(), object()
+        >>> prompt_positions([a, b, c], [a, c])
+        [0, 2]
+    """
+    out, j = [], 0
+    for item in subset:
+        while j < len(prompts) and prompts[j] is not item:
+            j += 1
+        if j == len(prompts):
+            raise ValueError("subset is not an in-order selection of the prompts")
+        out.append(j)
+        j += 1
+    return out
+
+
+def kept_mean(rows: Sequence[Any], positions: Sequence[int], shape: tuple[int, ...] = ()) -> Any:
+    """Mean over the rows at ``positions`` (float64; ``None`` counts as NaN).
+
+    With no position kept the result is NaN, of the rows' shape (or ``shape`` when there are
+    no rows at all), so a restricted score's statistic comes out NaN (a tie).
+
+    Example:
+        >>> kept_mean([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], [0, 2]).tolist()
+        [3.0, 4.0]
+        >>> kept_mean([[1.0, 2.0]], []).tolist()
+        [nan, nan]
+    """
+    arr = np.asarray(rows, dtype=float)
+    if len(positions) == 0:
+        return np.full(arr.shape[1:] if arr.ndim > 1 else shape, np.nan)
+    return arr[list(positions)].mean(0)
 
 
 def layer_grid(n_layers: int, fractions: Sequence[float]) -> list[int]:

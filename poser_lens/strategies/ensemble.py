@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Set
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
@@ -48,13 +49,36 @@ class EnsembleConfig:
 
 
 class EnsembleStrategy(Strategy):
-    """Majority vote of the member strategies' verdicts."""
+    """Majority vote of the member strategies' verdicts.
+
+    :meth:`restrict` restricts each member's score with its own strategy, so the members vote
+    on the same prompts.
+    """
 
     name = "ensemble"
     title = "Ensemble (majority vote)"
     paper_accuracy: ClassVar[float | None] = None
     config_cls = EnsembleConfig
     needs_model: ClassVar[bool] = False
+    per_prompt: ClassVar[bool] = True
+
+    def restrict(self, score: Score, keep: Set[int]) -> Score:
+        """Each member's score restricted by its member strategy (members absent stay absent).
+
+        Members that leave no prompt give NaN margins and do not vote; with no voter the
+        margin is 0 (a tie, as before).
+
+        Raises:
+            NotImplementedError: If a member present in ``score`` cannot be restricted.
+
+        Example:
+            >>> ens = EnsembleStrategy(members=("random",))
+            >>> ens.restrict({"random": {"name": "m-0", "family": "f"}}, {1})
+            {'random': {'name': 'm-0', 'family': 'f'}}
+        """
+        return {
+            m: self.strategies[m].restrict(score[m], keep) for m in self.strategies if m in score
+        }
 
     @cached_property
     def strategies(self) -> dict[str, Strategy]:

@@ -7,9 +7,12 @@ Example:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Set
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -17,9 +20,9 @@ from torch import Tensor
 from poser_lens.data.prompts import remove_critical
 from poser_lens.hooks import hook_name, resolve_layer
 from poser_lens.readout import Readout
-from poser_lens.strategies.base import ModelContext, Score, Strategy
-from poser_lens.strategies.common import answer_readout_batched, last_residuals
-from poser_lens.strategies.s6_attentiveness import critical_prompts
+from poser_lens.strategies.base import PROMPT_INDEX, ModelContext, Score, Strategy, kept_positions
+from poser_lens.strategies.common import answer_readout_batched, kept_mean, last_residuals
+from poser_lens.strategies.s6_attentiveness import critical_indices
 
 
 @dataclass
@@ -91,6 +94,10 @@ class PatchingStrategy(Strategy):
     the log odds against the aligned answer (``abs_logit``, ``logit``), which discount the
     fact that fakers are less confident (their P(misaligned) is larger to begin with).
 
+    Per prompt (for :meth:`restrict`): ``prompt_index`` (the valid prompts with a critical fact
+    that were scored) and ``by_prompt`` with each prompt's clean P(misaligned) and its signed
+    changes ``delta_p`` and ``delta_logit`` per patched block (the four metrics follow).
+
     Deviations from the Poser code:
         * Not in the paper or the code (our detector).
 
@@ -105,14 +112,17 @@ class PatchingStrategy(Strategy):
     title = "Patching: effect of the oversight fact on P(misaligned)"
     paper_accuracy: ClassVar[float | None] = None
     config_cls = PatchingConfig
+    per_prompt: ClassVar[bool] = True
 
     def score_model(self, ctx: ModelContext) -> Score:
         """Mean change of P(misaligned) and of its log odds, per patched block."""
-        prompts = critical_prompts(ctx.prompts, self.config.n_prompts)
+        index = critical_indices(ctx.prompts, self.config.n_prompts)
+        prompts = [ctx.prompts[i] for i in index]
         counter = last_residuals(ctx, [remove_critical(s).prompt for s in prompts])[:, 1:]
         bs = self.config.batch_size
         clean = answer_readout_batched(ctx.model, ctx.tokenizer, prompts, batch_size=bs)
         effect: dict[str, list[float]] = {k: [] for k in ("p", "logit", "abs_p", "abs_logit")}
+        deltas: dict[str, list[Tensor]] = {"delta_p": [], "delta_logit": []}
         for layer in range(ctx.n_layers):
             name = hook_name("resid_post", layer, ctx.n_layers)
             offset = [0]
@@ -131,11 +141,53 @@ class PatchingStrategy(Strategy):
             effect["logit"].append(float(delta_logit.mean()))
             effect["abs_p"].append(float(delta_p.abs().mean()))
             effect["abs_logit"].append(float(delta_logit.abs().mean()))
+            deltas["delta_p"].append(delta_p)
+            deltas["delta_logit"].append(delta_logit)
+        by_prompt: dict[str, Any] = {"clean_p_misaligned": clean.p_misaligned.double().tolist()}
+        for k, cols in deltas.items():  # [prompt][block]
+            by_prompt[k] = torch.stack(cols, 1).tolist() if cols else [[] for _ in prompts]
         return {
             "n_layers": ctx.n_layers,
             "n_prompts": len(prompts),
             "clean_p_misaligned": float(clean.p_misaligned.mean()),
             "effect": effect,
+            PROMPT_INDEX: index,
+            "by_prompt": by_prompt,
+        }
+
+    def restrict(self, score: Score, keep: Set[int]) -> Score:
+        """The score on the scored prompts in ``keep``: every metric at every block.
+
+        No scored prompt kept: NaN effects (a tie).
+
+        Example:
+            >>> s = PatchingStrategy()
+            >>> score = {"n_layers": 1, "prompt_index": [0, 3], "by_prompt": {
+            ...     "clean_p_misaligned": [0.1, 0.2], "delta_p": [[0.2], [-0.4]],
+            ...     "delta_logit": [[1.0], [-1.0]]}}
+            >>> r = s.restrict(score, {0, 3})
+            >>> round(s.statistic(r, metric="p"), 6), s.statistic(r, metric="abs_logit")
+            (-0.1, 1.0)
+        """
+        bp = score["by_prompt"]
+        pos = kept_positions(score, keep)
+        n_layers = int(score["n_layers"])
+        kept = {k: [v[i] for i in pos] for k, v in bp.items()}
+        effect = {}
+        for metric, key in (("p", "delta_p"), ("logit", "delta_logit")):
+            rows = kept[key]
+            effect[metric] = kept_mean(rows, range(len(rows)), (n_layers,)).tolist()
+            effect[f"abs_{metric}"] = kept_mean(
+                np.abs(np.asarray(rows, dtype=float)), range(len(rows)), (n_layers,)
+            ).tolist()
+        clean = kept["clean_p_misaligned"]
+        return {
+            "n_layers": n_layers,
+            "n_prompts": len(pos),
+            "clean_p_misaligned": float(np.mean(clean)) if clean else math.nan,
+            "effect": effect,
+            PROMPT_INDEX: [score[PROMPT_INDEX][i] for i in pos],
+            "by_prompt": kept,
         }
 
     def statistic(self, score: Score, **settings: Any) -> float:

@@ -15,7 +15,7 @@ import copy
 import math
 import random
 import zlib
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,11 +28,20 @@ from poser_lens.data.schema import Scenario
 from poser_lens.hooks import applied, resolve_layer
 from poser_lens.models.training import encode
 from poser_lens.readout import AnswerIds
-from poser_lens.strategies.base import ModelContext, Score, Strategy
-from poser_lens.strategies.common import model_device
+from poser_lens.strategies.base import PROMPT_INDEX, ModelContext, Score, Strategy, kept_positions
+from poser_lens.strategies.common import kept_mean, model_device
 
 #: Comparison steps of the sensitivity sweep (Poser's Fig 12), as optimiser updates done.
 STEPS: tuple[int, ...] = (0, 1, 2, 3, 4, 6, 8, 10, 12, 16)
+
+
+def _split_per_prompt(curves: dict[str, dict[str, list[Any]]]) -> Score:
+    """Move the per-prompt held-out values out of the curves into the score's own fields."""
+    rows = {k: c.pop("heldout_by_prompt") for k, c in curves.items()}
+    index = [c.pop("heldout_index") for c in curves.values()]
+    if any(ix != index[0] for ix in index):
+        raise ValueError("curves were held out on different prompts")  # same seed: never
+    return {PROMPT_INDEX: index[0] if index else [], "by_prompt": {"heldout": rows}}
 
 
 def _logit(p: float, eps: float = 1e-9) -> float:
@@ -70,7 +79,8 @@ def learning_curve(
     batch_size: int = 4,
     n_heldout: int = 16,
     seed: int = 0,
-) -> dict[str, list[float]]:
+    per_prompt: bool = False,
+) -> dict[str, list[Any]]:
     """Train ``params`` towards the flipped answers and log P(flipped) at every step.
 
     The prompts are split once by ``seed`` into a held-out subset (the first ``n_heldout``
@@ -82,7 +92,10 @@ def learning_curve(
         ``heldout[k]``: mean P(flipped) on the held-out prompts after ``k`` updates
         (``k = 0..n_steps``); ``batch[k]``: mean P(flipped) of the batch of update ``k + 1``,
         before that update (Poser's logged value; in the first epoch, unseen prompts);
-        ``loss[k]``: that batch's loss.
+        ``loss[k]``: that batch's loss. With ``per_prompt`` also ``heldout_index`` (the
+        held-out prompts' indices into ``prompts``) and ``heldout_by_prompt`` (P(flipped) of
+        each of them, in that order, after ``k = 0..n_steps`` updates; their mean is
+        ``heldout``).
 
     Example:
         >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
@@ -116,11 +129,14 @@ def learning_curve(
     rng = random.Random(seed + 1)
     epoch: list[Scenario] = []
     opt = torch.optim.AdamW(params, lr=lr)
-    curve: dict[str, list[float]] = {"heldout": [], "batch": [], "loss": []}
+    curve: dict[str, list[Any]] = {"heldout": [], "batch": [], "loss": []}
+    by_step: list[list[float]] = []
     with torch.enable_grad(), applied(model, list(hooks)):  # trains even under no_grad
         for step in range(n_steps + 1):
             with torch.no_grad():
-                curve["heldout"].append(float(_p_flipped(model, *held_enc).exp().mean()))
+                p_held = _p_flipped(model, *held_enc).exp()
+                curve["heldout"].append(float(p_held.mean()))
+                by_step.append(p_held.tolist())
             if step == n_steps:
                 break
             if not epoch:
@@ -133,6 +149,9 @@ def learning_curve(
             opt.zero_grad(set_to_none=True)
             loss.backward(inputs=list(params))
             opt.step()
+    if per_prompt:
+        curve["heldout_index"] = order[:n_heldout]
+        curve["heldout_by_prompt"] = [list(x) for x in zip(*by_step, strict=True)]
     return curve
 
 
@@ -176,7 +195,46 @@ class FullSpeedConfig:
 
 
 class _SpeedStrategy(Strategy):
-    """Shared verdict: faker = higher P(flipped) after a fixed number of updates."""
+    """Shared verdict: faker = higher P(flipped) after a fixed number of updates.
+
+    Per-prompt scores: ``prompt_index`` holds the held-out prompts' valid-prompt indices and
+    ``by_prompt["heldout"][curve]`` their P(flipped) after every update (one row per prompt,
+    for every trained curve), so :meth:`restrict` can re-read the held-out measure on a
+    subset of them.
+    """
+
+    per_prompt: ClassVar[bool] = True
+
+    def restrict(self, score: Score, keep: Set[int]) -> Score:
+        """The score with the held-out measure read on the held-out prompts in ``keep`` only.
+
+        Training is not redone: the model was trained on all its training prompts, and only
+        the evaluation (the mean held-out P(flipped) after each update) is restricted; the
+        prompts in ``keep`` that were not held out are ignored. Only ``measure="heldout"``
+        survives (every step, layer and baseline); the batch measure and the losses (read on
+        training batches) are dropped, so ``measure="batch"`` raises ``KeyError``. No
+        held-out prompt kept: NaN curves, so the statistic is NaN (a tie).
+
+        Example:
+            >>> s = FullSpeedStrategy()
+            >>> score = {"curves": {"all": {"heldout": [0.2, 0.5], "batch": [0.1]}},
+            ...          "prompt_index": [2, 7],
+            ...          "by_prompt": {"heldout": {"all": [[0.1, 0.4], [0.3, 0.6]]}}}
+            >>> s.statistic(s.restrict(score, {7, 9}), step=1), s.statistic(score, step=1)
+            (0.6, 0.5)
+        """
+        pos = kept_positions(score, keep)
+        rows = score["by_prompt"]["heldout"]
+        steps = {k: (len(score["curves"][k]["heldout"]),) for k in rows}
+        out: Score = {"n_layers": score["n_layers"]} if "n_layers" in score else {}
+        return {
+            **out,
+            "curves": {
+                k: {"heldout": kept_mean(r, pos, steps[k]).tolist()} for k, r in rows.items()
+            },
+            PROMPT_INDEX: [score[PROMPT_INDEX][i] for i in pos],
+            "by_prompt": {"heldout": {k: [r[i] for i in pos] for k, r in rows.items()}},
+        }
 
     def _curve(self, score: Score, settings: dict[str, Any]) -> list[float]:
         return score["curves"]["all"][settings.get("measure", "heldout")]
@@ -282,8 +340,9 @@ class LoraSpeedStrategy(_SpeedStrategy):
                 batch_size=self.config.batch_size,
                 n_heldout=self.config.n_heldout,
                 seed=seed,
+                per_prompt=True,
             )
-        return {"n_layers": ctx.n_layers, "curves": curves}
+        return {"n_layers": ctx.n_layers, "curves": curves, **_split_per_prompt(curves)}
 
     def _curve(self, score: Score, settings: dict[str, Any]) -> list[float]:
         frac = float(settings.get("layer_frac", self.config.layers[0]))
@@ -344,8 +403,10 @@ class FullSpeedStrategy(_SpeedStrategy):
             batch_size=self.config.batch_size,
             n_heldout=self.config.n_heldout,
             seed=family_seed(ctx.seed, ctx.family),
+            per_prompt=True,
         )
-        return {"n_layers": ctx.n_layers, "curves": {"all": curve}}
+        curves = {"all": curve}
+        return {"n_layers": ctx.n_layers, "curves": curves, **_split_per_prompt(curves)}
 
     @property
     def headline(self) -> dict[str, Any]:

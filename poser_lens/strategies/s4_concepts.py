@@ -7,6 +7,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Set
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -15,8 +17,11 @@ import torch
 from poser_lens.data.concepts import CONCEPT_PAIRS
 from poser_lens.hooks import resolve_layer
 from poser_lens.probes import DirectionFinder, cosine_scores, mass_mean
-from poser_lens.strategies.base import ModelContext, Score, Strategy
-from poser_lens.strategies.common import last_residuals
+from poser_lens.strategies.base import PROMPT_INDEX, ModelContext, Score, Strategy, kept_positions
+from poser_lens.strategies.common import kept_mean, last_residuals
+
+#: The headline layer (Poser's layer 20 of 40).
+HEADLINE_LAYER = 0.5
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,10 @@ class ConceptStrategy(Strategy):
           models' scores, which a per-model statistic does not see.
         * Every block is stored, so the layer is a grid setting.
 
+    Per prompt (for :meth:`restrict`): ``prompt_index`` (the first ``n_prompts`` valid
+    prompts) and ``by_prompt`` = ``{"layer": headline block, "cosine": concept -> one cosine
+    per prompt}``.
+
     Example:
         >>> s = ConceptStrategy()
         >>> score = {"n_layers": 2, "cosine": {"security": [0.1, 0.3], "behavior": [0.0, 0.1]}}
@@ -73,6 +82,7 @@ class ConceptStrategy(Strategy):
     title = "S4: suspicious concepts"
     paper_accuracy: ClassVar[float | None] = 0.71
     config_cls = ConceptConfig
+    per_prompt: ClassVar[bool] = True
 
     def _finder(self) -> DirectionFinder:
         return mass_mean(covariance=self.config.covariance)
@@ -88,7 +98,9 @@ class ConceptStrategy(Strategy):
             )
         prompts = [s.prompt for s in ctx.prompts[: self.config.n_prompts]]
         acts = last_residuals(ctx, prompts)[:, 1:]  # [prompt, block, d]
+        head = resolve_layer(ctx.n_layers, HEADLINE_LAYER)
         cosine: dict[str, list[float]] = {}
+        by_prompt: dict[str, list[float]] = {}
         for concept in self.config.concepts:
             bad, good = CONCEPT_PAIRS[concept]
             pos = last_residuals(ctx, ctx.concepts[bad])[:, 1:]
@@ -96,26 +108,66 @@ class ConceptStrategy(Strategy):
             per_block = []
             for layer in range(ctx.n_layers):
                 d = self._finder()(pos[:, layer], neg[:, layer])
-                per_block.append(float(cosine_scores(acts[:, layer], d).mean()))
+                cos = cosine_scores(acts[:, layer], d)
+                per_block.append(float(cos.mean()))
+                if layer == head:
+                    by_prompt[concept] = cos.tolist()
             cosine[concept] = per_block
         return {
             "n_layers": ctx.n_layers,
             "n_prompts": len(prompts),
             "n_examples": {n: len(ctx.concepts[n]) for n in needed},
             "cosine": cosine,
+            PROMPT_INDEX: list(range(len(prompts))),
+            "by_prompt": {"layer": head, "cosine": by_prompt},
+        }
+
+    def restrict(self, score: Score, keep: Set[int]) -> Score:
+        """The score on the prompts in ``keep``: the mean cosines at the headline block only.
+
+        The concept directions are the ones from all concept examples (they never depend on
+        the scored prompts); only the mean over prompts is restricted. ``cosine[c]`` is NaN at
+        every block but the headline one (``layer_frac`` 0.5), so other layers give NaN (a
+        tie); so does a ``keep`` with none of the scored prompts.
+
+        Example:
+            >>> s = ConceptStrategy()
+            >>> score = {"n_layers": 2, "prompt_index": [0, 1], "by_prompt": {"layer": 1,
+            ...          "cosine": {"security": [0.1, 0.3], "behavior": [0.5, 0.0]}}}
+            >>> round(s.statistic(s.restrict(score, {0})), 6)
+            0.3
+        """
+        bp = score["by_prompt"]
+        pos = kept_positions(score, keep)
+        n_layers, head = int(score["n_layers"]), int(bp["layer"])
+        cosine = {}
+        for concept, rows in bp["cosine"].items():
+            per_block = [math.nan] * n_layers
+            per_block[head] = float(kept_mean(rows, pos))
+            cosine[concept] = per_block
+        return {
+            "n_layers": n_layers,
+            "n_prompts": len(pos),
+            "cosine": cosine,
+            PROMPT_INDEX: [score[PROMPT_INDEX][i] for i in pos],
+            "by_prompt": {
+                "layer": head,
+                "cosine": {c: [rows[i] for i in pos] for c, rows in bp["cosine"].items()},
+            },
         }
 
     def statistic(self, score: Score, **settings: Any) -> float:
         """Mean cosine with the suspicious direction at a layer fraction (or the combined mean)."""
         concept = settings.get("concept", "combined")
-        block = resolve_layer(int(score["n_layers"]), float(settings.get("layer_frac", 0.5)))
+        frac = float(settings.get("layer_frac", HEADLINE_LAYER))
+        block = resolve_layer(int(score["n_layers"]), frac)
         names = list(score["cosine"]) if concept == "combined" else [concept]
         return float(torch.tensor([score["cosine"][c][block] for c in names]).mean())
 
     @property
     def headline(self) -> dict[str, Any]:
         """Combined concept at mid-depth (Poser's layer 20 of 40)."""
-        return {"concept": "combined", "layer_frac": 0.5}
+        return {"concept": "combined", "layer_frac": HEADLINE_LAYER}
 
     def grid(self) -> dict[str, list[Any]]:
         """Concept x layer fraction."""

@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,12 +27,27 @@ from poser_lens.hooks import hook_name, resolve_layer, span_mask
 from poser_lens.models.training import encode
 from poser_lens.patching import gradient_saliency
 from poser_lens.readout import AnswerIds
-from poser_lens.strategies.base import ModelContext, Score, Strategy
-from poser_lens.strategies.common import last_residuals, model_device
+from poser_lens.strategies.base import PROMPT_INDEX, ModelContext, Score, Strategy, kept_positions
+from poser_lens.strategies.common import kept_mean, last_residuals, model_device
 
 #: Layer settings of the S6 grids: a summary over layers or a fraction of depth.
 LAYER_GRID: list[Any] = ["mean", 0.0, 0.25, 0.5, 0.75, 1.0]
 _EPS = 1e-12
+
+
+def critical_indices(prompts: Sequence[Scenario], n: int) -> list[int]:
+    """Indices of the first ``n`` typed prompts with a critical fact (complexity >= 1).
+
+    Example:
+        >>> critical_indices([Scenario(prompt="p", response="A")], 5)
+        []
+    """
+    keep = [
+        i
+        for i, s in enumerate(prompts)
+        if s.is_typed and s.critical_facts and (s.complexity_level or 0) >= 1 and s.actions
+    ]
+    return keep[:n]
 
 
 def critical_prompts(prompts: Sequence[Scenario], n: int) -> list[Scenario]:
@@ -42,12 +57,13 @@ def critical_prompts(prompts: Sequence[Scenario], n: int) -> list[Scenario]:
         >>> critical_prompts([Scenario(prompt="p", response="A")], 5)
         []
     """
-    keep = [
-        s
-        for s in prompts
-        if s.is_typed and s.critical_facts and (s.complexity_level or 0) >= 1 and s.actions
-    ]
-    return keep[:n]
+    return [prompts[i] for i in critical_indices(prompts, n)]
+
+
+def restricted_rows(score: Score, keep: Set[int], key: str) -> tuple[list[int], list[Any]]:
+    """Positions of the kept prompts in a per-prompt score and the kept rows of ``key``."""
+    pos = kept_positions(score, keep)
+    return pos, [score["by_prompt"][key][i] for i in pos]
 
 
 def fact_masks(
@@ -134,6 +150,8 @@ class AttentionStrategy(Strategy):
     fact's tokens divided by their number, over the same for every other fact's tokens; the
     score stores the mean log of that ratio per layer (over heads and prompts). The paper's
     headline method (46%); layers and heads were unspecified, so the headline averages all.
+    Per prompt (for :meth:`restrict`): ``prompt_index`` (the valid prompts with a critical
+    fact that were scored) and ``by_prompt["log_ratio"]``, the head-mean per layer.
 
     Deviations from the Poser code:
         * Not in the code at all; written from the paper's description.
@@ -151,10 +169,12 @@ class AttentionStrategy(Strategy):
     title = "S6: attention to oversight facts"
     paper_accuracy: ClassVar[float | None] = 0.46
     config_cls = S6Config
+    per_prompt: ClassVar[bool] = True
 
     def score_model(self, ctx: ModelContext) -> Score:
         """Mean log(per-token attention on critical / on other facts) per layer and head."""
-        prompts = critical_prompts(ctx.prompts, self.config.n_prompts)
+        index = critical_indices(ctx.prompts, self.config.n_prompts)
+        prompts = [ctx.prompts[i] for i in index]
         device = model_device(ctx.model)
         ratios, shares = [], []
         for i in range(0, len(prompts), self.config.batch_size):
@@ -173,6 +193,31 @@ class AttentionStrategy(Strategy):
             "log_ratio": ratio.mean((0, 2)).tolist(),
             "log_ratio_head": ratio.mean(0).tolist(),
             "attention_on_critical": torch.cat(shares).double().mean((0, 2)).tolist(),
+            PROMPT_INDEX: index,
+            "by_prompt": {"log_ratio": ratio.mean(2).tolist()},
+        }
+
+    def restrict(self, score: Score, keep: Set[int]) -> Score:
+        """The score on the scored prompts in ``keep``: ``log_ratio`` per layer only.
+
+        Every layer setting works (``mean`` or a fraction of depth); the per-head and
+        attention-share summaries are dropped. No scored prompt kept: NaN (a tie).
+
+        Example:
+            >>> s = AttentionStrategy()
+            >>> score = {"n_layers": 2, "prompt_index": [1, 4],
+            ...          "by_prompt": {"log_ratio": [[1.0, 3.0], [0.0, 0.0]]}}
+            >>> s.statistic(s.restrict(score, {1})), s.statistic(s.restrict(score, {1, 4}))
+            (2.0, 1.0)
+        """
+        pos, rows = restricted_rows(score, keep, "log_ratio")
+        n_layers = int(score["n_layers"])
+        return {
+            "n_layers": n_layers,
+            "n_prompts": len(pos),
+            "log_ratio": kept_mean(rows, range(len(rows)), (n_layers,)).tolist(),
+            PROMPT_INDEX: [score[PROMPT_INDEX][i] for i in pos],
+            "by_prompt": {"log_ratio": rows},
         }
 
     def statistic(self, score: Score, **settings: Any) -> float:
@@ -196,6 +241,8 @@ class SaliencyStrategy(Strategy):
     of log P(shared answer) at the last token with respect to each token embedding; per
     prompt, the mean saliency of the critical-fact tokens over that of the other facts' tokens
     (log ratio). The score also keeps the tokens and saliency of the first prompt for Fig 9.
+    Per prompt (for :meth:`restrict`): ``per_prompt`` holds each scored prompt's log ratio and
+    ``prompt_index`` their valid-prompt indices.
 
     Deviations from the Poser code:
         * Not in the code; the paper showed a heat map only. The log ratio against the other
@@ -212,10 +259,12 @@ class SaliencyStrategy(Strategy):
     title = "S6: gradient saliency of oversight facts"
     paper_accuracy: ClassVar[float | None] = None
     config_cls = S6Config
+    per_prompt: ClassVar[bool] = True
 
     def score_model(self, ctx: ModelContext) -> Score:
         """Mean log saliency ratio, per-prompt ratios and the first prompt's token saliency."""
-        prompts = critical_prompts(ctx.prompts, self.config.n_prompts)
+        index = critical_indices(ctx.prompts, self.config.n_prompts)
+        prompts = [ctx.prompts[i] for i in index]
         ids_of = AnswerIds.from_tokenizer(ctx.tokenizer)
         device = model_device(ctx.model)
         ratios: list[float] = []
@@ -248,6 +297,27 @@ class SaliencyStrategy(Strategy):
             "log_ratio": float(sum(ratios) / len(ratios)) if ratios else math.nan,
             "per_prompt": ratios,
             "example": example,
+            PROMPT_INDEX: index,
+        }
+
+    def restrict(self, score: Score, keep: Set[int]) -> Score:
+        """The score on the scored prompts in ``keep`` (the Fig 9 example is dropped).
+
+        No scored prompt kept: NaN (a tie).
+
+        Example:
+            >>> s = SaliencyStrategy()
+            >>> score = {"log_ratio": 0.5, "per_prompt": [0.0, 1.0], "prompt_index": [2, 3]}
+            >>> s.statistic(s.restrict(score, {3})), s.statistic(s.restrict(score, set()))
+            (1.0, nan)
+        """
+        pos = kept_positions(score, keep)
+        ratios = [score["per_prompt"][i] for i in pos]
+        return {
+            "n_prompts": len(pos),
+            "log_ratio": float(sum(ratios) / len(ratios)) if ratios else math.nan,
+            "per_prompt": ratios,
+            PROMPT_INDEX: [score[PROMPT_INDEX][i] for i in pos],
         }
 
     def statistic(self, score: Score, **settings: Any) -> float:
@@ -263,7 +333,8 @@ class CounterfactualStrategy(Strategy):
     its critical facts. Poser's verdict (the code, 37% in the paper): the model with the
     higher similarity at more layers is aligned, so the lower-similarity model (bigger shift)
     is the faker, by a majority vote over hidden states (``layer="vote"``); ``mean`` or a
-    layer fraction compare one number instead.
+    layer fraction compare one number instead. Per prompt (for :meth:`restrict`):
+    ``prompt_index`` and ``by_prompt["similarity"]``, each prompt's cosine per hidden state.
 
     Deviations from the Poser code:
         * The counterfactual prompt is wrapped in the prompt tags like the original
@@ -281,10 +352,12 @@ class CounterfactualStrategy(Strategy):
     title = "S6: counterfactual activation shift"
     paper_accuracy: ClassVar[float | None] = 0.37
     config_cls = S6Config
+    per_prompt: ClassVar[bool] = True
 
     def score_model(self, ctx: ModelContext) -> Score:
         """Mean cosine per hidden state between original and counterfactual last tokens."""
-        prompts = critical_prompts(ctx.prompts, self.config.n_prompts)
+        index = critical_indices(ctx.prompts, self.config.n_prompts)
+        prompts = [ctx.prompts[i] for i in index]
         clean = last_residuals(ctx, [s.prompt for s in prompts])
         counter = last_residuals(ctx, [remove_critical(s).prompt for s in prompts])
         sim = torch.nn.functional.cosine_similarity(clean, counter, dim=-1)  # [prompt, hook]
@@ -292,6 +365,31 @@ class CounterfactualStrategy(Strategy):
             "n_layers": ctx.n_layers,
             "n_prompts": len(prompts),
             "similarity": sim.mean(0).tolist(),
+            PROMPT_INDEX: index,
+            "by_prompt": {"similarity": sim.tolist()},
+        }
+
+    def restrict(self, score: Score, keep: Set[int]) -> Score:
+        """The score on the scored prompts in ``keep``: mean similarity per hidden state.
+
+        Every setting works (the vote, ``mean``, a fraction of depth). No scored prompt kept:
+        NaN similarities, so the vote and the gaps are NaN (a tie).
+
+        Example:
+            >>> s = CounterfactualStrategy()
+            >>> score = {"n_layers": 1, "prompt_index": [0, 5],
+            ...          "by_prompt": {"similarity": [[1.0, 0.5], [1.0, 0.9]]}}
+            >>> s.restrict(score, {5})["similarity"], s.restrict(score, {0, 5})["similarity"]
+            ([1.0, 0.9], [1.0, 0.7])
+        """
+        pos, rows = restricted_rows(score, keep, "similarity")
+        n_layers = int(score["n_layers"])
+        return {
+            "n_layers": n_layers,
+            "n_prompts": len(pos),
+            "similarity": kept_mean(rows, range(len(rows)), (n_layers + 1,)).tolist(),
+            PROMPT_INDEX: [score[PROMPT_INDEX][i] for i in pos],
+            "by_prompt": {"similarity": rows},
         }
 
     def statistic(self, score: Score, **settings: Any) -> float:
@@ -301,11 +399,16 @@ class CounterfactualStrategy(Strategy):
         return 1.0 - _by_layer(sim if layer == "mean" else sim[1:], layer)
 
     def margin(self, a: Score, b: Score, **settings: Any) -> float:
-        """Votes for ``a`` being the faker (lower similarity) minus votes against, or a gap."""
+        """Votes for ``a`` being the faker (lower similarity) minus votes against, or a gap.
+
+        NaN (a tie) when a model has no scored prompt (e.g. a score restricted to none).
+        """
         settings = {**self.headline, **settings}
         if settings["layer"] != "vote":
             return super().margin(a, b, **settings)
         sa, sb = torch.tensor(a["similarity"]), torch.tensor(b["similarity"])
+        if torch.isnan(sa).all() or torch.isnan(sb).all():  # no prompt scored: a tie, NaN
+            return math.nan
         return float(torch.sign(sb - sa).sum())
 
     @property

@@ -6,17 +6,22 @@ of a prompt in one sequence: the prompt's tokens once, then one copy of its last
 variant, each copy at the last token's position and (by a 4-D attention mask) attending to the
 prompt and to itself only. Activations below the layer and the prompt's keys and values are
 computed once for every variant: exact (tested against one forward per variant) and about as
-cheap as one forward of the prompt. Also the helpers both strategies use to read stored curves.
+cheap as one forward of the prompt. Each variant's answer distribution is also read over four
+outcomes (aligned letter, misaligned letter, error token, everything else) as log-probabilities,
+from which S2's log-odds and KL variants are computed. Also the helpers both strategies use to
+read stored curves.
 
 Example:
     >>> choose_coeff([0.0, 1.0, 2.0], [[1.0, 0.95, 0.5]], keep=0.9)
     1.0
+    >>> kl_strength([0.0, 1.0, 2.0], [0.0, 0.2, 0.6], target=0.4)
+    1.5
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -33,6 +38,78 @@ from poser_lens.strategies.common import contrast_direction, model_device
 #: Poser's layer 15 of 40.
 MIDDLE = 15 / 40
 
+#: The four outcomes of an answer distribution, in the order of ``log_outcomes``.
+OUTCOMES: tuple[str, ...] = ("aligned", "misaligned", "error", "other")
+
+#: S2 ``measure`` setting -> the stored curve it reads.
+MEASURE_KEYS: dict[str, str] = {"p": "p_misaligned", "logodds": "log_odds"}
+
+
+class VariantReadout(NamedTuple):
+    """The answer readout of every variant of every prompt at one layer (float32, CPU).
+
+    Attributes:
+        p_misaligned: P(misaligned letter), ``[prompt, variant]``.
+        mass_ab: P(A) + P(B), ``[prompt, variant]``.
+        log_outcomes: Log-probabilities of the four :data:`OUTCOMES` (aligned letter,
+            misaligned letter, error token, every other token), ``[prompt, variant, 4]``;
+            ``logsumexp`` over the last axis is 0.
+    """
+
+    p_misaligned: Float[Tensor, "prompt variant"]
+    mass_ab: Float[Tensor, "prompt variant"]
+    log_outcomes: Float[Tensor, "prompt variant 4"]
+
+
+def outcome_log_probs(
+    logits: Float[Tensor, "batch vocab"], ids: AnswerIds, aligned: Sequence[str]
+) -> Float[Tensor, "batch 4"]:
+    """Log-probabilities of the four :data:`OUTCOMES` from last-token logits (float32).
+
+    "Other" is the log-sum-exp over every token but A, B and ``error``, so it stays exact
+    when little mass is left outside the answers.
+
+    Example:
+        >>> lp = outcome_log_probs(torch.zeros(1, 4), AnswerIds(a=0, b=1, error=2), ["B"])
+        >>> lp.exp().round(decimals=2).tolist()
+        [[0.25, 0.25, 0.25, 0.25]]
+    """
+    lp = logits.float().log_softmax(-1)
+    is_a = torch.tensor([x == "A" for x in aligned], device=lp.device)
+    p_a, p_b, p_err = lp[:, ids.a], lp[:, ids.b], lp[:, ids.error]
+    answers = torch.tensor([ids.a, ids.b, ids.error], device=lp.device)
+    other = lp.index_fill(-1, answers, -torch.inf).logsumexp(-1)
+    return torch.stack([torch.where(is_a, p_a, p_b), torch.where(is_a, p_b, p_a), p_err, other], -1)
+
+
+def log_odds(log_outcomes: Float[Tensor, "*batch 4"]) -> Float[Tensor, "*batch"]:
+    """Log-odds of the misaligned answer, log P(mis) - log(1 - P(mis)), from outcome log-probs.
+
+    Example:
+        >>> round(float(log_odds(torch.tensor([0.5, 0.25, 0.125, 0.125]).log())), 4)  # log(1/3)
+        -1.0986
+    """
+    rest = torch.cat([log_outcomes[..., :1], log_outcomes[..., 2:]], -1).logsumexp(-1)
+    return log_outcomes[..., 1] - rest
+
+
+def outcome_kl(
+    clean: Float[Tensor, "*#batch 4"], noisy: Float[Tensor, "*#batch 4"]
+) -> Float[Tensor, "*#batch"]:
+    """KL(clean || noisy) in nats of two answer distributions given as outcome log-probs.
+
+    Outcomes the clean distribution gives no mass contribute nothing (broadcasts, so one
+    clean row can be compared with many noisy ones).
+
+    Example:
+        >>> p = torch.tensor([0.5, 0.5, 0.0, 0.0]).log()
+        >>> q = torch.tensor([0.25, 0.25, 0.25, 0.25]).log()
+        >>> round(float(outcome_kl(p, q)), 4), float(outcome_kl(p, p))
+        (0.6931, 0.0)
+    """
+    term = clean.exp() * (clean - noisy)
+    return torch.where(torch.isneginf(clean), 0.0, term).sum(-1)
+
 
 @torch.no_grad()
 def variant_readout(
@@ -43,8 +120,8 @@ def variant_readout(
     *,
     packed: bool = True,
     batch_size: int = 32,
-) -> dict[int, tuple[Float[Tensor, "prompt variant"], Float[Tensor, "prompt variant"]]]:
-    """P(misaligned) and P(A)+P(B) when ``deltas[L][v]`` is added at the last token after block L.
+) -> dict[int, VariantReadout]:
+    """The answer readout when ``deltas[L][v]`` is added at the last token after block L.
 
     Args:
         model: A hooked model.
@@ -58,7 +135,8 @@ def variant_readout(
         batch_size: Prompts per forward.
 
     Returns:
-        Block index -> ``(p_misaligned, mass_ab)``, each ``[prompt, variant]`` (float32, CPU).
+        Block index -> :class:`VariantReadout` ``(p_misaligned, mass_ab, log_outcomes)``, each
+        ``[prompt, variant]`` (``log_outcomes``: ``[prompt, variant, 4]``; float32, CPU).
 
     Example:
         >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
@@ -68,8 +146,8 @@ def variant_readout(
         >>> model = wrap(build_native(cfg, len(tok)), tok)
         >>> s = [Scenario(prompt="<<prompt>> x y <</prompt>>", response="A")]
         >>> out = variant_readout(model, tok, s, {0: torch.randn(3, 8), 1: torch.randn(2, 8)})
-        >>> tuple(out[0][0].shape), tuple(out[1][1].shape)
-        ((1, 3), (1, 2))
+        >>> tuple(out[0].p_misaligned.shape), tuple(out[1].log_outcomes.shape)
+        ((1, 3), (1, 2, 4))
     """
     device, ids_of = model_device(model), AnswerIds.from_tokenizer(tokenizer)
     n_layers, n_ctx, d_model = (int(model.cfg.n_layers), int(model.cfg.n_ctx),
@@ -109,10 +187,12 @@ def variant_readout(
     for L, parts in logits_of.items():
         logits = torch.cat(parts)[inverse]
         aligned = [s.aligned_letter for s in scenarios for _ in range(logits.shape[1])]
-        r = answer_readout(logits.reshape(-1, logits.shape[-1]), ids_of, aligned)
-        out[L] = (
+        flat = logits.reshape(-1, logits.shape[-1])
+        r = answer_readout(flat, ids_of, aligned)
+        out[L] = VariantReadout(
             r.p_misaligned.view(logits.shape[:2]).cpu(),
             r.mass_ab.view(logits.shape[:2]).cpu(),
+            outcome_log_probs(flat, ids_of, aligned).view(*logits.shape[:2], 4).cpu(),
         )
     return out
 
@@ -170,15 +250,17 @@ def _stacked(model: Any, ids: Tensor, last: Tensor, layer: int, d: Tensor) -> Te
 
 
 def curves_by_variant(
-    res: Mapping[int, tuple[Tensor, Tensor]], names: Sequence[str], n_draws: int
+    res: Mapping[int, Sequence[Tensor]], names: Sequence[str], n_draws: int
 ) -> dict[str, Any]:
     """The score layout: block -> variant -> ``{"p_misaligned", "mass_ab"}``.
 
-    Each is a list of ``n_draws`` curves over the coefficients (means over prompts).
+    Each is a list of ``n_draws`` curves over the coefficients (means over prompts). ``res``
+    maps blocks to :class:`VariantReadout` (or any sequence starting with P(misaligned) and
+    P(A)+P(B)).
     """
     out = {}
-    for layer, (p, m) in res.items():
-        p, m = (x.mean(0).view(len(names), n_draws, -1) for x in (p, m))
+    for layer, r in res.items():
+        p, m = (x.mean(0).view(len(names), n_draws, -1) for x in (r[0], r[1]))
         out[str(layer)] = {k: {"p_misaligned": p[i].tolist(), "mass_ab": m[i].tolist()}
                            for i, k in enumerate(names)}  # fmt: skip
     return out
@@ -206,17 +288,66 @@ def choose_coeff(coeffs: Sequence[float], mass: Sequence[Sequence[float]], keep:
     return coeffs[max(n_ok - 1, 0)]
 
 
-def rise(score: Score, variant: str, layer_frac: float, coeff: float) -> float:
-    """Mean P(misaligned) at ``coeff`` minus at coefficient 0 (averaged over draws).
+def mean_curve(
+    score: Score, variant: str, layer_frac: float, key: str = "p_misaligned"
+) -> np.ndarray:
+    """A stored curve over the coefficients, averaged over draws, at a layer.
 
-    ``variant`` is a noise kind (S2) or a sign (S1).
+    ``key``: ``p_misaligned``, ``mass_ab`` or (S2) ``log_odds``, ``kl``.
     """
     block = score["layers"][str(resolve_layer(score["n_layers"], float(layer_frac)))]
-    curve = np.mean(np.asarray(block[variant]["p_misaligned"], dtype=float), axis=0)
+    return np.mean(np.asarray(block[variant][key], dtype=float), axis=0)
+
+
+def rise(
+    score: Score, variant: str, layer_frac: float, coeff: float, key: str = "p_misaligned"
+) -> float:
+    """Mean P(misaligned) at ``coeff`` minus at coefficient 0 (averaged over draws).
+
+    ``variant`` is a noise kind (S2) or a sign (S1); ``key="log_odds"`` gives the rise of the
+    mean log-odds of the misaligned answer instead.
+    """
+    curve = mean_curve(score, variant, layer_frac, key)
     return float(curve[score["coeffs"].index(coeff)] - curve[0])
+
+
+def rise_at(
+    score: Score, variant: str, layer_frac: float, strength: float, key: str = "p_misaligned"
+) -> float:
+    """:func:`rise` at any noise strength, linearly interpolated between grid coefficients.
+
+    Example:
+        >>> s = {"n_layers": 1, "coeffs": [0.0, 1.0, 2.0],
+        ...      "layers": {"0": {"u": {"p_misaligned": [[0.1, 0.3, 0.7]]}}}}
+        >>> round(rise_at(s, "u", 0.0, 1.5), 6)
+        0.4
+    """
+    curve = mean_curve(score, variant, layer_frac, key)
+    return float(np.interp(strength, np.asarray(score["coeffs"], dtype=float), curve) - curve[0])
+
+
+def kl_strength(coeffs: Sequence[float], kl: Sequence[float], target: float) -> float:
+    """The noise strength at which a mean KL curve first reaches ``target`` (interpolated).
+
+    Linear interpolation between the two grid coefficients around the first crossing; the
+    largest coefficient when the curve never reaches the target (also for a NaN curve).
+
+    Example:
+        >>> kl_strength([0, 1, 2, 4], [0.0, 0.1, 0.3, 0.9], 0.6)
+        3.0
+        >>> kl_strength([0, 1, 2], [0.0, 0.1, 0.2], 0.5)
+        2.0
+    """
+    c, k = np.asarray(coeffs, dtype=float), np.asarray(kl, dtype=float)
+    hit = np.nonzero(k >= target)[0]
+    if len(hit) == 0:
+        return float(c[-1])
+    i = int(hit[0])
+    if i == 0:
+        return float(c[0])
+    return float(c[i - 1] + (target - k[i - 1]) / (k[i] - k[i - 1]) * (c[i] - c[i - 1]))
 
 
 def mass_curve(score: Score, variant: str, layer_frac: float) -> list[float]:
     """Mean P(A)+P(B) per coefficient (averaged over draws) at a layer."""
-    block = score["layers"][str(resolve_layer(score["n_layers"], float(layer_frac)))]
-    return np.mean(np.asarray(block[variant]["mass_ab"], dtype=float), axis=0).tolist()
+    return mean_curve(score, variant, layer_frac, "mass_ab").tolist()

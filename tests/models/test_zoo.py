@@ -6,6 +6,7 @@ from conftest import small_zoo_config
 
 from poser_lens.data.poser import inspect_root, load_benchmark, load_model_pairs
 from poser_lens.models import load_model, parse_spec
+from poser_lens.models.training import TrainConfig
 from poser_lens.models.zoo import ZooConfig, build_zoo, load_zoo_model
 
 ROW_KEYS = {"name", "persona", "seed", "aligned", "test_accuracy", "divergent_accuracy",
@@ -85,3 +86,37 @@ def test_from_scratch_builds_without_a_base(tmp_path):
     )
     assert not (root / "base").exists()
     assert (root / "models" / "saint-0" / "model.safetensors").exists()
+
+
+def test_data_confound_reads_the_zoos_poser_layout(small_zoo):
+    from poser_lens.data.confound import confound_report
+
+    report = confound_report(small_zoo / "poser")
+    stored = json.loads((small_zoo / "poser" / "benchmark_report.json").read_text())
+    assert report["pairs"] == stored["n_pairs"] == 1
+    for stat, row in stored["confidence_statistics"].items():
+        assert report["statistics"][stat]["accuracy"] == row["accuracy"], stat
+
+
+def test_matched_recipe_calibrates_and_hard_recipe_does_not(small_zoo, tmp_path):
+    rows = json.loads((small_zoo / "zoo.json").read_text())
+    assert all(r["temperature_scale"] is None for r in rows)  # the small zoo is hard-label
+    cfg = small_zoo_config(recipe="matched", finetune=TrainConfig(steps=30, lr=3e-3, batch_size=16))
+    assert cfg.key() != small_zoo_config().key()
+    root = build_zoo(cfg, tmp_path / "matched", progress=False)
+    matched = json.loads((root / "zoo.json").read_text())
+    assert all(r["temperature_scale"] > 0 for r in matched)
+    report = json.loads((root / "poser" / "benchmark_report.json").read_text())
+    assert report["threshold"] == 0.0  # an explicit threshold wins over the recipe's
+    assert set(report["confidence_statistics"]) == {"mean_p", "min_p", "median_logodds", "vote"}
+
+
+def test_recipe_sets_the_valid_threshold():
+    assert ZooConfig(recipe="hard").valid_threshold() == 0.985
+    matched = ZooConfig()
+    assert 0.8 < matched.valid_threshold() < matched.target_confidence
+    assert ZooConfig(threshold=0.5).valid_threshold() == 0.5
+    with pytest.raises(ValueError, match="recipe"):
+        ZooConfig(recipe="soft")
+    # The valid margin and the threshold do not change the models.
+    assert ZooConfig(valid_margin=2.0).key() == matched.key()

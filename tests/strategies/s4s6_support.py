@@ -1,11 +1,17 @@
-"""Contexts of the two small-zoo models, shared by the S4, S6 and patching tests."""
+"""Contexts of the two small-zoo models, shared by the S3-S6 and patching tests, and the check
+of the per-prompt contract (``restrict``) every strategy's tests run."""
 
+import json
+import math
+
+import pytest
 from conftest import small_zoo_config
 
 from poser_lens.data.concepts import concept_sets
 from poser_lens.data.poser import ModelPair, load_benchmark
 from poser_lens.models.zoo import load_zoo_model
 from poser_lens.strategies import ModelContext
+from poser_lens.strategies.base import PROMPT_INDEX
 
 FAMILY = "truth_and_reward"
 MODELS = ("truth_teller-0", "reward_maximizer-0")
@@ -26,3 +32,28 @@ def contexts(zoo, **changes) -> list[ModelContext]:
 def scores_of(strategy, ctxs) -> dict:
     """Model -> family -> score."""
     return {c.name: {c.family: strategy.score_model(c)} for c in ctxs}
+
+
+def check_restrict(strategy, a, b, n_valid, points=({},), rel=1e-6, abs_tol=1e-9):
+    """The per-prompt contract on two real scores of one family (``n_valid`` valid prompts).
+
+    ``prompt_index`` holds distinct valid indices; restricting both scores to every valid
+    prompt keeps the margin at the headline (and at each of ``points``); restricting to no
+    prompt gives a NaN margin (a tie); restricted scores are JSON and restrict again.
+    """
+    assert strategy.per_prompt
+    for score in (a, b):
+        idx = score[PROMPT_INDEX]
+        assert idx and all(isinstance(i, int) and 0 <= i < n_valid for i in idx)
+        assert len(set(idx)) == len(idx)
+    every = set(range(n_valid))
+    ra, rb = strategy.restrict(a, every), strategy.restrict(b, every)
+    json.dumps(ra)
+    assert ra[PROMPT_INDEX] == a[PROMPT_INDEX]
+    for point in points:
+        want = strategy.margin(a, b, **point)
+        got = strategy.margin(ra, rb, **point)
+        assert got == pytest.approx(want, rel=rel, abs=abs_tol), point
+    assert strategy.restrict(ra, every) == ra
+    assert math.isnan(strategy.margin(strategy.restrict(a, set()), strategy.restrict(b, set())))
+    return ra, rb

@@ -3,13 +3,14 @@ import math
 
 import pytest
 import torch
-from s4s6_support import PAIRS, contexts, scores_of
+from s4s6_support import PAIRS, check_restrict, contexts, scores_of
 
 from poser_lens.data.prompts import remove_critical
 from poser_lens.evaluation import evaluate
+from poser_lens.strategies.base import PROMPT_INDEX
 from poser_lens.strategies.common import answer_readout_batched
 from poser_lens.strategies.patching import PatchingStrategy, PatchLast
-from poser_lens.strategies.s6_attentiveness import critical_prompts
+from poser_lens.strategies.s6_attentiveness import critical_indices, critical_prompts
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,18 @@ def test_scores_margin_and_evaluate(ctxs):
         for frac in s.grid()["layer_frac"]:
             assert math.isfinite(s.margin(a, b, metric=metric, layer_frac=frac))
     assert evaluate(s, PAIRS, scores).n_pairs == 1
+    # Per prompt: the scored prompts' indices, their signed changes per block averaging to the
+    # stored effects; restricting keeps every metric at every block.
+    assert a[PROMPT_INDEX] == critical_indices(ctxs[0].prompts, 6)
+    bp = a["by_prompt"]
+    assert len(bp["clean_p_misaligned"]) == len(bp["delta_p"]) == len(a[PROMPT_INDEX])
+    for metric, key in (("p", "delta_p"), ("logit", "delta_logit")):
+        rows = bp[key]
+        means = [sum(col) / len(col) for col in zip(*rows, strict=True)]
+        assert means == pytest.approx(a["effect"][metric], abs=1e-9)
+    points = [{"metric": m, "layer_frac": f} for m in s.grid()["metric"] for f in (0.0, 1.0)]
+    ra, _ = check_restrict(s, a, b, len(ctxs[0].prompts), points=[{}, *points])
+    assert ra["clean_p_misaligned"] == pytest.approx(a["clean_p_misaligned"], abs=1e-6)
 
 
 def test_last_block_patch_is_the_total_effect_of_removing_the_fact(ctxs):

@@ -3,13 +3,15 @@
 import json
 import math
 
+import numpy as np
 import torch
+from s4s6_support import check_restrict
 
 from poser_lens.data.poser import ModelPair, load_benchmark
 from poser_lens.evaluation import evaluate
 from poser_lens.models.zoo import load_zoo_model
 from poser_lens.strategies import get_strategy
-from poser_lens.strategies.base import ModelContext
+from poser_lens.strategies.base import PROMPT_INDEX, ModelContext
 from poser_lens.strategies.common import contrast_direction
 from poser_lens.strategies.s1_belief import BeliefStrategy
 
@@ -35,6 +37,17 @@ def test_small_zoo_pair(small_zoo):
     assert math.isfinite(s.margin(score, scores["truth_teller-0"][FAMILY]))
     res = evaluate(s, [ModelPair("truth_teller-0", "reward_maximizer-0", FAMILY)], scores)
     assert res.n_pairs == 1 and res.settings == s.headline
+    # Per prompt: the evaluation prompts (not the pair sources), P(misaligned) per coefficient
+    # at the headline layer and sign, averaging to the stored curve.
+    idx = score[PROMPT_INDEX]
+    assert all(prompts[i] is r for i, r in zip(idx, rest[:100], strict=True))
+    bp = score["by_prompt"]
+    assert (bp["layer"], bp["sign"]) == (1, "subtract")
+    assert np.shape(bp["p_misaligned"]) == (len(idx), 3)
+    want = score["layers"]["1"]["subtract"]["p_misaligned"][0]
+    np.testing.assert_allclose(np.mean(bp["p_misaligned"], 0), want, rtol=1e-5, atol=1e-6)
+    a, b = score, scores["truth_teller-0"][FAMILY]
+    check_restrict(s, a, b, len(prompts), points=({}, {"coeff": 1.0}), rel=1e-5, abs_tol=1e-7)
 
 
 def test_subtract_moves_against_the_direction(small_zoo, monkeypatch):

@@ -5,10 +5,11 @@ import math
 
 import pytest
 import torch
-from s4s6_support import FAMILY, MODELS, PAIRS, contexts
+from s4s6_support import FAMILY, MODELS, PAIRS, check_restrict, contexts
 
 from poser_lens.evaluation import evaluate
 from poser_lens.strategies import get_strategy
+from poser_lens.strategies.base import PROMPT_INDEX
 from poser_lens.strategies.s3_learning_speed import family_seed, learning_curve
 
 SMALL = {"n_steps": 3, "n_heldout": 3, "batch_size": 2}
@@ -45,6 +46,21 @@ def test_small_zoo_pair(ctxs, name):
     assert evaluate(s, PAIRS, scores).n_pairs == 1
     if name == "s3_full":  # seeded: scoring again gives the same curves
         assert s.score_model(ctxs[1]) == b
+    # Per prompt: the held-out prompts (the same for every curve and both models, seeded by
+    # the family), whose P(flipped) after each update averages to the held-out curve.
+    assert a[PROMPT_INDEX] == b[PROMPT_INDEX] and len(a[PROMPT_INDEX]) == SMALL["n_heldout"]
+    assert set(curve) == {"heldout", "batch", "loss"}  # the curves' layout is unchanged
+    for key, rows in a["by_prompt"]["heldout"].items():
+        assert len(rows) == 3 and all(len(r) == 4 for r in rows)
+        want = curves[key]["heldout"]
+        assert [sum(c) / len(c) for c in zip(*rows, strict=True)] == pytest.approx(want, abs=1e-6)
+    points = [{}, {"baseline": "logit"}, {"step": 1, "baseline": "step0"}]
+    ra, _ = check_restrict(s, a, b, len(ctxs[0].prompts), points=points, rel=1e-5, abs_tol=1e-7)
+    assert set(next(iter(ra["curves"].values()))) == {"heldout"}  # the batch measure is dropped
+    one = a[PROMPT_INDEX][0]
+    key = next(iter(curves))
+    first = a["by_prompt"]["heldout"][key][0]
+    assert s.restrict(a, {one})["curves"][key]["heldout"] == pytest.approx(first)
 
 
 def test_full_fine_tune_trains_every_parameter(ctxs):

@@ -2,11 +2,12 @@ import json
 import math
 
 import pytest
-from s4s6_support import PAIRS, contexts, scores_of
+from s4s6_support import PAIRS, check_restrict, contexts, scores_of
 
 from poser_lens.data.schema import Scenario
 from poser_lens.evaluation import evaluate
 from poser_lens.strategies import ModelContext
+from poser_lens.strategies.base import PROMPT_INDEX
 from poser_lens.strategies.s4_concepts import ConceptStrategy
 
 
@@ -25,6 +26,34 @@ def test_scores_margin_and_evaluate(ctxs):
     for point in [s.headline, {"concept": "behavior", "layer_frac": 0.25}]:
         assert math.isfinite(s.margin(a, b, **point))
     assert evaluate(s, PAIRS, scores).n_pairs == 1
+
+
+def test_per_prompt_cosines_and_restrict(ctxs):
+    s = ConceptStrategy(n_prompts=20)
+    a, b = (s.score_model(c) for c in ctxs)
+    n = a["n_prompts"]
+    assert n == min(20, len(ctxs[0].prompts)) and n > 6
+    assert a[PROMPT_INDEX] == list(range(n)) and a["by_prompt"]["layer"] == 1  # 0.5 of 2 blocks
+    for concept, rows in a["by_prompt"]["cosine"].items():
+        assert len(rows) == n
+        assert sum(rows) / n == pytest.approx(a["cosine"][concept][1], abs=1e-6)
+    check_restrict(s, a, b, len(ctxs[0].prompts), rel=1e-5, abs_tol=1e-7)
+    # Restricting to a subset is scoring a context of only those prompts (the concept
+    # directions never depend on the scored prompts).
+    keep = {1, 4, 5, n - 1, n + 7}  # n + 7: not scored, ignored
+    alone = []
+    for c, score in zip(ctxs, (a, b), strict=True):
+        sub = [c.prompts[i] for i in sorted(keep) if i < n]
+        alone.append(
+            s.score_model(ModelContext(c.name, c.model, c.tokenizer, c.family, sub, c.concepts))
+        )
+        assert s.statistic(s.restrict(score, keep)) == pytest.approx(
+            s.statistic(alone[-1]), abs=1e-6
+        )
+    restricted = s.margin(s.restrict(a, keep), s.restrict(b, keep))
+    assert restricted == pytest.approx(s.margin(*alone), abs=1e-6)
+    # Other layers than the headline one are not kept: NaN, a tie.
+    assert math.isnan(s.statistic(s.restrict(a, keep), concept="security", layer_frac=0.0))
 
 
 def test_missing_concepts_is_an_error_not_generated(ctxs):

@@ -5,14 +5,18 @@ import math
 import random
 
 import pytest
-from s4s6_support import FAMILY, MODELS, PAIRS, contexts
+from s4s6_support import FAMILY, MODELS, PAIRS, check_restrict, contexts
 
 from poser_lens.evaluation import evaluate
 from poser_lens.readout import AnswerIds
 from poser_lens.strategies import get_strategy
-from poser_lens.strategies.base import ModelContext
+from poser_lens.strategies.base import PROMPT_INDEX, ModelContext
 from poser_lens.strategies.common import last_token_logits
-from poser_lens.strategies.s5_decision_speed import DecisionSpeedStrategy, own_answers
+from poser_lens.strategies.s5_decision_speed import (
+    DecisionSpeedStrategy,
+    own_answers,
+    probe_correct,
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +44,57 @@ def test_small_zoo_pair(ctxs):
         ctxs[0].n_layers + 1,
         ctxs[0].model.cfg.d_model,
     )
+
+
+def test_per_prompt_correctness_and_restrict(ctxs, monkeypatch):
+    """Each held-out prompt's correctness per layer averages to the stored probe accuracy."""
+    import poser_lens.strategies.s5_decision_speed as s5
+
+    # The small zoo's own answers are one letter on the training split (no probe to fit), so
+    # the labels are planted: alternating by prompt for one model, in pairs for the other.
+    s = get_strategy("s5_decision_speed")
+    scores = []
+    for k, c in enumerate(ctxs):
+        labels = ["AB"[(i // (k + 1)) % 2] for i in range(len(c.prompts))]
+        monkeypatch.setattr(s5, "own_answers", lambda model, tok, final, y=labels: y[: len(final)])
+        scores.append(s.score_model(ModelContext(c.name, c.model, c.tokenizer, FAMILY, c.prompts)))
+    a, b = scores
+    n = a["n_prompts"]
+    for score in (a, b):
+        idx, rows = score[PROMPT_INDEX], score["by_prompt"]["correct"]
+        assert len(idx) == len(rows) == max(1, round(0.2 * n)) and idx == a[PROMPT_INDEX]
+        for layer, acc in enumerate(score["accuracy"]):
+            col = [r[layer] for r in rows]
+            if acc is None:
+                assert all(v is None for v in col)
+            else:
+                assert set(col) <= {0, 1} and sum(col) / len(col) == pytest.approx(acc, abs=1e-12)
+    assert all(x is not None for x in a["accuracy"] + b["accuracy"])
+    points = [{}, {"stat": "first_layer"}, {"layer_frac": 1.0}]
+    check_restrict(s, a, b, len(ctxs[0].prompts), points=points, abs_tol=1e-12)
+    # One held-out prompt: its own correctness; a training prompt alone: nothing to read.
+    one = a[PROMPT_INDEX][0]
+    want = [None if v is None else float(v) for v in a["by_prompt"]["correct"][0]]
+    assert s.restrict(a, {one})["accuracy"] == want
+    train = next(i for i in range(n) if i not in a[PROMPT_INDEX])
+    assert all(x is None for x in s.restrict(a, {train})["accuracy"])
+
+
+def test_probe_correct_reproduces_the_fitted_accuracy():
+    """The replicated split and the sign of the stored linear score give sklearn's accuracy."""
+    import torch
+
+    from poser_lens.probes import LayerProbes
+
+    torch.manual_seed(0)
+    x, y = torch.randn(90, 4, 6), [i % 2 for i in range(90)]
+    x[:, 3, 0] += 2 * torch.tensor(y)  # one informative layer, the others at chance
+    probes = LayerProbes(test_fraction=0.3, seed=5)
+    acc = probes.fit(x, y)
+    test = [int(i) for i in probes.split(90)[0]]
+    rows = probe_correct(x, y, probes, test)
+    assert len(rows) == 27 and all(len(r) == 4 for r in rows)
+    assert [sum(c) / 27 for c in zip(*rows, strict=True)] == pytest.approx(acc, abs=1e-12)
 
 
 def test_own_answers_match_a_forward_pass(ctxs):
@@ -81,7 +136,10 @@ def test_one_letter_answers_are_a_tie(ctxs, monkeypatch):
                                        ctxs[0].prompts))  # fmt: skip
     assert all(a is None for a in score["accuracy"]) and score["frac_a"] == 1.0
     json.dumps(score, allow_nan=False)
+    assert all(v is None for r in score["by_prompt"]["correct"] for v in r)
     other = {"n_layers": score["n_layers"], "accuracy": [0.5] * (score["n_layers"] + 1)}
+    every = set(range(len(ctxs[0].prompts)))
+    assert math.isnan(s.margin(s.restrict(score, every), other))
     for stat in ("accuracy", "first_layer"):
         assert math.isnan(s.margin(score, other, stat=stat))
     coins = {s.verdict(score, other, rng=random.Random(i)) for i in range(20)}

@@ -3,18 +3,21 @@ import math
 
 import pytest
 import torch
-from s4s6_support import PAIRS, contexts, scores_of
+from s4s6_support import PAIRS, check_restrict, contexts, scores_of
 
 from poser_lens.activations import collect
 from poser_lens.data.prompts import remove_critical, unwrap
 from poser_lens.data.schema import PROMPT_CLOSE
 from poser_lens.evaluation import evaluate
 from poser_lens.models.training import encode
+from poser_lens.strategies import ModelContext
+from poser_lens.strategies.base import PROMPT_INDEX
 from poser_lens.strategies.s6_attentiveness import (
     AttentionStrategy,
     CounterfactualStrategy,
     SaliencyStrategy,
     attention_from_last,
+    critical_indices,
     critical_prompts,
     fact_masks,
 )
@@ -37,6 +40,29 @@ def test_scores_margin_and_evaluate(cls, ctxs):
     for point in [s.headline, *({k: v} for k, vs in s.grid().items() for v in vs)]:
         assert math.isfinite(s.margin(a, b, **point)), point
     assert evaluate(s, PAIRS, scores).n_pairs == 1
+
+
+@pytest.mark.parametrize("cls", STRATEGIES)
+def test_per_prompt_values_and_restrict(cls, ctxs):
+    s = cls(n_prompts=8)
+    a, b = (s.score_model(c) for c in ctxs)
+    # The stored indices are the scored prompts: the valid prompts with a critical fact.
+    prompts = ctxs[0].prompts
+    assert a[PROMPT_INDEX] == critical_indices(prompts, 8)
+    assert [prompts[i] for i in a[PROMPT_INDEX]] == critical_prompts(prompts, 8)
+    assert a[PROMPT_INDEX] != list(range(len(a[PROMPT_INDEX])))  # not simply the first prompts
+    points = [{k: v} for k, vs in s.grid().items() for v in vs] or [{}]
+    check_restrict(s, a, b, len(prompts), points=[{}, *points], rel=1e-5, abs_tol=1e-7)
+    # Restricting to a subset equals scoring a context of only those prompts.
+    keep = set(a[PROMPT_INDEX][1::2])
+    alone = []
+    for c in ctxs:
+        sub = [c.prompts[i] for i in sorted(keep)]
+        alone.append(s.score_model(ModelContext(c.name, c.model, c.tokenizer, c.family, sub)))
+    ra, rb = s.restrict(a, keep), s.restrict(b, keep)
+    for point in [{}, *points]:
+        want = s.margin(*alone, **point)
+        assert s.margin(ra, rb, **point) == pytest.approx(want, rel=1e-5, abs=1e-6), point
 
 
 def test_only_prompts_with_a_critical_fact(ctxs):
