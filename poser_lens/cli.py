@@ -339,6 +339,12 @@ def _print_zoo(root: Path, seconds: float, *, label: str) -> list[dict[str, Any]
             f", compare-confidence baseline {report['confidence_baseline']:.2f} "
             f"(filter: {report.get('confidence_filter', 'none')})"
         )
+    stats = report.get("confidence_statistics", {})
+    if stats:
+        line += "\ncompare-confidence by statistic [95% CI over models]: " + ", ".join(
+            f"{k} {v['accuracy']:.2f} [{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]"
+            for k, v in stats.items()
+        )
     console.print(line)
     return rows
 
@@ -692,8 +698,8 @@ def study_command(
     recipes: Annotated[
         str,
         typer.Option(
-            help="Zoo designs, comma-separated, each NAME or NAME:ZOOS: matched (default "
-            "zoo), hard (old hard-label recipe), deep (4 blocks)."
+            help="Zoo designs, comma-separated, each NAME, NAME:ZOOS or NAME:ZOOS:SEEDS: "
+            "matched (default zoo), hard (old hard-label recipe), deep (4 blocks)."
         ),
     ] = "matched",
     seeds: Annotated[int, typer.Option(min=1, help="Models per persona in each zoo.")] = 6,

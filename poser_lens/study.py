@@ -76,8 +76,8 @@ class StudyConfig:
 
     Attributes:
         zoos: Independent zoos per recipe.
-        recipes: Zoo designs (keys of :data:`RECIPE_CONFIGS`) and how many zoos each gets;
-            a recipe without a count gets ``zoos``.
+        recipes: Zoo designs (keys of :data:`RECIPE_CONFIGS`), each with how many zoos it
+            gets and how many models per persona they hold (None: ``zoos`` and ``seeds``).
         seeds: Models per persona in each zoo.
         strategies: Strategies run on every zoo.
         workers: Training and scoring processes.
@@ -85,7 +85,7 @@ class StudyConfig:
     """
 
     zoos: int = 3
-    recipes: tuple[tuple[str, int | None], ...] = (("matched", None),)
+    recipes: tuple[tuple[str, int | None, int | None], ...] = (("matched", None, None),)
     seeds: int = 6
     strategies: tuple[str, ...] = STRATEGY_NAMES
     workers: int = 2
@@ -94,40 +94,49 @@ class StudyConfig:
     def __post_init__(self) -> None:
         if self.zoos < 1:
             raise ValueError(f"zoos must be >= 1, got {self.zoos}")
-        for name, count in self.recipes:
+        for name, count, seeds in self.recipes:
             if name not in RECIPE_CONFIGS:
                 raise ValueError(
                     f"unknown zoo recipe {name!r}; expected one of {', '.join(RECIPE_CONFIGS)}"
                 )
             if count is not None and count < 1:
                 raise ValueError(f"recipe {name}: zoo count must be >= 1, got {count}")
+            if seeds is not None and seeds < 1:
+                raise ValueError(f"recipe {name}: seeds must be >= 1, got {seeds}")
         unknown = [s for s in self.strategies if s not in STRATEGY_NAMES]
         if unknown:
             raise ValueError(f"unknown strategy {unknown[0]!r}")
 
-    def plan(self) -> list[tuple[str, int]]:
-        """Every (recipe, zoo index) of the study, in build order."""
-        return [(r, i) for r, n in self.recipes for i in range(n or self.zoos)]
+    def plan(self) -> list[tuple[str, int, int]]:
+        """Every (recipe, zoo index, models per persona) of the study, in build order."""
+        return [
+            (r, i, seeds or self.seeds)
+            for r, n, seeds in self.recipes
+            for i in range(n or self.zoos)
+        ]
 
 
-def parse_recipes(text: str) -> tuple[tuple[str, int | None], ...]:
-    """``"matched,hard:1,deep:1"`` -> ``(("matched", None), ("hard", 1), ("deep", 1))``.
+def parse_recipes(text: str) -> tuple[tuple[str, int | None, int | None], ...]:
+    """``NAME[:ZOOS[:SEEDS]],...``: each recipe, its number of zoos and models per persona.
 
     Example:
-        >>> parse_recipes("matched, hard:1")
-        (('matched', None), ('hard', 1))
+        >>> parse_recipes("matched, hard:1:3")
+        (('matched', None, None), ('hard', 1, 3))
     """
-    out: list[tuple[str, int | None]] = []
+    out: list[tuple[str, int | None, int | None]] = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
-        name, _, count = part.partition(":")
+        name, *numbers = part.split(":")
         try:
-            out.append((name.strip(), int(count) if count else None))
+            if len(numbers) > 2:
+                raise ValueError
+            zoos, seeds = ([int(x) if x else None for x in numbers] + [None, None])[:2]
         except ValueError:
             raise ValueError(
-                f"--recipes: bad count in {part!r} (expected NAME or NAME:N)"
+                f"--recipes: bad count in {part!r} (expected NAME, NAME:ZOOS or NAME:ZOOS:SEEDS)"
             ) from None
+        out.append((name.strip(), zoos, seeds))
     if not out:
         raise ValueError("--recipes: no recipe given")
     return tuple(out)
@@ -240,13 +249,13 @@ def run_study(
     root = Path(out)
     write_json_atomic(root / "study_config.json", asdict(cfg))
     runs: dict[str, dict[str, Any]] = {}
-    for recipe, index in cfg.plan():
-        zoo_cfg = replace(zoo_config(recipe, index, seeds=cfg.seeds), workers=cfg.workers)
+    for recipe, index, seeds in cfg.plan():
+        zoo_cfg = replace(zoo_config(recipe, index, seeds=seeds), workers=cfg.workers)
         logger.info("study: zoo %s-%d (key %s)", recipe, index, zoo_cfg.key())
         zoo = build_zoo(zoo_cfg, progress=progress)
         run_cfg = RunConfig(
             strategies=cfg.strategies,
-            seeds=cfg.seeds,
+            seeds=seeds,
             seed=cfg.seed,
             zoo_dir=str(zoo),
             workers=cfg.workers,

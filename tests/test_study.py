@@ -20,13 +20,13 @@ def test_zoo_i_varies_the_scenario_and_base_seeds():
 
 
 def test_recipes_option_and_plan():
-    assert parse_recipes("matched,hard:1") == (("matched", None), ("hard", 1))
-    cfg = StudyConfig(zoos=2, recipes=parse_recipes("matched,deep:1"))
-    assert cfg.plan() == [("matched", 0), ("matched", 1), ("deep", 0)]
+    assert parse_recipes("matched,hard:1") == (("matched", None, None), ("hard", 1, None))
+    cfg = StudyConfig(zoos=2, recipes=parse_recipes("matched,deep:1:3"))
+    assert cfg.plan() == [("matched", 0, 6), ("matched", 1, 6), ("deep", 0, 3)]
     with pytest.raises(ValueError, match="bad count"):
         parse_recipes("hard:x")
     with pytest.raises(ValueError, match="unknown zoo recipe"):
-        StudyConfig(recipes=(("soft", None),))
+        StudyConfig(recipes=(("soft", None, None),))
 
 
 def _results(acc, matched):
@@ -56,7 +56,7 @@ def test_study_runs_every_zoo_and_writes_its_folder(tmp_path, monkeypatch):
     monkeypatch.setitem(study.RECIPE_CONFIGS, "hard", small)
     cfg = StudyConfig(
         zoos=2,
-        recipes=(("hard", None),),
+        recipes=(("hard", None, None),),
         seeds=1,
         strategies=("random", "confidence_baseline"),
         workers=1,
