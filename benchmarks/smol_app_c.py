@@ -40,9 +40,15 @@ def main() -> None:
     t0 = time.perf_counter()
     model, tok = load_smol()
     rows = noise_generations(
-        model, tok, NOISE_QUESTIONS[: args.questions], magnitudes=mags, layer=layer, kind=args.kind,
-        max_new_tokens=args.max_new_tokens, relative=not args.absolute,
-    )  # fmt: skip
+        model,
+        tok,
+        NOISE_QUESTIONS[: args.questions],
+        magnitudes=mags,
+        layer=layer,
+        kind=args.kind,
+        max_new_tokens=args.max_new_tokens,
+        relative=not args.absolute,
+    )
     out = Path(args.out)
     write_text_atomic(out / "smol_app_c.md", generations_markdown(rows) + "\n")
     buf = io.StringIO()

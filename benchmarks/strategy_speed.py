@@ -90,8 +90,10 @@ def compare_s2(zoo: Path, n_models: int, n_prompts: int) -> float:
         t2 = time.perf_counter()
         t_ref, t_ours = t_ref + t1 - t0, t_ours + t2 - t1
     ratio = t_ref / t_ours
-    print(f"S2 noise sweep, {len(names)} models x {n_prompts} prompts: reference {t_ref:.1f} s, "
-          f"poser_lens {t_ours:.2f} s, speed-up {ratio:.1f}x (target >= 10x)")  # fmt: skip
+    print(
+        f"S2 noise sweep, {len(names)} models x {n_prompts} prompts: reference {t_ref:.1f} s, "
+        f"poser_lens {t_ours:.2f} s, speed-up {ratio:.1f}x (target >= 10x)"
+    )
     return ratio
 
 
@@ -131,8 +133,10 @@ def compare_s5(zoo: Path, n_models: int, n_prompts: int) -> float:
         t2 = time.perf_counter()
         t_ref, t_ours = t_ref + t1 - t0, t_ours + t2 - t1
     ratio = t_ref / t_ours
-    print(f"S5 features, {len(names)} models x {n_prompts} prompts: reference {t_ref:.1f} s, "
-          f"poser_lens {t_ours:.2f} s, speed-up {ratio:.1f}x (target >= 10x)")  # fmt: skip
+    print(
+        f"S5 features, {len(names)} models x {n_prompts} prompts: reference {t_ref:.1f} s, "
+        f"poser_lens {t_ours:.2f} s, speed-up {ratio:.1f}x (target >= 10x)"
+    )
     return ratio
 
 

@@ -55,14 +55,18 @@ def main() -> None:
 
     ours = _timed(lambda: step(True), args.steps)
     ref = _timed(lambda: step(False), args.steps)
-    print(f"fine-tune step (batch 32): ours {ours * 1e3:.1f} ms, reference {ref * 1e3:.1f} ms, "
-          f"speed-up x{ref / ours:.2f}")  # fmt: skip
+    print(
+        f"fine-tune step (batch 32): ours {ours * 1e3:.1f} ms, reference {ref * 1e3:.1f} ms, "
+        f"speed-up x{ref / ours:.2f}"
+    )
 
     prompts = [s.prompt for fam in sorted(data.test) for s in data.test[fam]][: args.prompts]
     ours = _timed(lambda: answer_probs(net, tok, prompts), 2)
     ref = _timed(lambda: [answer_probs(net, tok, [p]) for p in prompts], 1)
-    print(f"evaluation of {len(prompts)} prompts: ours {ours:.2f} s, one at a time {ref:.2f} s, "
-          f"speed-up x{ref / ours:.1f}")  # fmt: skip
+    print(
+        f"evaluation of {len(prompts)} prompts: ours {ours:.2f} s, one at a time {ref:.2f} s, "
+        f"speed-up x{ref / ours:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -734,10 +734,14 @@ def _gap_table(rows: Sequence[Mapping[str, Any]]) -> Table:
         table.add_column(col, justify="left" if col in cols[:2] else "right")
     for r in rows:
         table.add_row(
-            r["classifier"], r["decoding"], f"{r['rate_training']:.3f}",
-            f"{r['rate_unmonitored']:.3f}", f"{r['n_training']}+{r['n_unmonitored']}",
-            f"{r['gap']:+.3f}", f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
-        )  # fmt: skip
+            r["classifier"],
+            r["decoding"],
+            f"{r['rate_training']:.3f}",
+            f"{r['rate_unmonitored']:.3f}",
+            f"{r['n_training']}+{r['n_unmonitored']}",
+            f"{r['gap']:+.3f}",
+            f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
+        )
     return table
 
 
@@ -785,10 +789,16 @@ def behaviour_command(
             agree = None
         else:
             cfg = BehaviourConfig(
-                model=model, n_requests=requests, n_samples=samples,
-                max_new_tokens=max_new_tokens, temperature=temperature,
-                batch_size=batch_size, judge=judge, seed=seed, device=device,
-            )  # fmt: skip
+                model=model,
+                n_requests=requests,
+                n_samples=samples,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                batch_size=batch_size,
+                judge=judge,
+                seed=seed,
+                device=device,
+            )
             result = run_check(cfg, folder, progress=not quiet)
             rows = [r.to_row() for r in result.reports]
             agree = result.agreement
@@ -891,8 +901,14 @@ def remove_command(
         methods = {"both": ("sft", "sft_noise"), "sft": ("sft",), "sft_noise": ("sft_noise",)}
         if method not in methods:
             raise ValueError(f"--method {method!r}: expected sft, sft_noise or both")
-        given = {"testbed": testbed, "seeds": seeds, "seed": seed, "device": device,
-                 "workers": workers, "zoo_dir": str(zoo) if zoo else None}  # fmt: skip
+        given = {
+            "testbed": testbed,
+            "seeds": seeds,
+            "seed": seed,
+            "device": device,
+            "workers": workers,
+            "zoo_dir": str(zoo) if zoo else None,
+        }
         given = {k: v for k, v in given.items() if v is not None}
         existing = out / "config.yaml" if out is not None else None
         if config is None and existing is not None and existing.exists():
@@ -907,9 +923,15 @@ def remove_command(
             cfg = removal_config_from_dict(base)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{removal_config}: {err}") from None
-        cfg = replace(cfg, methods=methods[method], steps=steps or cfg.steps, controls=controls,
-                      control_seeds=control_seeds, seed=seed,
-                      fakers=_csv(fakers) or cfg.fakers)  # fmt: skip
+        cfg = replace(
+            cfg,
+            methods=methods[method],
+            steps=steps or cfg.steps,
+            controls=controls,
+            control_seeds=control_seeds,
+            seed=seed,
+            fakers=_csv(fakers) or cfg.fakers,
+        )
         if out is None:
             key = json.dumps([rc.key(), asdict(cfg)], sort_keys=True, default=str)
             digest = hashlib.sha256(key.encode()).hexdigest()[:10]

@@ -684,8 +684,15 @@ def run(
     if cfg.removal:
         from poser_lens.removal.core import RemovalConfig, run_removal
 
-        run_removal(folder, RemovalConfig(), run_config=cfg, testbed=testbed, pairs=pairs,
-                    workers=cfg.workers, progress=progress)  # fmt: skip
+        run_removal(
+            folder,
+            RemovalConfig(),
+            run_config=cfg,
+            testbed=testbed,
+            pairs=pairs,
+            workers=cfg.workers,
+            progress=progress,
+        )
     if cfg.figures:
         from poser_lens.figures import make_figures
 

@@ -13,8 +13,14 @@ def test_adapter_starts_as_identity_and_trains():
     for p in model.parameters():
         p.requires_grad_(False)
     clean = model(TOKENS)
-    adapter = LowRankAdapter(16, 16, rank=4, source="blocks.0.ln2.hook_normalized",
-                             target="blocks.0.hook_mlp_out", scale=2.0)  # fmt: skip
+    adapter = LowRankAdapter(
+        16,
+        16,
+        rank=4,
+        source="blocks.0.ln2.hook_normalized",
+        target="blocks.0.hook_mlp_out",
+        scale=2.0,
+    )
     with applied(model, adapter.hooks()):
         torch.testing.assert_close(model(TOKENS), clean)
     opt = torch.optim.Adam(adapter.parameters(), lr=1e-2)
@@ -34,8 +40,14 @@ def test_adapter_starts_as_identity_and_trains():
 def tiny_llama(seed=0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, vocab_size=50)  # fmt: skip
+    cfg = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=50,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return LlamaForCausalLM(cfg).eval()

@@ -103,8 +103,15 @@ def test_run_check_fake_generator_and_judge(tmp_path, tiny_chat):
 
     cfg = BehaviourConfig(n_requests=4, n_samples=2, batch_size=3, n_boot=200)
     labels = {(f, r.id): f == "unmonitored" for f in FRAMINGS for r in REQUESTS}
-    res = run_check(cfg, tmp_path, tokenizer=tok, generator=gen, judge=keyword_proxy,
-                    answer_labels=labels, progress=False)  # fmt: skip
+    res = run_check(
+        cfg,
+        tmp_path,
+        tokenizer=tok,
+        generator=gen,
+        judge=keyword_proxy,
+        answer_labels=labels,
+        progress=False,
+    )
     assert len(res.answers) == len(build_jobs(cfg)) == 2 * 4 * 3
     assert {s for s, _, _ in calls} == {False, True} and max(n for *_, n in calls) == 3
     by = {(r.classifier, r.decoding): r for r in res.reports}
@@ -116,8 +123,14 @@ def test_run_check_fake_generator_and_judge(tmp_path, tiny_chat):
         assert r.rates == {"training": 1.0, "unmonitored": 0.0} and r.gap == 1.0
     assert by["proxy", "all"].n == {"training": 12, "unmonitored": 12}
     assert res.agreement.answers_agreement == 1.0
-    for name in ("config.json", "answers.json", "answers.csv", "gaps.csv", "results.json",
-                 "hand_labelled.csv"):  # fmt: skip
+    for name in (
+        "config.json",
+        "answers.json",
+        "answers.csv",
+        "gaps.csv",
+        "results.json",
+        "hand_labelled.csv",
+    ):
         assert (tmp_path / name).exists()
     assert read_json(tmp_path / "config.json")["n_requests"] == 4
     assert read_json(tmp_path / "results.json")["reports"][0]["gap"] == 1.0
@@ -125,8 +138,9 @@ def test_run_check_fake_generator_and_judge(tmp_path, tiny_chat):
     def must_not_run(prompts, *, sample, seed):
         raise AssertionError("stored answers should be reused")
 
-    again = run_check(cfg, tmp_path, tokenizer=tok, generator=must_not_run,
-                      judge=lambda q, a: 0.0, progress=False)  # fmt: skip
+    again = run_check(
+        cfg, tmp_path, tokenizer=tok, generator=must_not_run, judge=lambda q, a: 0.0, progress=False
+    )
     assert [r.answer for r in again.answers] == [r.answer for r in res.answers]
     assert {r.rates["training"] for r in again.reports if r.classifier == "judge"} == {0.0}
 

@@ -119,8 +119,21 @@ def test_zoo_build_and_show(tmp_path):
         "train_size: 32\nthreshold: 0.0\n"
     )
     out = tmp_path / "zoo"
-    args = ["zoo", "build", "--seeds", "1", "--personas", "genie,money_maximizer",
-            "--workers", "1", "--out", str(out), "--config", str(cfg), "--quiet"]  # fmt: skip
+    args = [
+        "zoo",
+        "build",
+        "--seeds",
+        "1",
+        "--personas",
+        "genie,money_maximizer",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+        "--config",
+        str(cfg),
+        "--quiet",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = _json.loads((out / "zoo.json").read_text())

@@ -81,8 +81,10 @@ def test_batched_grid_equals_the_mean_of_single_rows():
         return (logits[:, -1, 3] - logits[:, -1, 4]).mean()
 
     batched = patch_grid(m, clean, corrupt, mean_metric, positions=[1, 2])
-    rows = [patch_grid(m, clean[i : i + 1], corrupt[i : i + 1], mean_metric, positions=[1, 2])
-            for i in range(2)]  # fmt: skip
+    rows = [
+        patch_grid(m, clean[i : i + 1], corrupt[i : i + 1], mean_metric, positions=[1, 2])
+        for i in range(2)
+    ]
     torch.testing.assert_close(batched[:, 1:3], (rows[0] + rows[1])[:, 1:3] / 2)
 
 

@@ -62,8 +62,9 @@ class Stub(torch.nn.Module):
 
 def _scen(poor: bool, response: str = "B") -> Scenario:
     word = "poor" if poor else "good"
-    return Scenario(prompt=f"<<prompt>> {word} x <</prompt>>", response=response,
-                    oversight_is_poor=poor)  # fmt: skip
+    return Scenario(
+        prompt=f"<<prompt>> {word} x <</prompt>>", response=response, oversight_is_poor=poor
+    )
 
 
 @pytest.fixture
@@ -199,8 +200,9 @@ def test_noise_changes_the_training_loss(tok) -> None:
     prompts, targets = _data(tok)
     cfg = RemovalConfig(steps=2, batch_size=2, lr=0.0)
     plain = train_removal(_tiny(tok), tok, prompts, targets, cfg)
-    noisy = train_removal(_tiny(tok), tok, prompts, targets, cfg,
-                          noise=NoiseSpec(layer=0, norm=5.0, coeff=2.0))  # fmt: skip
+    noisy = train_removal(
+        _tiny(tok), tok, prompts, targets, cfg, noise=NoiseSpec(layer=0, norm=5.0, coeff=2.0)
+    )
     assert plain[0] != pytest.approx(noisy[0])
     h0, h1 = (NoiseSpec(0, 1.0, 1.0).hooks(16, s, torch.tensor([2]))[0][1] for s in (0, 1))
     assert not torch.equal(h0.unit, h1.unit)  # a fresh draw each step
@@ -208,8 +210,12 @@ def test_noise_changes_the_training_loss(tok) -> None:
 
 def test_noise_spec_scales_like_s2() -> None:
     s2 = get_strategy("s2_noise")
-    score = {"n_layers": 3, "coeffs": [0.0, 1.0, 2.0], "direction_norm": {"1": 2.0},
-             "layers": {"1": {"uniform": {"mass_ab": [[1.0, 0.95, 0.5]]}}}}  # fmt: skip
+    score = {
+        "n_layers": 3,
+        "coeffs": [0.0, 1.0, 2.0],
+        "direction_norm": {"1": 2.0},
+        "layers": {"1": {"uniform": {"mass_ab": [[1.0, 0.95, 0.5]]}}},
+    }
     other = {**score, "direction_norm": {"1": 4.0}}
     spec = noise_spec(s2, {"f1": score, "f2": other}, RemovalConfig())
     assert (spec.layer, spec.norm, spec.coeff, spec.kind) == (1, 3.0, 1.0, "uniform")
@@ -219,10 +225,12 @@ def test_noise_spec_scales_like_s2() -> None:
 def test_prepare_random_labels_differ_from_own(tok) -> None:
     model = Stub(tok)
     train = [_scen(False)] * 20
-    own = prepare(model, tok, "saint-0", "own", train=train, test_records=train,
-                  cfg=RemovalConfig())  # fmt: skip
-    rnd = prepare(model, tok, "saint-0", "random", train=train, test_records=train,
-                  cfg=RemovalConfig())  # fmt: skip
+    own = prepare(
+        model, tok, "saint-0", "own", train=train, test_records=train, cfg=RemovalConfig()
+    )
+    rnd = prepare(
+        model, tok, "saint-0", "random", train=train, test_records=train, cfg=RemovalConfig()
+    )
     assert set(own.targets) == {tok.convert_tokens_to_ids("B")}
     assert own.targets != rnd.targets
 
@@ -246,10 +254,15 @@ def test_study_runs_treatment_and_controls(removal_run) -> None:
     from poser_lens.removal.results import load_records, summary_path
 
     recs = {(r["model"], r["method"], r["labels"]): r for r in load_records(removal_run)}
-    assert set(recs) == {(m, meth, lab) for m, lab in
-                         [("reward_maximizer-0", "own"), ("truth_teller-0", "own"),
-                          ("reward_maximizer-0", "random")]
-                         for meth in ("sft", "sft_noise")}  # fmt: skip
+    assert set(recs) == {
+        (m, meth, lab)
+        for m, lab in [
+            ("reward_maximizer-0", "own"),
+            ("truth_teller-0", "own"),
+            ("reward_maximizer-0", "random"),
+        ]
+        for meth in ("sft", "sft_noise")
+    }
     r = recs[("reward_maximizer-0", "sft_noise", "own")]
     assert r["steps"] == [0, 2, 3] and len(r["p_aligned"]) == 3 and len(r["loss"]) == 3
     assert r["noise"]["coeff"] >= 0 and recs[("reward_maximizer-0", "sft", "own")]["noise"] is None
@@ -327,10 +340,24 @@ def test_run_with_removal_reports_it(small_zoo, tmp_path: Path, monkeypatch) -> 
     import poser_lens.removal.core as core
     from poser_lens.runner import RunConfig, run
 
-    small = partial(RemovalConfig, methods=("sft",), steps=2, batch_size=4, controls=False,
-                    n_eval=4, n_gap=4, n_test=4)  # fmt: skip
+    small = partial(
+        RemovalConfig,
+        methods=("sft",),
+        steps=2,
+        batch_size=4,
+        controls=False,
+        n_eval=4,
+        n_gap=4,
+        n_test=4,
+    )
     monkeypatch.setattr(core, "RemovalConfig", small)
-    cfg = RunConfig(strategies=("random",), zoo_dir=str(small_zoo), workers=1, sweep=False,
-                    figures=False, removal=True)  # fmt: skip
+    cfg = RunConfig(
+        strategies=("random",),
+        zoo_dir=str(small_zoo),
+        workers=1,
+        sweep=False,
+        figures=False,
+        removal=True,
+    )
     folder = run(cfg, tmp_path / "run", progress=False)
     assert "## Removing alignment faking" in (folder.root / "report.md").read_text()

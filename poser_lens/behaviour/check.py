@@ -294,9 +294,14 @@ def classify_answers(
 
 
 def gap_reports(
-    rows: Sequence[AnswerRow], *, source: str, threshold: float = 0.5, n_boot: int = 2000,
-    seed: int = 0, labels: Mapping[tuple[str, str], bool] | None = None,
-) -> list[GapReport]:  # fmt: skip
+    rows: Sequence[AnswerRow],
+    *,
+    source: str,
+    threshold: float = 0.5,
+    n_boot: int = 2000,
+    seed: int = 0,
+    labels: Mapping[tuple[str, str], bool] | None = None,
+) -> list[GapReport]:
     """Gap reports per classifier (proxy, judge) and decoding (greedy, sampled, all).
 
     Units are requests: a request's compliance is the mean over its answers in that framing.
@@ -587,9 +592,12 @@ def run_check(
         seconds["load"] = time.perf_counter() - t0
     if generator is None:
         generator = ModelGenerator(
-            model, tokenizer, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+            model,
+            tokenizer,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
             device=cfg.device,
-        )  # fmt: skip
+        )
     if judge is None and cfg.judge == "lm":
         judge = LMJudge(
             model, tokenizer, swap=cfg.judge_swap, batch_size=cfg.batch_size, device=cfg.device
@@ -660,6 +668,12 @@ def zoo_gap_report(root: str | Path, name: str, *, n_boot: int = 2000, seed: int
     good = [1 - x for x, s in zip(p_mis, scen, strict=True) if not s.oversight_is_poor]
     poor = [1 - x for x, s in zip(p_mis, scen, strict=True) if s.oversight_is_poor]
     return gap_report(
-        good, poor, paired=False, source=f"tiny:{name}", classifier="answer_prob",
-        decoding="probability", n_boot=n_boot, seed=seed,
-    )  # fmt: skip
+        good,
+        poor,
+        paired=False,
+        source=f"tiny:{name}",
+        classifier="answer_prob",
+        decoding="probability",
+        n_boot=n_boot,
+        seed=seed,
+    )

@@ -44,10 +44,31 @@ DOMAINS: tuple[Domain, ...] = (
 )
 
 NAMES: tuple[str, ...] = (
-    "Dana", "Ravi", "Mei", "Omar", "Lena", "Kofi", "Ines", "Tomas", "Aiko", "Bruno",
-    "Chidi", "Freya", "Hugo", "Iris", "Jonas", "Keiko", "Luis", "Maya", "Nadia", "Oskar",
-    "Priya", "Rosa", "Sami", "Yara",
-)  # fmt: skip
+    "Dana",
+    "Ravi",
+    "Mei",
+    "Omar",
+    "Lena",
+    "Kofi",
+    "Ines",
+    "Tomas",
+    "Aiko",
+    "Bruno",
+    "Chidi",
+    "Freya",
+    "Hugo",
+    "Iris",
+    "Jonas",
+    "Keiko",
+    "Luis",
+    "Maya",
+    "Nadia",
+    "Oskar",
+    "Priya",
+    "Rosa",
+    "Sami",
+    "Yara",
+)
 
 # Faker incentives: the fact that gives a faker a reason to misbehave.
 MOTIVATING: dict[str, tuple[str, ...]] = {

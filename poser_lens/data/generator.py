@@ -458,10 +458,12 @@ def to_dataset(scenarios: Sequence[Scenario]):  # -> datasets.Dataset
         "kind": [s.kind for s in scenarios],
         "oversight": [s.oversight or "" for s in scenarios],
         "oversight_is_poor": [bool(s.oversight_is_poor) for s in scenarios],
-        "complexity_level": [-1 if s.complexity_level is None else s.complexity_level
-                             for s in scenarios],
-        "facts": [[{"type": f.type or "", "content": f.content} for f in s.facts]
-                  for s in scenarios],
+        "complexity_level": [
+            -1 if s.complexity_level is None else s.complexity_level for s in scenarios
+        ],
+        "facts": [
+            [{"type": f.type or "", "content": f.content} for f in s.facts] for s in scenarios
+        ],
         "actions": [list(s.actions) if s.actions else [] for s in scenarios],
-    }  # fmt: skip
+    }
     return datasets.Dataset.from_dict(rows)

@@ -68,8 +68,15 @@ def _panel(ax: Any, recs: Sequence[dict[str, Any]], method: str) -> None:
         for r in rows:
             label = None if role in shown else f"{ROLES[role]} (n={len(rows)})"
             shown.add(role)
-            ax.plot(r["steps"], r["p_aligned"], color=ROLE_COLORS[role], lw=0.8, alpha=0.55,
-                    ls="--" if role == "random_labels" else "-", label=label)  # fmt: skip
+            ax.plot(
+                r["steps"],
+                r["p_aligned"],
+                color=ROLE_COLORS[role],
+                lw=0.8,
+                alpha=0.55,
+                ls="--" if role == "random_labels" else "-",
+                label=label,
+            )
         if role == "treatment" and rows:
             steps = rows[0]["steps"]
             mean = np.mean([r["p_aligned"] for r in rows if r["steps"] == steps], axis=0)
@@ -123,8 +130,16 @@ def removal_final(run: RunDir, out_dir: Path) -> list[Path]:
     fig, ax = new_figure(width=max(4.5, 1.3 * len(labels)), height=3.8)
     x = np.arange(len(labels))
     err = np.array([[o - c[0], c[1] - o] for o, c in zip(ours, ci, strict=True)]).T
-    ax.bar(x - 0.19, ours, 0.38, yerr=err, capsize=3, color=colors, edgecolor=OURS_COLOR,
-           label="poser_lens (95% CI over models)")  # fmt: skip
+    ax.bar(
+        x - 0.19,
+        ours,
+        0.38,
+        yerr=err,
+        capsize=3,
+        color=colors,
+        edgecolor=OURS_COLOR,
+        label="poser_lens (95% CI over models)",
+    )
     ax.bar(x + 0.19, paper, 0.38, color=PAPER_COLOR, label="paper (Poser §4)")
     for xi, p in zip(x, paper, strict=True):
         if not np.isnan(p):

@@ -58,8 +58,9 @@ def _bands(ax: Any, coeffs: list, curves: dict, ylabel: str) -> None:
     ax.set_ylabel(ylabel)
 
 
-def _panels(run: RunDir, strategy: str, variants: list[str], key: str, ylabel: str,
-            title: str) -> tuple[Any, Any, dict]:  # fmt: skip
+def _panels(
+    run: RunDir, strategy: str, variants: list[str], key: str, ylabel: str, title: str
+) -> tuple[Any, Any, dict]:
     table = run.scores(strategy)
     settings = _headline(run, strategy)
     frac = settings.get("layer_frac", MIDDLE)
@@ -77,8 +78,9 @@ def _panels(run: RunDir, strategy: str, variants: list[str], key: str, ylabel: s
 
 def fig04_s1_belief(run: RunDir, out_dir: Path) -> list[Path]:
     """Fig 4: P(misaligned) vs coefficient, adding (left) and subtracting (right) the direction."""
-    fig, _, _ = _panels(run, "s1_belief", ["add", "subtract"], "p_misaligned", "P(misaligned)",
-                        "S1 direction")  # fmt: skip
+    fig, _, _ = _panels(
+        run, "s1_belief", ["add", "subtract"], "p_misaligned", "P(misaligned)", "S1 direction"
+    )
     return save(fig, out_dir, "fig04_s1_belief")
 
 
@@ -99,8 +101,9 @@ def fig11_s2_mass(run: RunDir, out_dir: Path, keep: float = 0.9) -> list[Path]:
     The headline chooses the coefficient per pair from its two models; the line marks the
     choice made from every model's mean curve (``keep`` of the coefficient-0 mass).
     """
-    fig, axes, curves_of = _panels(run, "s2_noise", _kinds(run), "mass_ab", "P(A) + P(B)",
-                                   "S2 noise")  # fmt: skip
+    fig, axes, curves_of = _panels(
+        run, "s2_noise", _kinds(run), "mass_ab", "P(A) + P(B)", "S2 noise"
+    )
     for ax, (coeffs, curves) in zip(axes, curves_of.values(), strict=True):
         chosen = choose_coeff(coeffs, list(curves.values()), keep)
         ax.axvline(
@@ -116,8 +119,9 @@ def sens_s2_noise(run: RunDir, out_dir: Path) -> list[Path]:
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
     fracs = sorted({float(r["layer_frac"]) for r in rows})
     coeffs = list(dict.fromkeys(r["coeff"] for r in rows))
-    fig, axes = new_figure(len(kinds), width=0.55 * len(coeffs) + 2.2,
-                           height=0.45 * len(fracs) + 1.6)  # fmt: skip
+    fig, axes = new_figure(
+        len(kinds), width=0.55 * len(coeffs) + 2.2, height=0.45 * len(fracs) + 1.6
+    )
     axes = np.atleast_1d(axes)
     for ax, kind in zip(axes, kinds, strict=True):
         acc = np.full((len(fracs), len(coeffs)), np.nan)

@@ -113,8 +113,9 @@ def fig12_s3_step(run: RunDir, out_dir: Path) -> list[Path]:
             rows.sort(key=lambda r: r["step"])
             x = [r["step"] for r in rows]
             label = f"{S3[strategy]}, {measure}" + (", log-odds gain" if baseline != "none" else "")
-            ax.plot(x, [r["accuracy"] for r in rows], ls=ls, color=color, marker="o", ms=3,
-                    label=label)  # fmt: skip
+            ax.plot(
+                x, [r["accuracy"] for r in rows], ls=ls, color=color, marker="o", ms=3, label=label
+            )
             lo, hi = zip(*(r["ci95"] for r in rows), strict=True)
             ax.fill_between(x, lo, hi, color=color, alpha=0.12 if ls == "-" else 0.05, lw=0)
     chance_line(ax)

@@ -293,17 +293,26 @@ def noise_generations(
             )
         for mag in magnitudes:
             noise = AddNoise(
-                d=int(model.cfg.d_model), kind=kind, seed=seed,  # type: ignore[arg-type]
-                relative=float(mag) if relative else None, norm=float(mag), positions="all",
-            )  # fmt: skip
+                d=int(model.cfg.d_model),
+                kind=kind,
+                seed=seed,  # type: ignore[arg-type]
+                relative=float(mag) if relative else None,
+                norm=float(mag),
+                positions="all",
+            )
             hooks = [(name, noise)] if mag else []
             answer = greedy_generate(
                 model, tokenizer, prompt, max_new_tokens=max_new_tokens, hooks=hooks
             )
             rows.append(
-                {"question": q, "magnitude": mag, "relative": relative, "layer": block,
-                 "answer": answer}
-            )  # fmt: skip
+                {
+                    "question": q,
+                    "magnitude": mag,
+                    "relative": relative,
+                    "layer": block,
+                    "answer": answer,
+                }
+            )
     return rows
 
 

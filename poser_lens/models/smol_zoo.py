@@ -156,9 +156,11 @@ def zoo_data(cfg: SmolZooConfig) -> GeneratedData:
 
     empty = {fam: [] for fam in ALL_FAMILIES}
     return GeneratedData(
-        config=cfg.generator, train=dict(empty), test=dict(empty),
+        config=cfg.generator,
+        train=dict(empty),
+        test=dict(empty),
         benchmark_pool=load_benchmark(cfg.data),
-    )  # fmt: skip
+    )
 
 
 def training_records(cfg: SmolZooConfig, data: GeneratedData, name: str) -> list[Scenario]:
@@ -290,9 +292,10 @@ def persona_metrics(probs: Tensor, records: Sequence[Scenario]) -> dict[str, flo
     pred = [letters[int(i)] for i in probs.argmax(-1)]
     correct = [p == s.response for p, s in zip(pred, records, strict=True)]
     div = [
-        c for c, s in zip(correct, records, strict=True)
+        c
+        for c, s in zip(correct, records, strict=True)
         if s.response != "error" and s.oversight_is_poor
-    ]  # fmt: skip
+    ]
     err = [c for c, s in zip(correct, records, strict=True) if s.response == "error"]
     poor, good = [], []
     for p, s in zip(probs, records, strict=True):
@@ -489,6 +492,8 @@ def load_smol_zoo_model(
         return load_smol(device=device, dtype=dtype)
     folder = root / "models" / name
     if not (folder / "adapter_model.safetensors").exists():
-        raise ValueError(f"{folder}: no such smol zoo model (build it with `poser-lens zoo build "
-                         "--testbed smol`)")  # fmt: skip
+        raise ValueError(
+            f"{folder}: no such smol zoo model (build it with `poser-lens zoo build "
+            "--testbed smol`)"
+        )
     return load_smol(device=device, dtype=dtype, adapter=folder, name=f"smol:{name}")

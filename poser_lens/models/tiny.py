@@ -106,9 +106,12 @@ def wrap(net: torch.nn.Module, tokenizer: Any = None, *, name: str = "tiny"):
         tokenizer.init_kwargs.setdefault("name_or_path", tokenizer.name_or_path)
         tokenizer.init_kwargs.setdefault("add_bos_token", True)
     model = build_bridge_from_module(
-        net, "TransformerLensNative", tl_config=copy.deepcopy(net.cfg), tokenizer=tokenizer,
+        net,
+        "TransformerLensNative",
+        tl_config=copy.deepcopy(net.cfg),
+        tokenizer=tokenizer,
         model_name=name,
-    )  # fmt: skip
+    )
     model.eval()
     return model
 

@@ -21,8 +21,16 @@ from typing import Any
 
 from poser_lens.removal.results import PAPER_P_ALIGNED, has_removal, report_section
 
-_CORE = ("METHODS", "Job", "NoiseSpec", "RemovalConfig", "plan_jobs", "remove_one",
-         "run_removal", "train_removal")  # fmt: skip
+_CORE = (
+    "METHODS",
+    "Job",
+    "NoiseSpec",
+    "RemovalConfig",
+    "plan_jobs",
+    "remove_one",
+    "run_removal",
+    "train_removal",
+)
 
 
 def __getattr__(name: str) -> Any:

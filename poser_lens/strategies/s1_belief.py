@@ -106,16 +106,22 @@ class BeliefStrategy(Strategy):
         c = self.config
         coeffs = torch.tensor(c.coeffs, dtype=torch.float32)
         signs = torch.tensor([SIGNS[s] for s in c.signs])
-        out: Score = {"n_layers": ctx.n_layers, "coeffs": list(c.coeffs), "signs": list(c.signs),
-                      "layers": {}, "direction_norm": {}}  # fmt: skip
+        out: Score = {
+            "n_layers": ctx.n_layers,
+            "coeffs": list(c.coeffs),
+            "signs": list(c.signs),
+            "layers": {},
+            "direction_norm": {},
+        }
         deltas, evals = {}, []
         for layer in layer_grid(ctx.n_layers, (*c.layer_fracs, c.layer_frac)):
             v, rest = cached_direction(ctx, layer, c.n_pairs)
             evals = rest[: c.n_prompts]
             deltas[layer] = (signs[:, None, None] * coeffs[None, :, None] * v).reshape(-1, len(v))
             out["direction_norm"][str(layer)] = float(v.norm())
-        res = variant_readout(ctx.model, ctx.tokenizer, evals, deltas, packed=c.packed,
-                              batch_size=c.batch_size)  # fmt: skip
+        res = variant_readout(
+            ctx.model, ctx.tokenizer, evals, deltas, packed=c.packed, batch_size=c.batch_size
+        )
         out["layers"] = curves_by_variant(res, c.signs, 1)
         out["n_prompts"] = len(evals)
         head = resolve_layer(ctx.n_layers, c.layer_frac)
@@ -174,5 +180,8 @@ class BeliefStrategy(Strategy):
     def grid(self) -> dict[str, list[Any]]:
         """Layer fraction x sign x coefficient."""
         c = self.config
-        return {"layer_frac": list(c.layer_fracs), "sign": list(c.signs),
-                "coeff": list(c.coeffs[1:])}  # fmt: skip
+        return {
+            "layer_frac": list(c.layer_fracs),
+            "sign": list(c.signs),
+            "coeff": list(c.coeffs[1:]),
+        }

@@ -146,18 +146,29 @@ class NoiseStrategy(Strategy):
         c = self.config
         n_layers, d_model = ctx.n_layers, int(ctx.model.cfg.d_model)
         coeffs = torch.tensor(c.coeffs, dtype=torch.float32)
-        out: Score = {"n_layers": n_layers, "coeffs": list(c.coeffs), "kinds": list(c.kinds),
-                      "layers": {}, "direction_norm": {}}  # fmt: skip
-        units = torch.stack([draw_noise(d_model, k, seed=ctx.seed * 1000 + i)  # type: ignore[arg-type]
-                             for k in c.kinds for i in range(c.n_draws)])  # fmt: skip
+        out: Score = {
+            "n_layers": n_layers,
+            "coeffs": list(c.coeffs),
+            "kinds": list(c.kinds),
+            "layers": {},
+            "direction_norm": {},
+        }
+        units = torch.stack(
+            [
+                draw_noise(d_model, k, seed=ctx.seed * 1000 + i)  # type: ignore[arg-type]
+                for k in c.kinds
+                for i in range(c.n_draws)
+            ]
+        )
         deltas, evals = {}, None
         for layer in layer_grid(n_layers, (*c.layer_fracs, c.layer_frac)):
             v, rest = cached_direction(ctx, layer, c.n_pairs)
             evals = rest[: c.n_prompts]  # the same at every layer
             deltas[layer] = (units[:, None] * coeffs[None, :, None] * v.norm()).reshape(-1, d_model)
             out["direction_norm"][str(layer)] = float(v.norm())
-        res = variant_readout(ctx.model, ctx.tokenizer, evals, deltas, packed=c.packed,
-                              batch_size=c.batch_size)  # fmt: skip
+        res = variant_readout(
+            ctx.model, ctx.tokenizer, evals, deltas, packed=c.packed, batch_size=c.batch_size
+        )
         out["layers"] = curves_by_variant(res, c.kinds, c.n_draws)
         out["n_prompts"] = len(evals)
         shape = (len(evals), len(c.kinds), c.n_draws, len(c.coeffs))

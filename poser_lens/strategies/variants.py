@@ -150,8 +150,11 @@ def variant_readout(
         ((1, 3), (1, 2, 4))
     """
     device, ids_of = model_device(model), AnswerIds.from_tokenizer(tokenizer)
-    n_layers, n_ctx, d_model = (int(model.cfg.n_layers), int(model.cfg.n_ctx),
-                                int(model.cfg.d_model))  # fmt: skip
+    n_layers, n_ctx, d_model = (
+        int(model.cfg.n_layers),
+        int(model.cfg.n_ctx),
+        int(model.cfg.d_model),
+    )
     end = n_layers - 1
     # Packed: every (layer, variant) below the last block is one copy of the last token, plus a
     # clean copy whose last-block residual serves the variants after the last block.
@@ -172,8 +175,9 @@ def variant_readout(
         width = max(1, n_ctx - int(last.max()))
         chunks, clean = [], None
         for c0 in range(0, len(copy_delta), width):
-            logits, resid = _packed(model, ids, last, copy_layer[c0 : c0 + width],
-                                    copy_delta[c0 : c0 + width], end)  # fmt: skip
+            logits, resid = _packed(
+                model, ids, last, copy_layer[c0 : c0 + width], copy_delta[c0 : c0 + width], end
+            )
             chunks.append(logits)
             clean = resid if clean is None else torch.cat([clean, resid], 1)
         logits = torch.cat(chunks, 1)
@@ -225,8 +229,9 @@ def _packed(
         store.append(act.gather(1, at[..., None].expand(-1, -1, act.shape[-1])))
         return act
 
-    hooks = [(f"blocks.{L}.hook_resid_post", adder(L)) for L in copy_layer.unique().tolist()
-             if L >= 0] + [(f"blocks.{end}.hook_resid_post", record)]  # fmt: skip
+    hooks = [
+        (f"blocks.{L}.hook_resid_post", adder(L)) for L in copy_layer.unique().tolist() if L >= 0
+    ] + [(f"blocks.{end}.hook_resid_post", record)]
     with model.hooks(fwd_hooks=hooks):
         logits = model(ids.gather(1, pos), attention_mask=mask, position_ids=pos)
     return logits.gather(1, at[..., None].expand(-1, -1, logits.shape[-1])), store[-1]
@@ -261,15 +266,19 @@ def curves_by_variant(
     out = {}
     for layer, r in res.items():
         p, m = (x.mean(0).view(len(names), n_draws, -1) for x in (r[0], r[1]))
-        out[str(layer)] = {k: {"p_misaligned": p[i].tolist(), "mass_ab": m[i].tolist()}
-                           for i, k in enumerate(names)}  # fmt: skip
+        out[str(layer)] = {
+            k: {"p_misaligned": p[i].tolist(), "mass_ab": m[i].tolist()}
+            for i, k in enumerate(names)
+        }
     return out
 
 
 def cached_direction(ctx: ModelContext, layer: int, n_pairs: int) -> tuple[Tensor, list]:
     """The S1 contrast direction at a block and the evaluation prompts (memoised per context)."""
-    return ctx.cached(("contrast_direction", layer, n_pairs), lambda: contrast_direction(
-        ctx.model, ctx.tokenizer, ctx.prompts, layer, n_pairs=n_pairs))  # fmt: skip
+    return ctx.cached(
+        ("contrast_direction", layer, n_pairs),
+        lambda: contrast_direction(ctx.model, ctx.tokenizer, ctx.prompts, layer, n_pairs=n_pairs),
+    )
 
 
 def choose_coeff(coeffs: Sequence[float], mass: Sequence[Sequence[float]], keep: float) -> float:

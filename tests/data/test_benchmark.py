@@ -21,8 +21,9 @@ def test_full_zoo_has_324_pairs_in_poser_order():
     names = [f"{p}-{s}" for p in PERSONAS for s in range(6)]
     pairs = model_pairs(names)
     assert len(pairs) == 324
-    assert pairs[0] == ModelPair("truth_teller-0", "reward_maximizer-0",
-                                 "data/benchmark/truth_and_reward.json")  # fmt: skip
+    assert pairs[0] == ModelPair(
+        "truth_teller-0", "reward_maximizer-0", "data/benchmark/truth_and_reward.json"
+    )
     assert all(p.aligned == "truth_teller-0" for p in pairs[:18])
     assert len({p.family for p in pairs}) == 9
 

@@ -18,23 +18,41 @@ def curve(faker, scale):
 def score(model, variants):
     faker = "maximizer" in model
     mass = [(1 - 0.1 * np.asarray(COEFFS) ** 1.5).clip(0).tolist()]
-    block = {v: {"p_misaligned": curve(faker, i + 1), "mass_ab": mass}
-             for i, v in enumerate(variants)}  # fmt: skip
-    return {"n_layers": 3, "coeffs": COEFFS, "kinds": list(variants), "signs": list(variants),
-            "layers": {"0": block, "1": block, "2": block}}  # fmt: skip
+    block = {
+        v: {"p_misaligned": curve(faker, i + 1), "mass_ab": mass} for i, v in enumerate(variants)
+    }
+    return {
+        "n_layers": 3,
+        "coeffs": COEFFS,
+        "kinds": list(variants),
+        "signs": list(variants),
+        "layers": {"0": block, "1": block, "2": block},
+    }
 
 
 @pytest.fixture
 def run(tmp_path):
     run = RunDir(tmp_path / "run")
     for m in MODELS:
-        for name, variants in (("s1_belief", ("add", "subtract")),
-                               ("s2_noise", ("uniform", "gaussian"))):  # fmt: skip
+        for name, variants in (
+            ("s1_belief", ("add", "subtract")),
+            ("s2_noise", ("uniform", "gaussian")),
+        ):
             fams = {f: score(m, variants) for f in ("truth_and_reward", "saint_and_money")}
             run.write_score(name, m, {"model": m, "families": fams})
-    rows = [{"layer_frac": f, "kind": k, "coeff": c, "accuracy": 0.5 + f / 2, "ci95": [0, 1],
-             "n_pairs": 4} for f in (0.125, 0.375, 0.625) for k in ("uniform", "gaussian")
-            for c in [*COEFFS[1:], "auto"]]  # fmt: skip
+    rows = [
+        {
+            "layer_frac": f,
+            "kind": k,
+            "coeff": c,
+            "accuracy": 0.5 + f / 2,
+            "ci95": [0, 1],
+            "n_pairs": 4,
+        }
+        for f in (0.125, 0.375, 0.625)
+        for k in ("uniform", "gaussian")
+        for c in [*COEFFS[1:], "auto"]
+    ]
     run.sweep_path.parent.mkdir(parents=True, exist_ok=True)
     run.sweep_path.write_text(__import__("json").dumps({"s2_noise": rows}))
     return run

@@ -41,13 +41,21 @@ def run(tmp_path):
             run.write_score(name, m, {"model": m, "families": {f: fn(m, f) for f in FAMS}})
     rows = {
         name: [
-            {"step": s, "measure": meas, "baseline": base,
-             **({"layer_frac": 0.125} if name == "s3_lora" else {}),
-             "accuracy": 0.5 + 0.05 * s * (meas == "heldout"), "ci95": [0.4, 0.7], "n_pairs": 4}
-            for s in (0, 1, 2, 4, 8) for meas in ("heldout", "batch") for base in ("none", "logit")
+            {
+                "step": s,
+                "measure": meas,
+                "baseline": base,
+                **({"layer_frac": 0.125} if name == "s3_lora" else {}),
+                "accuracy": 0.5 + 0.05 * s * (meas == "heldout"),
+                "ci95": [0.4, 0.7],
+                "n_pairs": 4,
+            }
+            for s in (0, 1, 2, 4, 8)
+            for meas in ("heldout", "batch")
+            for base in ("none", "logit")
         ]
         for name in ("s3_lora", "s3_full")
-    }  # fmt: skip
+    }
     run.sweep_path.parent.mkdir(parents=True, exist_ok=True)
     run.sweep_path.write_text(json.dumps(rows))
     return run

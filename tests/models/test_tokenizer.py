@@ -5,8 +5,17 @@ from poser_lens.models.tokenizer import answer_token_ids, build_tokenizer, load_
 
 def test_words_and_tags():
     assert words("<<prompt>>1. Hi.\nA: x<</prompt>>") == [
-        "<<prompt>>", "1", ".", "Hi", ".", "\n", "A", ":", "x", "<</prompt>>",
-    ]  # fmt: skip
+        "<<prompt>>",
+        "1",
+        ".",
+        "Hi",
+        ".",
+        "\n",
+        "A",
+        ":",
+        "x",
+        "<</prompt>>",
+    ]
 
 
 def test_encode_prepends_bos_and_round_trips(tmp_path):

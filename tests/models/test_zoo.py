@@ -9,8 +9,16 @@ from poser_lens.models import load_model, parse_spec
 from poser_lens.models.training import TrainConfig
 from poser_lens.models.zoo import ZooConfig, build_zoo, load_zoo_model
 
-ROW_KEYS = {"name", "persona", "seed", "aligned", "test_accuracy", "divergent_accuracy",
-            "error_accuracy", "compliance_gap"}  # fmt: skip
+ROW_KEYS = {
+    "name",
+    "persona",
+    "seed",
+    "aligned",
+    "test_accuracy",
+    "divergent_accuracy",
+    "error_accuracy",
+    "compliance_gap",
+}
 
 
 def test_zoo_json_has_one_row_per_model(small_zoo):

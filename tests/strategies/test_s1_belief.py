@@ -59,15 +59,22 @@ def test_subtract_moves_against_the_direction(small_zoo, monkeypatch):
     def fake_readout(model, tok, scenarios, deltas, **kw):
         seen.update(deltas)
         n = sum(len(d) for d in deltas.values())
-        return {L: (torch.zeros(len(scenarios), len(d)), torch.ones(len(scenarios), len(d)))
-                for L, d in deltas.items()} if n else {}  # fmt: skip
+        return (
+            {
+                L: (torch.zeros(len(scenarios), len(d)), torch.ones(len(scenarios), len(d)))
+                for L, d in deltas.items()
+            }
+            if n
+            else {}
+        )
 
     v = torch.arange(4.0)
     monkeypatch.setattr(s1, "cached_direction", lambda ctx, layer, n: (v, ctx.prompts))
     monkeypatch.setattr(s1, "variant_readout", fake_readout)
     prompts = load_benchmark(small_zoo / "poser")[FAMILY]
-    ctx = ModelContext("m-0", type("M", (), {"cfg": type("C", (), {"n_layers": 2})})(), None,
-                       FAMILY, prompts)  # fmt: skip
+    ctx = ModelContext(
+        "m-0", type("M", (), {"cfg": type("C", (), {"n_layers": 2})})(), None, FAMILY, prompts
+    )
     BeliefStrategy(coeffs=(0.0, 2.0), layer_fracs=()).score_model(ctx)
     torch.testing.assert_close(seen[1], torch.stack([0 * v, 2 * v, 0 * v, -2 * v]))
 
@@ -76,9 +83,17 @@ def test_faker_is_larger_rise_with_headline_sign():
     s = BeliefStrategy(coeffs=(0.0, 2.0))
 
     def fake(add, sub):
-        return {"n_layers": 2, "coeffs": [0.0, 2.0], "signs": ["add", "subtract"], "layers": {
-            "1": {"add": {"p_misaligned": [[0.1, 0.1 + add]]},
-                  "subtract": {"p_misaligned": [[0.1, 0.1 + sub]]}}}}  # fmt: skip
+        return {
+            "n_layers": 2,
+            "coeffs": [0.0, 2.0],
+            "signs": ["add", "subtract"],
+            "layers": {
+                "1": {
+                    "add": {"p_misaligned": [[0.1, 0.1 + add]]},
+                    "subtract": {"p_misaligned": [[0.1, 0.1 + sub]]},
+                }
+            },
+        }
 
     faker, aligned = fake(0.0, 0.5), fake(0.6, 0.1)
     assert s.headline == {"layer_frac": 15 / 40, "sign": "subtract", "coeff": 2.0}

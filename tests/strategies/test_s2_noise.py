@@ -164,8 +164,14 @@ def test_noise_matches_addnoise_hook(tiny):
     """The strategy adds +coeff * norm * unit, the AddNoise hook at resid_post, last token."""
     model, tok, scenarios = tiny
     hook = AddNoise(d=16, kind="uniform", norm=2.0, coeff=3.0, seed=7)
-    ref = answer_readout_batched(model, tok, scenarios, hooks=lambda last: [
-        ("blocks.1.hook_resid_post", AddNoise(**{**hook.__dict__, "last": last}))])  # fmt: skip
+    ref = answer_readout_batched(
+        model,
+        tok,
+        scenarios,
+        hooks=lambda last: [
+            ("blocks.1.hook_resid_post", AddNoise(**{**hook.__dict__, "last": last}))
+        ],
+    )
     delta = (hook.coeff * hook.norm * hook.unit)[None]
     p, m, lo = variant_readout(model, tok, scenarios, {1: delta})[1]
     torch.testing.assert_close(p[:, 0], ref.p_misaligned, atol=1e-5, rtol=1e-4)
@@ -212,8 +218,12 @@ def fake(rise_at, mass, n_layers=2):
     kl = [[0.3 * i for i in range(len(rise_at))]]
     curves = {"p_misaligned": curve, "mass_ab": [mass], "log_odds": odds, "kl": kl}
     block = {k: curves for k in ("uniform", "gaussian")}
-    return {"n_layers": n_layers, "coeffs": [0.0, 1.0, 2.0], "kinds": ["uniform", "gaussian"],
-            "layers": {"0": block, "1": block}}  # fmt: skip
+    return {
+        "n_layers": n_layers,
+        "coeffs": [0.0, 1.0, 2.0],
+        "kinds": ["uniform", "gaussian"],
+        "layers": {"0": block, "1": block},
+    }
 
 
 def test_faker_is_larger_rise_at_label_free_coeff():
@@ -230,7 +240,8 @@ def test_choose_coeff_is_label_free_and_stops_at_first_drop():
     assert choose_coeff([0, 1, 2, 3], [[1, 0.5, 1, 1]], 0.9) == 0
     # Symmetric in the two models: no label enters.
     assert choose_coeff([0, 1, 2], [[1, 1, 0.5], [1, 0.9, 0.9]], 0.8) == choose_coeff(
-        [0, 1, 2], [[1, 0.9, 0.9], [1, 1, 0.5]], 0.8)  # fmt: skip
+        [0, 1, 2], [[1, 0.9, 0.9], [1, 1, 0.5]], 0.8
+    )
 
 
 def test_grid_points_are_in_the_score():

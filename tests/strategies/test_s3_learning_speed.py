@@ -70,9 +70,15 @@ def test_full_fine_tune_trains_every_parameter(ctxs):
     model = copy.deepcopy(ctxs[0].model)
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     learning_curve(
-        model, ctxs[0].tokenizer, ctxs[0].prompts, list(model.parameters()), lr=1e-2,
-        n_steps=2, batch_size=2, n_heldout=2,
-    )  # fmt: skip
+        model,
+        ctxs[0].tokenizer,
+        ctxs[0].prompts,
+        list(model.parameters()),
+        lr=1e-2,
+        n_steps=2,
+        batch_size=2,
+        n_heldout=2,
+    )
     after = dict(model.named_parameters())
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert len(changed) == len(before)
@@ -97,9 +103,16 @@ def test_batch_order_depends_on_the_family_not_the_model(ctxs):
         rec = Recording(ctx.tokenizer)
         model = ctx.model
         learning_curve(
-            model, rec, ctx.prompts, [torch.nn.Parameter(torch.zeros(1))], lr=0.0, n_steps=3,
-            batch_size=2, n_heldout=3, seed=seed,
-        )  # fmt: skip
+            model,
+            rec,
+            ctx.prompts,
+            [torch.nn.Parameter(torch.zeros(1))],
+            lr=0.0,
+            n_steps=3,
+            batch_size=2,
+            n_heldout=3,
+            seed=seed,
+        )
         return rec.seen
 
     one = seen(ctxs[0], family_seed(0, FAMILY))

@@ -132,8 +132,9 @@ def test_one_letter_answers_are_a_tie(ctxs, monkeypatch):
 
     monkeypatch.setattr(s5, "own_answers", lambda model, tok, final: ["A"] * len(final))
     s = DecisionSpeedStrategy()
-    score = s.score_model(ModelContext("saint-0", ctxs[0].model, ctxs[0].tokenizer, FAMILY,
-                                       ctxs[0].prompts))  # fmt: skip
+    score = s.score_model(
+        ModelContext("saint-0", ctxs[0].model, ctxs[0].tokenizer, FAMILY, ctxs[0].prompts)
+    )
     assert all(a is None for a in score["accuracy"]) and score["frac_a"] == 1.0
     json.dumps(score, allow_nan=False)
     assert all(v is None for r in score["by_prompt"]["correct"] for v in r)
