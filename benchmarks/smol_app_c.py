@@ -15,12 +15,8 @@ from pathlib import Path
 import torch
 
 from poser_lens._io import write_text_atomic
-from poser_lens.models.smol import (
-    NOISE_QUESTIONS,
-    generations_markdown,
-    load_smol,
-    noise_generations,
-)
+from poser_lens.behaviour.noise import NOISE_QUESTIONS, generations_markdown, noise_generations
+from poser_lens.models.smol import load_smol
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from poser_lens.data.generator import persona_families
 from poser_lens.data.poser import load_benchmark
 from poser_lens.data.schema import model_persona
 from poser_lens.hooks import draw_noise, hook_name
-from poser_lens.models.zoo import ZooConfig, build_zoo, load_zoo_model, zoo_dir
+from poser_lens.models.zoo import ZooConfig, build_zoo, load_zoo_model
 from poser_lens.readout import AnswerIds, answer_readout
 from poser_lens.strategies.base import ModelContext
 from poser_lens.strategies.common import contrast_direction, layer_grid
@@ -38,7 +38,7 @@ from poser_lens.strategies.s2_noise import NoiseStrategy
 
 def find_zoo() -> Path:
     """The default zoo if built, else a small two-model zoo in a temporary folder."""
-    default = zoo_dir(ZooConfig())
+    default = ZooConfig().folder()
     if (default / "zoo.json").exists():
         return default
     small = ZooConfig(seeds=1, personas=("truth_teller", "reward_maximizer"))

@@ -151,3 +151,13 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise ValueError(
             f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
         ) from None
+
+
+def default_cache_dir() -> Path:
+    """Where zoos and converted models are cached: ``$POSER_LENS_CACHE`` or the user cache dir."""
+    env = os.environ.get("POSER_LENS_CACHE")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("poser_lens"))

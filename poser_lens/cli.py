@@ -439,7 +439,7 @@ def zoo_build(
     from dataclasses import replace
 
     from poser_lens.data.schema import PERSONAS
-    from poser_lens.models.zoo import ZooConfig, build_zoo, zoo_config_from_file
+    from poser_lens.models.zoo import ZooConfig, build_zoo
 
     if testbed == "smol":
         _zoo_build_smol(personas, seeds, out, device, data, steps, seed, quiet)
@@ -451,7 +451,7 @@ def zoo_build(
         unknown = [p for p in chosen if p not in PERSONAS]
         if unknown:
             raise ValueError(f"--personas: unknown persona {unknown[0]!r}")
-        cfg = zoo_config_from_file(config) if config is not None else ZooConfig()
+        cfg = ZooConfig.from_file(config) if config is not None else ZooConfig()
         cfg = replace(
             cfg,
             seeds=seeds,
@@ -578,7 +578,8 @@ def run_command(
     """Score every model with every strategy, evaluate all pairs, write report and figures."""
     import time
 
-    from poser_lens.runner import RunConfig, run, run_config_from_file
+    from poser_lens.pipeline import main_job
+    from poser_lens.runner import RunConfig
 
     with _user_errors():
         if testbed == "poser" and models and models_dir is None and Path(models).is_dir():
@@ -605,9 +606,9 @@ def run_command(
         }
         # Options given on the command line override the config file; unset ones keep its values.
         given = {k: v for k, v in given.items() if v is not None}
-        cfg = run_config_from_file(config, **given) if config else RunConfig(**given)
+        cfg = RunConfig.from_file(config, **given) if config else RunConfig(**given)
         t0 = time.perf_counter()
-        folder = run(cfg, out, progress=not quiet)
+        folder = main_job(cfg, out, progress=not quiet)
         seconds = time.perf_counter() - t0
         results = folder.results()
     console = _console()
@@ -626,46 +627,19 @@ def sweep_command(
     ] = None,
 ) -> None:
     """Re-evaluate a run over each strategy's settings grid from its stored scores."""
-    from poser_lens._io import write_json_atomic
-    from poser_lens.data.poser import ModelPair
-    from poser_lens.evaluation import sweep
-    from poser_lens.report import sensitivity_rows, write_report
-    from poser_lens.runner import ensemble_scores, run_config_from_file
-    from poser_lens.runs import RunDir
+    from poser_lens.pipeline import sweep_job
+    from poser_lens.report import sensitivity_rows
 
     with _user_errors():
-        folder = RunDir(run_dir)
-        if not folder.config_path.exists():
-            raise ValueError(f"{folder.config_path}: not a run folder (no config.yaml)")
-        cfg = run_config_from_file(folder.config_path)
-        names = _csv(strategies) or cfg.strategies
-        pairs = sorted({(v["aligned"], v["faker"], v["family"]) for v in _verdict_pairs(folder)})
-        pair_objs = [ModelPair(a, f, f"data/benchmark/{fam}.json") for a, f, fam in pairs]
-        result = folder.sweep()
-        for name in names:
-            strat = cfg.strategy(name)
-            scores = ensemble_scores(folder, strat) if name == "ensemble" else folder.scores(name)
-            if strat.grid():
-                result[name] = sweep(strat, pair_objs, scores, seed=cfg.seed)
-        write_json_atomic(folder.sweep_path, result)
-        write_report(folder)
+        names = _csv(strategies)
+        result = sweep_job(run_dir, names)
+        names = names or tuple(result)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("strategy", "grid points", "min / median / max", "CI above", "CI below"):
         table.add_column(col)
     for row in sensitivity_rows({n: result[n] for n in names if n in result}):
         table.add_row(*row)
     _console().print(table)
-
-
-def _verdict_pairs(folder) -> list[dict[str, str]]:
-    """The pairs a run evaluated, read from its verdict files."""
-    import csv
-
-    files = sorted((folder.root / "verdicts").glob("*.csv"))
-    if not files:
-        raise ValueError(f"{folder.root}: no verdicts/ (run `poser-lens run` first)")
-    with files[0].open() as fh:
-        return list(csv.DictReader(fh))
 
 
 @app.command("figures")
@@ -676,20 +650,11 @@ def figures_command(
     ] = None,
 ) -> None:
     """Re-draw a run's figures from its stored results (PNG and PDF)."""
-    from poser_lens.figures import make_figures
-    from poser_lens.runs import RunDir
+    from poser_lens.pipeline import redraw
 
     with _user_errors():
-        folder = RunDir(run_dir)
-        if (run_dir / "study.json").exists():  # a study folder (`poser-lens study`)
-            from poser_lens.figures.study import fig_study
-
-            written = fig_study(run_dir / "study.json", out or folder.figures_dir)
-        elif not folder.results_path.exists():
-            raise ValueError(f"{folder.results_path}: missing (run `poser-lens run` first)")
-        else:
-            written = make_figures(folder, out)
-    typer.echo(f"wrote {len(written)} files to {out or folder.figures_dir}")
+        written = redraw(run_dir, out)
+    typer.echo(f"wrote {len(written)} files to {out or run_dir / 'figures'}")
 
 
 @app.command("study")
@@ -711,8 +676,9 @@ def study_command(
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Run every strategy on several independent zoos (and zoo designs); report the spread."""
+    from poser_lens.pipeline import study_job
     from poser_lens.strategies import STRATEGY_NAMES
-    from poser_lens.study import StudyConfig, parse_recipes, run_study
+    from poser_lens.study import StudyConfig, parse_recipes
 
     with _user_errors():
         cfg = StudyConfig(
@@ -722,7 +688,7 @@ def study_command(
             strategies=_csv(strategies) or STRATEGY_NAMES,
             workers=workers,
         )
-        root = run_study(cfg, out, progress=not quiet)
+        root = study_job(cfg, out, progress=not quiet)
     typer.echo((root / "study.md").read_text())
     typer.echo(f"study: {root}")
 
@@ -768,43 +734,26 @@ def behaviour_command(
 ) -> None:
     """Compliance gap (training vs unmonitored framing), keyword proxy vs judge."""
     import time
-    from dataclasses import asdict
 
-    from poser_lens._io import write_json_atomic, write_text_atomic
-    from poser_lens.behaviour import BehaviourConfig, run_check, zoo_gap_report
-    from poser_lens.models import parse_spec
+    from poser_lens.pipeline import behaviour_job
 
     with _user_errors():
-        kind, target = parse_spec(model)
-        folder = out or Path("runs") / f"behaviour-{model.replace(':', '-').replace('/', '_')}"
         t0 = time.perf_counter()
-        if kind == "tiny":
-            from poser_lens.models.zoo import ZooConfig, build_zoo
-
-            root = zoo or build_zoo(ZooConfig(), progress=not quiet)
-            report = zoo_gap_report(root, target, seed=seed)
-            rows = [report.to_row()]
-            write_json_atomic(folder / "config.json", {"model": model, "zoo": str(root)})
-            write_json_atomic(folder / "results.json", {"reports": [asdict(report)]})
-            agree = None
-        else:
-            cfg = BehaviourConfig(
-                model=model,
-                n_requests=requests,
-                n_samples=samples,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                batch_size=batch_size,
-                judge=judge,
-                seed=seed,
-                device=device,
-            )
-            result = run_check(cfg, folder, progress=not quiet)
-            rows = [r.to_row() for r in result.reports]
-            agree = result.agreement
-        header = ",".join(rows[0])
-        lines = [",".join(str(v) for v in r.values()) for r in rows]
-        write_text_atomic(folder / "gaps.csv", "\n".join([header, *lines]) + "\n")
+        outcome = behaviour_job(
+            model,
+            out=out,
+            zoo=zoo,
+            progress=not quiet,
+            n_requests=requests,
+            n_samples=samples,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            batch_size=batch_size,
+            judge=judge,
+            seed=seed,
+            device=device,
+        )
+        rows, agree, folder = outcome.rows, outcome.agreement, outcome.folder
     console = _console()
     console.print(_gap_table(rows))
     if agree is not None:
@@ -830,17 +779,15 @@ def behaviour_command(
 
 def _removal_table(summary: Mapping[str, Any]) -> Table:
     """One row per role and method: P(aligned) before -> after (95% CI) beside the paper."""
-    from poser_lens.removal.results import METHOD_TITLES, ROLES
-
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("models", "method", "n", "P(aligned) before", "after [95% CI]", "paper", "gap"):
         table.add_column(col, no_wrap=True)
-    for role, title in ROLES.items():
+    for role, title in summary["roles"].items():
         for method, g in summary["groups"].get(role, {}).items():
             paper = summary["paper"].get(method) if role == "treatment" else None
             table.add_row(
                 title,
-                METHOD_TITLES.get(method, method),
+                summary["method_titles"].get(method, method),
                 str(g["n_models"]),
                 f"{g['p_aligned_before']:.2f}",
                 f"{g['p_aligned_after']:.2f} [{g['ci95'][0]:.2f}, {g['ci95'][1]:.2f}]",
@@ -885,17 +832,12 @@ def remove_command(
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Fine-tune the fakers on their own answers (with/without S2 noise); write the study."""
-    import hashlib
     import time
-    from dataclasses import asdict, replace
+    from dataclasses import replace
 
-    import yaml
-
-    from poser_lens._io import write_text_atomic
-    from poser_lens.removal.core import removal_config_from_dict, run_removal
-    from poser_lens.removal.results import render_removal_report
-    from poser_lens.runner import RunConfig, run_config_from_file
-    from poser_lens.runs import RunDir
+    from poser_lens.pipeline import removal_job
+    from poser_lens.removal.core import RemovalConfig
+    from poser_lens.runner import RunConfig
 
     with _user_errors():
         methods = {"both": ("sft", "sft_noise"), "sft": ("sft",), "sft_noise": ("sft_noise",)}
@@ -913,16 +855,8 @@ def remove_command(
         existing = out / "config.yaml" if out is not None else None
         if config is None and existing is not None and existing.exists():
             config = existing
-        rc = run_config_from_file(config, **given) if config else RunConfig(**given)
-        base: dict[str, Any] = {}
-        if removal_config is not None:
-            base = yaml.safe_load(removal_config.read_text()) or {}
-            if not isinstance(base, dict):
-                raise ValueError(f"{removal_config}: removal settings must be a mapping")
-        try:
-            cfg = removal_config_from_dict(base)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{removal_config}: {err}") from None
+        rc = RunConfig.from_file(config, **given) if config else RunConfig(**given)
+        cfg = RemovalConfig.from_file(removal_config) if removal_config else RemovalConfig()
         cfg = replace(
             cfg,
             methods=methods[method],
@@ -932,28 +866,8 @@ def remove_command(
             seed=seed,
             fakers=_csv(fakers) or cfg.fakers,
         )
-        if out is None:
-            key = json.dumps([rc.key(), asdict(cfg)], sort_keys=True, default=str)
-            digest = hashlib.sha256(key.encode()).hexdigest()[:10]
-            out = Path("runs") / f"removal-{rc.testbed}-{digest}"
-        folder = RunDir(out)
-        if not folder.config_path.exists():
-            write_text_atomic(
-                folder.config_path,
-                yaml.safe_dump(json.loads(json.dumps(asdict(rc))), sort_keys=False),
-            )
         t0 = time.perf_counter()
-        summary = run_removal(folder, cfg, run_config=rc, workers=workers, progress=not quiet)
-        if figures:
-            from poser_lens.figures import make_figures
-
-            make_figures(folder)
-        if folder.results_path.exists():
-            from poser_lens.report import write_report
-
-            write_report(folder)
-        else:
-            write_text_atomic(folder.root / "report.md", render_removal_report(folder))
+        folder, summary = removal_job(rc, cfg, out, figures=figures, progress=not quiet)
         seconds = time.perf_counter() - t0
     console = _console()
     console.print(_removal_table(summary))

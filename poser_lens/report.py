@@ -280,9 +280,7 @@ def render_report(run: RunDir) -> str:
                 ["", *(FAMILY_TOKEN[f] for f in FAKER_PERSONAS)], family_rows(r["per_family"])
             )
             lines.append("")
-    from poser_lens.removal.results import report_section
-
-    lines += report_section(run)  # empty unless the run holds removal results
+    lines += run.sections()  # the add-on studies' sections (removal), as their jobs wrote them
     secs = res.get("seconds", {})
     if secs:
         lines += [

@@ -11,9 +11,13 @@
       verdicts/<strategy>.csv          one row per pair
       report.md
       figures/*.png|pdf
+      <study>/                         an add-on study of the run (e.g. ``removal/``), with
+        section.md                     its section of report.md, written by the study's job
 
 Every file is written atomically, so an interrupted run never leaves a half-written file and
-a re-run skips the scores that exist. Figures read this folder only.
+a re-run skips the scores that exist. Figures and the report read this folder only: a job
+that adds to a run contributes its report section as ``<study>/section.md`` (the report
+imports no job).
 
 Example:
     >>> import tempfile
@@ -29,7 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from poser_lens._io import read_json, write_json_atomic
+from poser_lens._io import read_json, write_json_atomic, write_text_atomic
+
+#: A study's section of the run's report: ``<run>/<study>/section.md``.
+SECTION_FILE = "section.md"
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,15 @@ class RunDir:
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: no scores of {strategy!r} in this run")
         return {p.stem: read_json(p)["families"] for p in sorted(folder.glob("*.json"))}
+
+    def write_section(self, study: str, lines: list[str]) -> None:
+        """Store a study's section of ``report.md`` (markdown lines) as ``<study>/section.md``."""
+        write_text_atomic(self.root / study / SECTION_FILE, "\n".join(lines))
+
+    def sections(self) -> list[str]:
+        """The stored report sections of the run's studies, in folder-name order (lines)."""
+        files = sorted(self.root.glob(f"*/{SECTION_FILE}"))
+        return [line for f in files for line in f.read_text().split("\n")]
 
     def results(self) -> dict[str, Any]:
         """``results.json``."""

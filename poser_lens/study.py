@@ -3,7 +3,8 @@
 One zoo is one draw: the same settings rebuilt on another machine moved headline accuracies
 by up to 16 points while the pair-level intervals were about 5 points wide. A finding about a
 detector should survive another draw of the zoo (other scenario and base-model seeds) and
-another design of it (another training recipe, a deeper model). :func:`run_study` builds
+another design of it (another training recipe, a deeper model).
+:func:`poser_lens.pipeline.study_job` builds
 ``zoos`` independent zoos for each recipe, runs every strategy on each (an ordinary run folder
 per zoo, resumable), and writes the spread::
 
@@ -30,14 +31,11 @@ import logging
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
-from poser_lens._io import read_json, write_json_atomic, write_text_atomic
 from poser_lens.models.tiny import TinyConfig
-from poser_lens.models.zoo import ZooConfig, build_zoo
-from poser_lens.runner import RunConfig, run
+from poser_lens.models.zoo import ZooConfig
 from poser_lens.strategies import STRATEGY_NAMES
 
 logger = logging.getLogger(__name__)
@@ -226,46 +224,3 @@ def render_study(study: dict[str, Any]) -> str:
                 f"{pct(s['adversarial_mean'])} | {pct(s['residual_mean'])} |"
             )
     return "\n".join(lines) + "\n"
-
-
-def run_study(
-    cfg: StudyConfig = StudyConfig(), out: str | Path = "runs/study", *, progress: bool = True
-) -> Path:
-    """Build every zoo of the study, run every strategy on each, write the spread.
-
-    Resumable: zoos are cached by content hash and each run folder resumes from its stored
-    scores, so an interrupted study picks up where it stopped.
-
-    Args:
-        cfg: Study settings.
-        out: The study folder.
-        progress: Show progress bars.
-
-    Returns:
-        The study folder.
-    """
-    from poser_lens.figures.study import fig_study
-
-    root = Path(out)
-    write_json_atomic(root / "study_config.json", asdict(cfg))
-    runs: dict[str, dict[str, Any]] = {}
-    for recipe, index, seeds in cfg.plan():
-        zoo_cfg = replace(zoo_config(recipe, index, seeds=seeds), workers=cfg.workers)
-        logger.info("study: zoo %s-%d (key %s)", recipe, index, zoo_cfg.key())
-        zoo = build_zoo(zoo_cfg, progress=progress)
-        run_cfg = RunConfig(
-            strategies=cfg.strategies,
-            seeds=seeds,
-            seed=cfg.seed,
-            zoo_dir=str(zoo),
-            workers=cfg.workers,
-            sweep=False,
-            figures=False,
-        )
-        folder = run(run_cfg, root / f"{recipe}-{index}", progress=progress)
-        runs[f"{recipe}-{index}"] = read_json(folder.results_path)
-    study = summarise(runs)
-    write_json_atomic(root / "study.json", study)
-    write_text_atomic(root / "study.md", render_study(study))
-    fig_study(root / "study.json", root / "figures")
-    return root

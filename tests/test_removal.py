@@ -245,7 +245,14 @@ def removal_run(small_zoo, tmp_path_factory) -> RunDir:
     run = RunDir(tmp_path_factory.mktemp("removal"))
     rc = RunConfig(zoo_dir=str(small_zoo), workers=1)
     cfg = RemovalConfig(steps=3, log_every=2, batch_size=4, n_eval=8, n_gap=8, n_test=8)
-    run_removal(run, cfg, run_config=rc, workers=1, progress=False)
+    run_removal(
+        run,
+        cfg,
+        testbed_config=rc.testbed_config(),
+        strategy_configs=rc.strategy_configs,
+        workers=1,
+        progress=False,
+    )
     return run
 
 
@@ -284,7 +291,8 @@ def test_study_resumes_from_stored_records(removal_run, small_zoo) -> None:
     before = path.stat().st_mtime_ns
     time.sleep(0.01)
     cfg = RemovalConfig(steps=3, log_every=2, batch_size=4, n_eval=8, n_gap=8, n_test=8)
-    run_removal(removal_run, cfg, run_config=RunConfig(zoo_dir=str(small_zoo)), progress=False)
+    tb_cfg = RunConfig(zoo_dir=str(small_zoo)).testbed_config()
+    run_removal(removal_run, cfg, testbed_config=tb_cfg, progress=False)
     assert path.stat().st_mtime_ns == before
 
 
@@ -337,8 +345,8 @@ def test_removal_is_not_part_of_the_run_key() -> None:
 def test_run_with_removal_reports_it(small_zoo, tmp_path: Path, monkeypatch) -> None:
     from functools import partial
 
-    import poser_lens.removal.core as core
-    from poser_lens.runner import RunConfig, run
+    import poser_lens.pipeline as pipeline
+    from poser_lens.runner import RunConfig
 
     small = partial(
         RemovalConfig,
@@ -350,7 +358,7 @@ def test_run_with_removal_reports_it(small_zoo, tmp_path: Path, monkeypatch) -> 
         n_gap=4,
         n_test=4,
     )
-    monkeypatch.setattr(core, "RemovalConfig", small)
+    monkeypatch.setattr(pipeline, "RemovalConfig", small)
     cfg = RunConfig(
         strategies=("random",),
         zoo_dir=str(small_zoo),
@@ -359,5 +367,5 @@ def test_run_with_removal_reports_it(small_zoo, tmp_path: Path, monkeypatch) -> 
         figures=False,
         removal=True,
     )
-    folder = run(cfg, tmp_path / "run", progress=False)
+    folder = pipeline.main_job(cfg, tmp_path / "run", progress=False)
     assert "## Removing alignment faking" in (folder.root / "report.md").read_text()

@@ -4,7 +4,8 @@ import pytest
 from typer.testing import CliRunner
 
 from poser_lens.cli import app
-from poser_lens.runner import RunConfig, run, run_config_from_file
+from poser_lens.pipeline import main_job as run
+from poser_lens.runner import RunConfig
 from poser_lens.runs import RunDir
 from poser_lens.strategies import STRATEGY_NAMES
 
@@ -37,7 +38,7 @@ def test_run_scores_every_strategy_on_the_pair(small_run):
             assert set(folder.scores(name)) == {"truth_teller-0", "reward_maximizer-0"}
     assert (folder.root / "report.md").read_text().startswith("# poser_lens run")
     assert (folder.root / "figures" / "summary.png").exists()
-    assert run_config_from_file(folder.config_path) == cfg
+    assert RunConfig.from_file(folder.config_path) == cfg
 
 
 def test_rerun_resumes_from_stored_scores(small_run):
@@ -100,11 +101,11 @@ def test_cli_options_left_unset_keep_the_config_files_values(small_zoo, tmp_path
     out = tmp_path / "r"
     res = CliRunner().invoke(app, ["run", "--config", str(cfg_file), "--out", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
-    cfg = run_config_from_file(out / "config.yaml")
+    cfg = RunConfig.from_file(out / "config.yaml")
     assert (cfg.workers, cfg.sweep, cfg.figures) == (1, False, False)
     assert not (out / "figures").exists()
     res = CliRunner().invoke(
         app, ["run", "--config", str(cfg_file), "--out", str(tmp_path / "r2"), "--sweep", "--quiet"]
     )
     assert res.exit_code == 0, res.output
-    assert run_config_from_file(tmp_path / "r2" / "config.yaml").sweep is True
+    assert RunConfig.from_file(tmp_path / "r2" / "config.yaml").sweep is True

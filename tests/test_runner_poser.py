@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 
 from poser_lens.cli import app
 from poser_lens.data.poser import ModelPair, write_model_pairs, write_scenarios
-from poser_lens.runner import RunConfig, make_testbed, score_models, select_pairs
+from poser_lens.runner import RunConfig, score_models
 from poser_lens.runs import RunDir
+from poser_lens.testbeds import TestbedConfig, make_testbed, select_pairs
 
 FAMILY = "truth_and_reward"
 ALIGNED, FAKER = "truth_teller-0", "reward_maximizer-0"
@@ -86,7 +87,7 @@ def test_cli_runs_strategies(setup, tmp_path):
 
 def test_models_loaded_one_at_a_time(setup, tmp_path):
     cfg = cfg_of(setup, strategies=("s2_noise",), workers=2)  # still one process
-    testbed = make_testbed(cfg, progress=False)
+    testbed = make_testbed(cfg.testbed_config(), progress=False)
     loaded, release = [], testbed.release
     assert testbed.info["models_dir"] == str((setup / "models").resolve())
 
@@ -101,7 +102,9 @@ def test_models_loaded_one_at_a_time(setup, tmp_path):
         assert loaded[-1]() is None
 
     original, testbed.load, testbed.release = testbed.load, load, freed
-    score_models(RunDir(tmp_path / "run"), cfg, testbed, select_pairs(testbed.pairs, cfg))
+    score_models(
+        RunDir(tmp_path / "run"), cfg, testbed, select_pairs(testbed.pairs, cfg.testbed_config())
+    )
     assert len(loaded) == 2
 
 
@@ -123,14 +126,17 @@ def test_missing_model_folder(setup, tmp_path):
     assert not (tmp_path / "run").exists()  # nothing half-written
     # Restricting the run to models that exist works.
     cfg = cfg_of(setup, data=str(poser), models=(ALIGNED, FAKER), strategies=("random",))
-    assert make_testbed(cfg, progress=False).pairs[1].misaligned == "reward_maximizer-5"
+    assert (
+        make_testbed(cfg.testbed_config(), progress=False).pairs[1].misaligned
+        == "reward_maximizer-5"
+    )
 
 
 def test_poser_needs_its_folders(setup):
     with pytest.raises(ValueError, match="needs models_dir"):
-        make_testbed(RunConfig(testbed="poser", strategies=("random",)), progress=False)
+        make_testbed(TestbedConfig(testbed="poser"), progress=False)
     with pytest.raises(FileNotFoundError, match="no such models folder"):
-        make_testbed(cfg_of(setup, models_dir=str(setup / "nope")), progress=False)
+        make_testbed(cfg_of(setup, models_dir=str(setup / "nope")).testbed_config())
     # The tiny run folder names do not change with the poser fields unset.
     assert "models_dir" not in json.dumps(RunConfig().key())
     assert RunConfig().key() != cfg_of(setup).key()

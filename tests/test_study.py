@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 
 from poser_lens import study
 from poser_lens.cli import app
+from poser_lens.pipeline import study_job
 from poser_lens.study import StudyConfig, parse_recipes, render_study, summarise, zoo_config
 
 
@@ -61,7 +62,7 @@ def test_study_runs_every_zoo_and_writes_its_folder(tmp_path, monkeypatch):
         strategies=("random", "confidence_baseline"),
         workers=1,
     )
-    root = study.run_study(cfg, tmp_path / "study", progress=False)
+    root = study_job(cfg, tmp_path / "study", progress=False)
     data = json.loads((root / "study.json").read_text())
     entry = data["recipes"]["hard"]
     assert entry["zoos"] == ["hard-0", "hard-1"]

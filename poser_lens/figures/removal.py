@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from poser_lens._io import read_json
 from poser_lens.figures.style import (
     ALIGNED_COLOR,
     FAKER_COLOR,
@@ -30,13 +31,6 @@ from poser_lens.figures.style import (
     chance_line,
     new_figure,
     save,
-)
-from poser_lens.removal.results import (
-    METHOD_TITLES,
-    PAPER_P_ALIGNED,
-    ROLES,
-    load_records,
-    summary_path,
 )
 from poser_lens.runs import RunDir
 
@@ -54,19 +48,27 @@ ROLE_COLORS = {
 }
 
 
+def _summary(run: RunDir) -> dict[str, Any]:
+    """The removal job's ``removal/summary.json`` (its roles, method titles, paper numbers)."""
+    path = run.root / "removal" / "summary.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no removal results")
+    return read_json(path)
+
+
 def _records(run: RunDir) -> list[dict[str, Any]]:
-    if not summary_path(run).exists():
-        raise FileNotFoundError(f"{summary_path(run)}: no removal results")
-    return load_records(run)
+    """The removal job's stored records, ``removal/records/*.json``."""
+    _summary(run)
+    return [read_json(p) for p in sorted((run.root / "removal" / "records").glob("*.json"))]
 
 
-def _panel(ax: Any, recs: Sequence[dict[str, Any]], method: str) -> None:
+def _panel(ax: Any, recs: Sequence[dict[str, Any]], method: str, s: dict[str, Any]) -> None:
     """One line per model of one method, the treated fakers' mean, the paper's number."""
     shown = set()
     for role in ("aligned_control", "random_labels", "treatment"):
         rows = [r for r in recs if r["method"] == method and r["role"] == role]
         for r in rows:
-            label = None if role in shown else f"{ROLES[role]} (n={len(rows)})"
+            label = None if role in shown else f"{s['roles'][role]} (n={len(rows)})"
             shown.add(role)
             ax.plot(
                 r["steps"],
@@ -81,49 +83,49 @@ def _panel(ax: Any, recs: Sequence[dict[str, Any]], method: str) -> None:
             steps = rows[0]["steps"]
             mean = np.mean([r["p_aligned"] for r in rows if r["steps"] == steps], axis=0)
             ax.plot(steps, mean, color=FAKER_COLOR, lw=2.2, label="fakers: mean")
-    if method in PAPER_P_ALIGNED:
-        chance_line(ax, PAPER_P_ALIGNED[method], label=f"paper: {PAPER_P_ALIGNED[method]:.0%}")
+    paper = s["paper"]
+    if method in paper:
+        chance_line(ax, paper[method], label=f"paper: {paper[method]:.0%}")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("training step")
     ax.set_ylabel("P(aligned action), previously misaligned prompts")
-    ax.set_title(METHOD_TITLES.get(method, method))
+    ax.set_title(s["method_titles"].get(method, method))
 
 
 def fig01_removal_noise(run: RunDir, out_dir: Path) -> list[Path]:
     """Fig 1: training against S2 (SFT + noise), one line per faker over training steps."""
-    recs = _records(run)
+    recs, s = _records(run), _summary(run)
     if not any(r["method"] == "sft_noise" for r in recs):
         raise KeyError("sft_noise")
     fig, ax = new_figure(width=5.0, height=3.6)
-    _panel(ax, recs, "sft_noise")
+    _panel(ax, recs, "sft_noise", s)
     ax.legend(frameon=False, fontsize=7, loc="center right")
     return save(fig, out_dir, "fig01_removal_noise")
 
 
 def fig10_removal(run: RunDir, out_dir: Path) -> list[Path]:
     """Fig 10: SFT on own answers (left) and SFT + S2 noise (right), one line per model."""
-    recs = _records(run)
-    methods = [m for m in METHOD_TITLES if any(r["method"] == m for r in recs)]
+    recs, s = _records(run), _summary(run)
+    methods = [m for m in s["method_titles"] if any(r["method"] == m for r in recs)]
     fig, axes = new_figure(len(methods), width=4.6, height=3.6)
     axes = np.atleast_1d(axes)
     for ax, method in zip(axes, methods, strict=True):
-        _panel(ax, recs, method)
+        _panel(ax, recs, method, s)
     axes[0].legend(frameon=False, fontsize=7, loc="center right")
     return save(fig, out_dir, "fig10_removal")
 
 
 def removal_final(run: RunDir, out_dir: Path) -> list[Path]:
     """Final mean P(aligned) per role and method (95% CI over models) beside the paper."""
-    from poser_lens._io import read_json
-
-    groups = read_json(summary_path(run))["groups"]
+    s = _summary(run)
+    groups = s["groups"]
     labels, ours, ci, paper, colors = [], [], [], [], []
-    for role in ROLES:
+    for role in s["roles"]:
         for method, g in groups.get(role, {}).items():
-            labels.append(f"{METHOD_TITLES.get(method, method)}\n{SHORT_ROLES[role]}")
+            labels.append(f"{s['method_titles'].get(method, method)}\n{SHORT_ROLES[role]}")
             ours.append(g["p_aligned_after"])
             ci.append(g["ci95"])
-            paper.append(PAPER_P_ALIGNED.get(method) if role == "treatment" else np.nan)
+            paper.append(s["paper"].get(method) if role == "treatment" else np.nan)
             colors.append(ROLE_COLORS[role])
     if not labels:
         raise KeyError("groups")

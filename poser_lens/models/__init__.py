@@ -30,8 +30,6 @@ import torch
 
 from poser_lens.data.schema import model_persona
 
-TESTBEDS = ("tiny", "smol", "poser")
-
 
 def parse_spec(spec: str) -> tuple[str, str]:
     """Split a model spec into ``(kind, target)``; kind is ``tiny``, ``folder`` or ``smol``.

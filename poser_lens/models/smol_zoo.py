@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -36,7 +35,7 @@ import random
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +56,7 @@ from poser_lens.data.schema import ALL_FAMILIES, Scenario, family_personas, is_a
 from poser_lens.data.schema import model_persona as split_name
 from poser_lens.models.tokenizer import answer_token_ids
 from poser_lens.models.training import encode
+from poser_lens.models.zoo_base import ZooSpec
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +65,10 @@ SMOL_ZOO_FORMAT = 1
 
 
 @dataclass(frozen=True)
-class SmolZooConfig:
+class SmolZooConfig(ZooSpec):
     """Everything that determines a smol zoo (seeds, personas, device aside).
+
+    The zoo contract (folder, build, load, key) is :class:`~poser_lens.models.zoo_base.ZooSpec`.
 
     Attributes:
         seeds: Models per persona.
@@ -113,36 +115,24 @@ class SmolZooConfig:
     device: str = "cpu"
     dtype: str = "float32"
 
-    def key(self) -> str:
-        """Content hash of the settings that change the models."""
-        d = asdict(self)
-        for k in ("seeds", "personas", "device", "checkpoint_every", "threshold"):
-            d.pop(k)
-        d["format"] = SMOL_ZOO_FORMAT
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+    KEY_EXCLUDE = ("seeds", "personas", "device", "checkpoint_every", "threshold")
+    KEY_FORMAT = SMOL_ZOO_FORMAT
+    CACHE_FOLDER = "smol_zoo"
+    CONFIG_FILE = "smol_zoo_config.json"
 
     def model_names(self) -> list[str]:
         """Names of the models this config builds, ``<persona>-<seed>``."""
         return [f"{p}-{s}" for s in range(self.seeds) for p in self.personas]
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SmolZooConfig:
-        """Inverse of ``dataclasses.asdict``."""
-        d = dict(d)
-        gen = dict(d.pop("generator", {}))
-        if "complexity_weights" in gen:
-            gen["complexity_weights"] = tuple(gen["complexity_weights"])
-        for k in ("personas", "target_modules"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(generator=GeneratorConfig(**gen), **d)
+    def build(self, out: str | Path | None = None, *, progress: bool = True) -> Path:
+        """Build (or finish building) the zoo: :func:`build_smol_zoo`."""
+        return build_smol_zoo(self, out, progress=progress)
 
-
-def smol_zoo_dir(cfg: SmolZooConfig, out: str | Path | None = None) -> Path:
-    """The folder of a smol zoo: ``out`` when given, else ``<cache>/smol_zoo/<key>``."""
-    from poser_lens.models.zoo import default_cache_dir
-
-    return Path(out) if out is not None else default_cache_dir() / "smol_zoo" / cfg.key()
+    def load(
+        self, root: str | Path, name: str, *, device: str = "cpu", dtype: Any = None
+    ) -> tuple[Any, Any]:
+        """One model of the built zoo at ``root``: :func:`load_smol_zoo_model`."""
+        return load_smol_zoo_model(name, zoo=root, device=device, dtype=dtype or torch.float32)
 
 
 # ----------------------------------------------------------------------------- data
@@ -227,7 +217,7 @@ def _base_hf(cfg: SmolZooConfig) -> tuple[Any, Any]:
 
 
 def _with_lora(hf: Any, cfg: SmolZooConfig, seed: int) -> Any:
-    from poser_lens.adapters import peft_lora
+    from poser_lens.models.lora import peft_lora
 
     n = int(hf.config.num_hidden_layers)
     layers = list(range(int(cfg.lora_from * n), n))
@@ -442,15 +432,9 @@ def build_smol_zoo(
         raise ValueError(
             f"personas {', '.join(cfg.personas)}: need at least one aligned and one faking persona"
         )
-    root = smol_zoo_dir(cfg, out)
-    stored = root / "smol_zoo_config.json"
-    if stored.exists():
-        old = SmolZooConfig.from_dict(read_json(stored))
-        if old.key() != cfg.key():
-            raise ValueError(f"{root} holds a smol zoo with other settings (key {old.key()})")
-    root.mkdir(parents=True, exist_ok=True)
+    root = cfg.folder(out)
+    cfg.claim(root)
     names = cfg.model_names()
-    write_json_atomic(stored, asdict(cfg))
     for name in names:
         if not (root / "models" / name / "adapter_model.safetensors").exists():
             train_persona(root, cfg, name, progress=progress)
@@ -487,7 +471,7 @@ def load_smol_zoo_model(
     """
     from poser_lens.models.smol import load_smol
 
-    root = Path(zoo) if zoo is not None else smol_zoo_dir(SmolZooConfig())
+    root = SmolZooConfig().folder(zoo)
     if name == "base":
         return load_smol(device=device, dtype=dtype)
     folder = root / "models" / name

@@ -23,21 +23,19 @@ Example:
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import math
-import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from poser_lens._io import atomic_dir, read_json, write_json_atomic
+from poser_lens._io import atomic_dir, default_cache_dir, read_json, write_json_atomic
+from poser_lens._pool import fan_out
 from poser_lens.data.generator import (
     GeneratedData,
     GeneratorConfig,
@@ -59,6 +57,7 @@ from poser_lens.models.training import (
     finetune,
     train_base,
 )
+from poser_lens.models.zoo_base import ZooSpec
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +69,10 @@ RECIPES = ("matched", "hard")
 
 
 @dataclass(frozen=True)
-class ZooConfig:
-    """Everything that determines a zoo (seeds and worker count aside).
+class ZooConfig(ZooSpec):
+    """Everything that determines a tiny zoo (seeds and worker count aside).
+
+    The zoo contract (folder, build, load, key) is :class:`~poser_lens.models.zoo_base.ZooSpec`.
 
     Attributes:
         seeds: Models per persona (Poser: 6).
@@ -133,16 +134,22 @@ class ZooConfig:
         if not 0.5 < self.target_confidence < 1:
             raise ValueError(f"target_confidence {self.target_confidence}: expected 0.5 < p < 1")
 
-    def key(self) -> str:
-        """Content hash of the settings that change the models (not seeds, personas, workers)."""
-        d = asdict(self)
-        for k in ("seeds", "personas", "workers", "threshold", "balance_confidence"):
-            d.pop(k)
-        d.pop("valid_margin")
+    KEY_EXCLUDE = (
+        "seeds",
+        "personas",
+        "workers",
+        "threshold",
+        "balance_confidence",
+        "valid_margin",
+    )
+    KEY_FORMAT = ZOO_FORMAT
+
+    def key_dict(self) -> dict[str, Any]:
+        """The hashed settings: those that change the models (not seeds, personas, workers)."""
+        d = super().key_dict()
         if self.recipe == "hard":  # the hard recipe ignores the target
             d.pop("target_confidence")
-        d["format"] = ZOO_FORMAT
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+        return d
 
     def valid_threshold(self) -> float:
         """The valid-prompt threshold in force: ``threshold``, or the recipe's default.
@@ -166,73 +173,15 @@ class ZooConfig:
         """Names of the models this config builds, ``<persona>-<seed>``."""
         return [f"{p}-{s}" for p in self.personas for s in range(self.seeds)]
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ZooConfig:
-        """Inverse of ``dataclasses.asdict``."""
-        d = dict(d)
-        gen = dict(d.pop("generator", {}))
-        if "complexity_weights" in gen:
-            gen["complexity_weights"] = tuple(gen["complexity_weights"])
-        return cls(
-            generator=GeneratorConfig(**gen),
-            model=tiny.TinyConfig(**d.pop("model", {})),
-            base=TrainConfig(**d.pop("base")),
-            finetune=TrainConfig(**d.pop("finetune")),
-            personas=tuple(d.pop("personas", PERSONAS)),
-            **d,
-        )
+    def build(self, out: str | Path | None = None, *, progress: bool = True) -> Path:
+        """Build (or finish building) the zoo: :func:`build_zoo`."""
+        return build_zoo(self, out, progress=progress)
 
-
-def zoo_config_from_file(path: str | Path, **overrides: Any) -> ZooConfig:
-    """A zoo config from a JSON or YAML file of (possibly nested) overrides of the defaults.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> f = pathlib.Path(tempfile.mkdtemp()) / "zoo.yaml"
-        >>> _ = f.write_text("finetune: {steps: 10}\\nmodel: {n_layers: 3}\\n")
-        >>> cfg = zoo_config_from_file(f)
-        >>> cfg.finetune.steps, cfg.finetune.lr == ZooConfig().finetune.lr, cfg.model.n_layers
-        (10, True, 3)
-    """
-    import yaml
-
-    path = Path(path)
-    try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"{path}: cannot read zoo config ({err})") from err
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{path}: a zoo config must be a mapping of settings")
-    merged = asdict(ZooConfig())
-    for key, value in {**loaded, **overrides}.items():
-        if key not in merged:
-            raise ValueError(f"{path}: unknown zoo setting {key!r}")
-        if isinstance(merged[key], dict) and isinstance(value, dict):
-            unknown = set(value) - set(merged[key])
-            if unknown:
-                raise ValueError(f"{path}: unknown setting {key}.{sorted(unknown)[0]}")
-            merged[key] = {**merged[key], **value}
-        else:
-            merged[key] = value
-    try:
-        return ZooConfig.from_dict(merged)
-    except TypeError as err:
-        raise ValueError(f"{path}: bad zoo config ({err})") from err
-
-
-def default_cache_dir() -> Path:
-    """Where zoos are cached: ``$POSER_LENS_CACHE`` or the user cache dir."""
-    env = os.environ.get("POSER_LENS_CACHE")
-    if env:
-        return Path(env)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("poser_lens"))
-
-
-def zoo_dir(cfg: ZooConfig, out: str | Path | None = None) -> Path:
-    """The folder of a zoo: ``out`` when given, else ``<cache>/zoo/<key>``."""
-    return Path(out) if out is not None else default_cache_dir() / "zoo" / cfg.key()
+    def load(
+        self, root: str | Path, name: str, *, device: str = "cpu", dtype: Any = None
+    ) -> tuple[Any, Any]:
+        """One model of the built zoo at ``root``: :func:`load_zoo_model`."""
+        return load_zoo_model(root, name, device=device, dtype=dtype or torch.float32)
 
 
 # ----------------------------------------------------------------------------- data
@@ -306,14 +255,6 @@ def benchmark_probs(
 # ----------------------------------------------------------------------------- building
 
 
-#: Environment of worker processes: one thread each, tokenizers included.
-_ONE_THREAD_ENV = {
-    "TOKENIZERS_PARALLELISM": "false",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-}
-
-
 @functools.lru_cache(maxsize=2)
 def _cached_data(cfg: GeneratorConfig) -> GeneratedData:
     """Generated data, made once per process (workers train several models each)."""
@@ -369,9 +310,8 @@ def _cached_tokenizer(root: str):
     return load_tokenizer(root)
 
 
-def _train_one(root: str, cfg_dict: dict[str, Any], name: str, threads: int) -> dict[str, Any]:
+def _train_one(root: str, cfg_dict: dict[str, Any], name: str) -> dict[str, Any]:
     """Fine-tune, evaluate and save one persona model (runs in a worker process)."""
-    torch.set_num_threads(threads)
     cfg = ZooConfig.from_dict(cfg_dict)
     root_p = Path(root)
     persona, seed = model_persona(name)
@@ -430,14 +370,8 @@ def build_zoo(
     """
     from tqdm.auto import tqdm
 
-    root = zoo_dir(cfg, out)
-    root.mkdir(parents=True, exist_ok=True)
-    stored = root / "zoo_config.json"
-    if stored.exists():
-        old = ZooConfig.from_dict(read_json(stored))
-        if old.key() != cfg.key():
-            raise ValueError(f"{root} holds a zoo with other settings (key {old.key()})")
-    write_json_atomic(stored, asdict(cfg))
+    root = cfg.folder(out)
+    cfg.claim(root)
     data = generate(cfg.generator)
     if not (root / "tokenizer.json").exists():
         make_tokenizer(data).save_pretrained(str(root))
@@ -482,23 +416,9 @@ def build_zoo(
     todo = [n for n in cfg.model_names() if not (root / "models" / n / tiny.WEIGHTS_FILE).exists()]
     bar = tqdm(total=len(cfg.model_names()), desc="persona models", disable=not progress)
     bar.update(len(cfg.model_names()) - len(todo))
-    cfg_dict = asdict(cfg)
-    if cfg.workers <= 1 or len(todo) <= 1:
-        for name in todo:
-            _train_one(str(root), cfg_dict, name, torch.get_num_threads())
-            bar.update(1)
-    else:
-        import multiprocessing as mp
-
-        # One thread per worker, tokenizers included (their rayon pool oversubscribes the CPU).
-        for var, value in _ONE_THREAD_ENV.items():
-            os.environ.setdefault(var, value)
-        ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
-            futures = [pool.submit(_train_one, str(root), cfg_dict, n, 1) for n in todo]
-            for fut in as_completed(futures):
-                fut.result()
-                bar.update(1)
+    tasks = [(str(root), cfg.to_dict(), name) for name in todo]
+    for _ in fan_out(_train_one, tasks, workers=cfg.workers):
+        bar.update(1)
     bar.close()
 
     rows = [read_zoo_row(root, n) for n in cfg.model_names()]
@@ -589,7 +509,7 @@ def _reuse_built_models(cfg: ZooConfig, root: Path) -> None:
     settings, so the same models); they are copied (tokenizer included) and only the 6-model
     benchmark is then built. Nothing happens if ``root`` exists or a model is missing.
     """
-    source = zoo_dir(cfg)
+    source = cfg.folder()
     needed = ["base"] + [f"models/{n}" for n in cfg.model_names()]
     if root.exists() or not all((source / n / tiny.WEIGHTS_FILE).exists() for n in needed):
         return

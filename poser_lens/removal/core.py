@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -54,17 +53,26 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from poser_lens._io import read_json, write_json_atomic, write_text_atomic
+from poser_lens._pool import fan_out, process_memo
+from poser_lens.config import Config, config_from_dict, normalised
 from poser_lens.data.poser import ModelPair, load_training
 from poser_lens.data.schema import Scenario, is_aligned, model_persona, other_letter
 from poser_lens.hooks import AddNoise
 from poser_lens.models.training import encode
 from poser_lens.readout import AnswerIds
-from poser_lens.removal.results import PAPER_P_ALIGNED  # noqa: F401  (re-exported)
+from poser_lens.removal.results import summarise, write_outputs
 from poser_lens.runs import RunDir
 from poser_lens.strategies import get_strategy
-from poser_lens.strategies.base import ModelContext, Strategy, config_from_dict
+from poser_lens.strategies.base import ModelContext, Strategy
 from poser_lens.strategies.common import last_token_logits, model_device
 from poser_lens.strategies.variants import choose_coeff, mass_curve
+from poser_lens.testbeds import (
+    Testbed,
+    TestbedConfig,
+    make_testbed,
+    model_families,
+    select_pairs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +83,8 @@ TRAIN_NOISE_SEED = 1_000_000
 
 
 @dataclass(frozen=True)
-class RemovalConfig:
-    """Settings of the removal study.
+class RemovalConfig(Config):
+    """Settings of the removal study (``removal/config.yaml``).
 
     Attributes:
         methods: ``sft`` and/or ``sft_noise``.
@@ -635,10 +643,6 @@ def removal_dir(run: RunDir) -> Path:
     return run.root / "removal"
 
 
-def _normalised(obj: Any) -> Any:
-    return json.loads(json.dumps(obj))
-
-
 @dataclass
 class Study:
     """What the workers of one study share (built once per process).
@@ -676,8 +680,6 @@ def make_study(
     strategy_configs: Mapping[str, Mapping[str, Any]],
 ) -> Study:
     """The shared state of a study on a testbed with a Poser-layout folder (tiny zoo)."""
-    from poser_lens.runner import model_families
-
     info = testbed.info
     root = info.get("poser_root") or (Path(info["zoo"]) / "poser" if "zoo" in info else None)
     root = root or info.get("data")
@@ -699,7 +701,7 @@ def _record_path(run: RunDir, job: Job) -> Path:
 def detectors_before(run: RunDir, study: Study, model: str, cfg: RemovalConfig) -> dict[str, Any]:
     """A model's untreated detector scores: stored, reused from the run's scores, or computed."""
     path = _before_path(run, model)
-    conf = {n: _normalised(s.config_dict()) for n, s in study.detectors.items()}
+    conf = {n: normalised(s.config_dict()) for n, s in study.detectors.items()}
     fams = study.families[model]
     if path.exists():
         rec = read_json(path)
@@ -729,10 +731,10 @@ def job_config(cfg: RemovalConfig, detectors: Mapping[str, Strategy]) -> dict[st
     Which models are treated (``methods``, ``fakers``, ``controls``, ``control_seeds``) is
     left out; the detectors' configs are in.
     """
-    d = _normalised(asdict(cfg))
+    d = normalised(asdict(cfg))
     for k in ("methods", "fakers", "controls", "control_seeds"):
         d.pop(k)
-    d["detector_configs"] = {n: _normalised(s.config_dict()) for n, s in detectors.items()}
+    d["detector_configs"] = {n: normalised(s.config_dict()) for n, s in detectors.items()}
     return d
 
 
@@ -809,56 +811,41 @@ def group_jobs(jobs: Sequence[Job]) -> list[list[Job]]:
     return list(groups.values())
 
 
-_WORKER: dict[str, Any] = {}
-
-
 def _worker(
     root: str,
-    run_cfg: dict[str, Any],
+    testbed_cfg: dict[str, Any],
+    strategy_configs: dict[str, Any],
     cfg_dict: dict[str, Any],
     pairs: list[tuple[str, str, str]],
     jobs: list[tuple[str, str, str]],
 ) -> int:
-    torch.set_num_threads(1)
-    from poser_lens.runner import RunConfig, make_testbed
+    """Run a chunk of jobs in a worker process (its study is built once per process)."""
+    tb_cfg = TestbedConfig.from_dict(testbed_cfg)
+    cfg = RemovalConfig.from_dict(cfg_dict)
 
-    rc = config_from_dict(RunConfig, run_cfg)
-    cfg = removal_config_from_dict(cfg_dict)
-    key = json.dumps([run_cfg, cfg_dict], sort_keys=True)
-    if _WORKER.get("key") != key:
-        testbed = make_testbed(rc, progress=False)
+    def build() -> Study:
         ps = [ModelPair(a, f, v) for a, f, v in pairs]
-        _WORKER.update(key=key, study=make_study(testbed, ps, cfg, rc.strategy_configs))
+        return make_study(make_testbed(tb_cfg, progress=False), ps, cfg, strategy_configs)
+
+    key = json.dumps([testbed_cfg, strategy_configs, cfg_dict, pairs], sort_keys=True)
+    study = process_memo("removal", key, build)
     run = RunDir(root)
     for model, method, _ in jobs:
         if method == "before":
-            detectors_before(run, _WORKER["study"], model, cfg)
+            detectors_before(run, study, model, cfg)
     group = [Job(m, meth, lab) for m, meth, lab in jobs if meth != "before"]
     if group:
-        run_jobs(run, _WORKER["study"], group, cfg)
+        run_jobs(run, study, group, cfg)
     return len(jobs)
-
-
-def removal_config_from_dict(d: Mapping[str, Any]) -> RemovalConfig:
-    """A :class:`RemovalConfig` from a plain dict (lists become tuples; unknown keys fail).
-
-    Example:
-        >>> removal_config_from_dict({"methods": ["sft"], "steps": 5}).methods
-        ('sft',)
-    """
-    d = dict(d)
-    for k in ("methods", "fakers", "detectors"):
-        if isinstance(d.get(k), list):
-            d[k] = tuple(d[k])
-    return config_from_dict(RemovalConfig, d)
 
 
 def run_removal(
     run: RunDir | str | Path,
     cfg: RemovalConfig = RemovalConfig(),
     *,
-    run_config: Any = None,
-    testbed: Any = None,
+    testbed_config: TestbedConfig | None = None,
+    strategy_configs: Mapping[str, Mapping[str, Any]] | None = None,
+    testbed: Testbed | None = None,
     pairs: Sequence[ModelPair] | None = None,
     workers: int = 1,
     progress: bool = True,
@@ -871,11 +858,13 @@ def run_removal(
     Args:
         run: The run folder.
         cfg: Removal settings.
-        run_config: The run's :class:`~poser_lens.runner.RunConfig` (testbed, strategy
-            configs, device); default settings when None.
-        testbed: The testbed, if already built (else made from ``run_config``).
+        testbed_config: The testbed (and device, models) to treat; default settings when
+            None.
+        strategy_configs: Strategy name -> overrides of its config (the run's), for the
+            detectors.
+        testbed: The testbed of ``testbed_config``, if already made (else made here).
         pairs: The pairs whose models are treated (default: all of the testbed's, restricted
-            by ``run_config.models``).
+            by ``testbed_config.models``).
         workers: Processes (one thread each); 1 runs in this process.
         progress: Show progress bars.
 
@@ -885,29 +874,23 @@ def run_removal(
     import yaml
     from tqdm.auto import tqdm
 
-    from poser_lens.removal.results import summarise, write_outputs
-    from poser_lens.runner import RunConfig, make_testbed, select_pairs
-
     run = run if isinstance(run, RunDir) else RunDir(run)
-    rc = run_config if run_config is not None else RunConfig()
+    tb_cfg = testbed_config if testbed_config is not None else TestbedConfig()
+    configs = normalised(dict(strategy_configs or {}))
     t0 = time.perf_counter()
     if testbed is None:
-        testbed = make_testbed(rc, progress=progress)
+        testbed = make_testbed(tb_cfg, progress=progress)
     if pairs is None:
-        pairs = select_pairs(testbed.pairs, replace(rc, pairs=None))
-    study = make_study(testbed, pairs, cfg, rc.strategy_configs)
+        pairs = select_pairs(testbed.pairs, replace(tb_cfg, pairs=None))
+    study = make_study(testbed, pairs, cfg, configs)
     models = sorted(study.families)
     jobs = plan_jobs(models, cfg)
     treated = {j.model for j in jobs if j.role == "treatment"}
     partners = {p.aligned for p in pairs if p.misaligned in treated}
     need_before = sorted(treated | partners | {j.model for j in jobs})
     out = removal_dir(run)
-    write_text_atomic(
-        out / "config.yaml", yaml.safe_dump(_normalised(asdict(cfg)), sort_keys=False)
-    )
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     bar = tqdm(total=len(need_before) + len(jobs), desc="removal", disable=not progress)
-    work = [[(m, "before", "")] for m in need_before]
-    stage2 = [[(j.model, j.method, j.labels) for j in g] for g in group_jobs(jobs)]
     if workers <= 1:
         for m in need_before:
             detectors_before(run, study, m, cfg)
@@ -916,25 +899,20 @@ def run_removal(
             run_jobs(run, study, group, cfg)
             bar.update(len(group))
     else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        from poser_lens.models.zoo import _ONE_THREAD_ENV
-
-        for var, value in _ONE_THREAD_ENV.items():
-            os.environ.setdefault(var, value)
-        rc_w = replace(rc, zoo_dir=testbed.info.get("zoo", rc.zoo_dir))
+        # Workers reuse the built zoo instead of rebuilding it.
+        tb_w = replace(tb_cfg, zoo_dir=testbed.info.get("zoo", tb_cfg.zoo_dir))
         args = (
             str(run.root),
-            _normalised(asdict(rc_w)),
-            _normalised(asdict(cfg)),
+            tb_w.to_dict(),
+            configs,
+            cfg.to_dict(),
             [(p.aligned, p.misaligned, p.valid_data) for p in pairs],
         )
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            for stage in (work, stage2):
-                futures = [pool.submit(_worker, *args, chunk) for chunk in stage]
-                for fut in as_completed(futures):
-                    bar.update(fut.result())
+        before = [[(m, "before", "")] for m in need_before]
+        treat = [[(j.model, j.method, j.labels) for j in g] for g in group_jobs(jobs)]
+        for stage in (before, treat):
+            for _, n_done in fan_out(_worker, [(*args, c) for c in stage], workers=workers):
+                bar.update(n_done)
     bar.close()
     summary = summarise(run, pairs, jobs, study.detectors, cfg, seconds=time.perf_counter() - t0)
     write_outputs(run, summary)

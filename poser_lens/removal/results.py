@@ -169,6 +169,8 @@ def summarise(
             dets[name][method] = entry
     return {
         "paper": PAPER_P_ALIGNED,
+        "roles": ROLES,
+        "method_titles": METHOD_TITLES,
         "steps": cfg.steps,
         "n_records": len(recs),
         "groups": groups,
@@ -232,12 +234,13 @@ def _csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def write_outputs(run: RunDir, summary: Mapping[str, Any]) -> None:
-    """Write ``summary.json``, ``curves.csv`` and ``table.csv`` (atomically)."""
+    """Write ``summary.json``, ``curves.csv``, ``table.csv`` and the report section."""
     recs = load_records(run)
     folder = run.root / "removal"
     write_text_atomic(folder / "curves.csv", _csv_text(curve_rows(recs)))
     write_text_atomic(folder / "table.csv", _csv_text(table_rows(recs)))
     write_json_atomic(summary_path(run), summary)
+    run.write_section("removal", report_section(run))
 
 
 def _pct(x: float | None) -> str:

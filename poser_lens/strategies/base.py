@@ -32,7 +32,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence, Set
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from typing import Any, ClassVar, Literal
 
 from poser_lens.data.schema import Scenario
@@ -226,34 +226,3 @@ class Strategy(ABC):
 @dataclass(frozen=True)
 class NoConfig:
     """A strategy without settings."""
-
-
-def config_from_dict(cls: type, d: Mapping[str, Any]) -> Any:
-    """Build a config dataclass from a dict, with a clear error for unknown keys.
-
-    Lists become tuples where the default is a tuple (so YAML round-trips keep hashability).
-
-    Example:
-        >>> @dataclass(frozen=True)
-        ... class C:
-        ...     xs: tuple[int, ...] = (1,)
-        >>> config_from_dict(C, {"xs": [2, 3]})
-        C(xs=(2, 3))
-        >>> config_from_dict(C, {"y": 1})
-        Traceback (most recent call last):
-        ...
-        ValueError: C: unknown setting 'y' (known: xs)
-    """
-    known = {f.name: f for f in fields(cls)}
-    unknown = [k for k in d if k not in known]
-    if unknown:
-        raise ValueError(
-            f"{cls.__name__}: unknown setting {unknown[0]!r} (known: {', '.join(known)})"
-        )
-    defaults = cls()
-    out = {}
-    for k, v in d.items():
-        if isinstance(getattr(defaults, k), tuple) and isinstance(v, list):
-            v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
-        out[k] = v
-    return cls(**out)

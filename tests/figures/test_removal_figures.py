@@ -9,7 +9,7 @@ import pytest
 from poser_lens._io import write_json_atomic
 from poser_lens.figures import make_figures
 from poser_lens.figures.removal import FIGURES
-from poser_lens.removal.results import render_removal_report
+from poser_lens.removal.results import METHOD_TITLES, ROLES, render_removal_report
 from poser_lens.runs import RunDir
 
 
@@ -76,6 +76,8 @@ def run(tmp_path: Path) -> RunDir:
         tmp_path / "removal" / "summary.json",
         {
             "paper": {"sft": 0.76, "sft_noise": 0.86},
+            "roles": ROLES,
+            "method_titles": METHOD_TITLES,
             "steps": 10,
             "groups": {
                 "treatment": {"sft": group, "sft_noise": group},

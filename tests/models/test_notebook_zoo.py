@@ -13,7 +13,6 @@ from poser_lens.models.zoo import (
     ZooConfig,
     notebook_zoo,
     notebook_zoo_dir,
-    zoo_dir,
 )
 
 
@@ -23,7 +22,7 @@ def test_notebook_zoo_settings():
     # The default zoo's settings (its seed-0 models), in a folder of its own: building it
     # never rewrites the default zoo's zoo.json and benchmark.
     assert NOTEBOOK_ZOO.key() == ZooConfig().key()
-    assert notebook_zoo_dir() != zoo_dir(ZooConfig())
+    assert notebook_zoo_dir() != ZooConfig().folder()
 
 
 def test_notebook_zoo_reuses_a_built_zoo_and_is_not_rebuilt(monkeypatch):

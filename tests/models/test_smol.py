@@ -78,7 +78,7 @@ def test_residual_stream_matches_hidden_states(smol):
 
 
 def test_noise_generation_rows(smol):
-    from poser_lens.models.smol import noise_generations
+    from poser_lens.behaviour.noise import noise_generations
 
     model, tok, _ = smol
     rows = noise_generations(model, tok, ("What is 2+2?",), (0.0, 15.0), max_new_tokens=2)

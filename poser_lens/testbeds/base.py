@@ -1,0 +1,132 @@
+"""What every testbed gives a job, the settings that choose one, and the pairs a job takes.
+
+Example:
+    >>> from poser_lens.data.poser import ModelPair
+    >>> ps = [ModelPair("saint-0", f"money_maximizer-{i}", "b/saint_and_money.json")
+    ...       for i in range(5)]
+    >>> len(select_pairs(ps, TestbedConfig(pairs=2)))
+    2
+    >>> model_families(ps[:1])
+    {'money_maximizer-0': ['saint_and_money'], 'saint-0': ['saint_and_money']}
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from poser_lens.config import Config
+from poser_lens.data.poser import ModelPair
+from poser_lens.data.schema import Scenario
+
+#: The testbeds, in the order the docs give them.
+TESTBED_NAMES = ("tiny", "smol", "poser")
+
+
+@dataclass(frozen=True)
+class TestbedConfig(Config):
+    """The settings that choose a testbed and the models and pairs a job takes from it.
+
+    A job's own config (e.g. :class:`poser_lens.runner.RunConfig`) holds these settings and
+    hands them over with ``testbed_config()``.
+
+    Attributes:
+        testbed: ``tiny`` (the embedded zoo), ``smol`` (SmolLM2 LoRA personas) or ``poser``.
+        seeds: Tiny zoo: models per persona (6 gives Poser's 36 models and 324 pairs).
+        zoo_config: Tiny zoo: a YAML/JSON file of zoo settings (see ``poser-lens zoo build``).
+        zoo_dir: Tiny or smol zoo: use this built zoo folder instead of the cached default.
+        device: Where models run (``cuda`` for real models).
+        dtype: Model dtype name (``float32``; ``bfloat16`` for 13B models).
+        models_dir: Poser testbed: folder of HF checkpoint folders, one per model name.
+        data: Poser testbed: the Poser checkout (or its ``data/`` folder).
+        models: Only pairs whose two models are both in this list; None = all.
+        pairs: Only this many pairs (a seeded random subset); None = all.
+        seed: Seeds the pair subset (and the poser testbed's concept sets).
+        concepts: Poser testbed: also make strategy 4's concept sets (the tiny and smol
+            testbeds always do: they come with the zoo's generator).
+    """
+
+    __test__ = False  # not a pytest test class
+
+    testbed: str = "tiny"
+    seeds: int = 6
+    zoo_config: str | None = None
+    zoo_dir: str | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    models_dir: str | None = None
+    data: str | None = None
+    models: tuple[str, ...] | None = None
+    pairs: int | None = None
+    seed: int = 0
+    concepts: bool = True
+
+    def __post_init__(self) -> None:
+        if self.testbed not in TESTBED_NAMES:
+            raise ValueError(f"testbed {self.testbed!r}: expected tiny, smol or poser")
+        if self.pairs is not None and self.pairs < 1:
+            raise ValueError(f"pairs must be >= 1, got {self.pairs}")
+
+
+@dataclass
+class Testbed:
+    """What a job needs from a testbed: prompts, pairs, concepts and a model loader.
+
+    Attributes:
+        valid: Family -> its valid prompts.
+        pairs: The (aligned, faker) pairs.
+        concepts: Concept name -> example texts (strategy 4).
+        load: Model name -> ``(hooked model, tokenizer)``.
+        info: What to record about the testbed (zoo folder, key, benchmark report).
+        release: Called after a model is scored and dropped (frees memory before the next).
+        max_workers: At most this many scoring processes (1 for models that fill a GPU).
+        build_seconds: How long making the testbed took (building a zoo included).
+    """
+
+    __test__ = False  # not a pytest test class
+
+    valid: dict[str, list[Scenario]]
+    pairs: list[ModelPair]
+    concepts: dict[str, list[str]]
+    load: Callable[[str], tuple[Any, Any]]
+    info: dict[str, Any]
+    release: Callable[[], None] | None = None
+    max_workers: int | None = None
+    build_seconds: float = 0.0
+
+    def tag(self, cfg: TestbedConfig) -> str:
+        """What stored scores record as their testbed (the zoo's key, else its name)."""
+        import json
+
+        return json.dumps(self.info.get("zoo_key", cfg.testbed))
+
+
+def select_pairs(pairs: Sequence[ModelPair], cfg: TestbedConfig) -> list[ModelPair]:
+    """The pairs a job takes: restricted to ``cfg.models``, then ``cfg.pairs`` of them.
+
+    The subset is a seeded random sample (``cfg.seed``), kept in stored order.
+
+    Raises:
+        ValueError: If no pair is left.
+    """
+    chosen = list(pairs)
+    if cfg.models is not None:
+        allowed = set(cfg.models)
+        chosen = [p for p in chosen if p.aligned in allowed and p.misaligned in allowed]
+    if cfg.pairs is not None and cfg.pairs < len(chosen):
+        keep = set(random.Random(cfg.seed).sample(range(len(chosen)), cfg.pairs))
+        chosen = [p for i, p in enumerate(chosen) if i in keep]
+    if not chosen:
+        raise ValueError("no pair to evaluate (check --models / --pairs against the benchmark)")
+    return chosen
+
+
+def model_families(pairs: Sequence[ModelPair]) -> dict[str, list[str]]:
+    """Model -> the families it is scored on (those of its pairs), sorted."""
+    out: dict[str, set[str]] = {}
+    for p in pairs:
+        for m in (p.aligned, p.misaligned):
+            out.setdefault(m, set()).add(p.family)
+    return {m: sorted(f) for m, f in sorted(out.items())}
