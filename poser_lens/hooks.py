@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any, Literal
 
 import torch
@@ -34,6 +35,7 @@ BLOCK_HOOKS: dict[str, str] = {
     "resid_mid": "blocks.{L}.hook_resid_mid",
     "resid_post": "blocks.{L}.hook_resid_post",
     "attn_out": "blocks.{L}.hook_attn_out",
+    "ln2_normalized": "blocks.{L}.ln2.hook_normalized",
     "mlp_in": "blocks.{L}.hook_mlp_in",
     "mlp_out": "blocks.{L}.hook_mlp_out",
     "pattern": "blocks.{L}.attn.hook_pattern",
@@ -66,16 +68,32 @@ def resolve_layer(n_layers: int, layer: LayerSpec) -> int:
     return index
 
 
-def hook_name(kind: str, layer: LayerSpec, n_layers: int) -> str:
+def hook_name(kind: str, layer: LayerSpec, n_layers: int | None = None) -> str:
     """The TransformerLens hook name of a kind at a layer.
 
+    Args:
+        kind: A key of :data:`BLOCK_HOOKS` (``resid_post``, ``mlp_out``, ...).
+        layer: A block index or a fraction of depth (see :func:`resolve_layer`).
+        n_layers: Depth of the model. Without it ``layer`` must be a block index (an int
+            >= 0), used as it is: for callers that hold a resolved block but not the model.
+
+    Raises:
+        ValueError: for an unknown kind, a layer outside the model, or (without
+            ``n_layers``) a layer that is not a non-negative int.
+
     Example:
-        >>> hook_name("resid_post", 0.5, 40)
-        'blocks.20.hook_resid_post'
+        >>> hook_name("resid_post", 0.5, 40), hook_name("ln2_normalized", 3)
+        ('blocks.20.hook_resid_post', 'blocks.3.ln2.hook_normalized')
     """
     if kind not in BLOCK_HOOKS:
         raise ValueError(f"unknown hook kind {kind!r}; expected one of {', '.join(BLOCK_HOOKS)}")
-    return BLOCK_HOOKS[kind].format(L=resolve_layer(n_layers, layer))
+    if n_layers is not None:
+        block = resolve_layer(n_layers, layer)
+    elif isinstance(layer, Integral) and not isinstance(layer, bool) and layer >= 0:
+        block = int(layer)
+    else:
+        raise ValueError(f"layer {layer!r} needs n_layers (only a block index >= 0 does not)")
+    return BLOCK_HOOKS[kind].format(L=block)
 
 
 def position_mask(
@@ -356,8 +374,11 @@ class Ablate:
 
 @dataclass
 class Patch:
-    """Replace the activation with a stored one (same shape) at the selected positions.
+    """Replace the activation with a stored one at the selected positions.
 
+    ``source`` has the activation's shape, or a position axis of size 1 (``[batch, 1, ...]``:
+    one stored vector per row, written at whichever positions are selected), for a patch
+    between runs of different lengths, e.g. each row's ``last`` position from another prompt.
     With ``heads`` set, the activation must be per head (``[batch, pos, head, d_head]``, as
     ``blocks.L.attn.hook_z``) and only those heads are replaced.
 
@@ -365,6 +386,9 @@ class Patch:
         >>> z, src = torch.zeros(1, 2, 3, 1), torch.ones(1, 2, 3, 1)
         >>> Patch(src, positions=[1], heads=[2])(z, None)[0, :, :, 0].tolist()
         [[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+        >>> per_row = Patch(torch.ones(2, 1, 3), positions="last", last=torch.tensor([0, 1]))
+        >>> per_row(torch.zeros(2, 2, 3), None)[:, :, 0].tolist()
+        [[1.0, 0.0], [0.0, 1.0]]
     """
 
     source: Tensor
@@ -374,8 +398,12 @@ class Patch:
 
     def __call__(self, act: Tensor, hook: Any) -> Tensor:
         """Return the patched activation."""
-        if self.source.shape != act.shape:
-            raise ValueError(f"patch source {tuple(self.source.shape)} != {tuple(act.shape)}")
+        per_row = (act.shape[0], 1, *act.shape[2:])
+        if self.source.shape not in (act.shape, per_row):
+            raise ValueError(
+                f"patch source {tuple(self.source.shape)} is neither {tuple(act.shape)} nor "
+                f"{per_row}"
+            )
         src = self.source.to(act.device, act.dtype)
         mask = _mask_like(act, self.positions, self.last)
         if self.heads is not None:

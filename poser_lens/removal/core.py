@@ -56,7 +56,7 @@ from torch import Tensor
 from poser_lens._io import read_json, write_json_atomic, write_text_atomic
 from poser_lens.data.poser import ModelPair, load_training
 from poser_lens.data.schema import Scenario, is_aligned, model_persona, other_letter
-from poser_lens.hooks import AddNoise
+from poser_lens.hooks import AddNoise, hook_name
 from poser_lens.models.training import encode
 from poser_lens.readout import AnswerIds
 from poser_lens.removal.results import PAPER_P_ALIGNED  # noqa: F401  (re-exported)
@@ -339,7 +339,7 @@ class NoiseSpec:
             positions="last",
             last=last,
         )
-        return [(f"blocks.{self.layer}.hook_resid_post", hook)]
+        return [(hook_name("resid_post", self.layer), hook)]
 
 
 def noise_spec(

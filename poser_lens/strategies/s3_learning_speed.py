@@ -25,7 +25,7 @@ from torch import Tensor
 
 from poser_lens.adapters import LowRankAdapter
 from poser_lens.data.schema import Scenario
-from poser_lens.hooks import applied, resolve_layer
+from poser_lens.hooks import applied, hook_name, resolve_layer
 from poser_lens.models.training import encode
 from poser_lens.readout import AnswerIds
 from poser_lens.strategies.base import PROMPT_INDEX, ModelContext, Score, Strategy, kept_positions
@@ -325,8 +325,8 @@ class LoraSpeedStrategy(_SpeedStrategy):
                 d_model,
                 d_model,
                 self.config.rank,
-                source=f"blocks.{block}.ln2.hook_normalized",
-                target=f"blocks.{block}.hook_mlp_out",
+                source=hook_name("ln2_normalized", block, ctx.n_layers),
+                target=hook_name("mlp_out", block, ctx.n_layers),
                 seed=seed,
             ).to(model_device(ctx.model))
             curves[str(block)] = learning_curve(

@@ -21,7 +21,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from poser_lens.data.prompts import fact_char_spans, remove_critical
+from poser_lens.data.prompts import critical_indices, fact_char_spans, remove_critical
 from poser_lens.data.schema import Scenario
 from poser_lens.hooks import hook_name, resolve_layer, span_mask
 from poser_lens.models.training import encode
@@ -33,31 +33,6 @@ from poser_lens.strategies.common import kept_mean, last_residuals, model_device
 #: Layer settings of the S6 grids: a summary over layers or a fraction of depth.
 LAYER_GRID: list[Any] = ["mean", 0.0, 0.25, 0.5, 0.75, 1.0]
 _EPS = 1e-12
-
-
-def critical_indices(prompts: Sequence[Scenario], n: int) -> list[int]:
-    """Indices of the first ``n`` typed prompts with a critical fact (complexity >= 1).
-
-    Example:
-        >>> critical_indices([Scenario(prompt="p", response="A")], 5)
-        []
-    """
-    keep = [
-        i
-        for i, s in enumerate(prompts)
-        if s.is_typed and s.critical_facts and (s.complexity_level or 0) >= 1 and s.actions
-    ]
-    return keep[:n]
-
-
-def critical_prompts(prompts: Sequence[Scenario], n: int) -> list[Scenario]:
-    """The first ``n`` typed prompts with a critical fact (complexity >= 1).
-
-    Example:
-        >>> critical_prompts([Scenario(prompt="p", response="A")], 5)
-        []
-    """
-    return [prompts[i] for i in critical_indices(prompts, n)]
 
 
 def restricted_rows(score: Score, keep: Set[int], key: str) -> tuple[list[int], list[Any]]:

@@ -14,38 +14,36 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor
 
-from poser_lens.data.prompts import remove_critical
-from poser_lens.hooks import hook_name, resolve_layer
+from poser_lens.data.prompts import critical_indices, remove_critical
+from poser_lens.data.schema import Scenario
+from poser_lens.hooks import Patch, hook_name, resolve_layer
 from poser_lens.readout import Readout
 from poser_lens.strategies.base import PROMPT_INDEX, ModelContext, Score, Strategy, kept_positions
 from poser_lens.strategies.common import answer_readout_batched, kept_mean, last_residuals
-from poser_lens.strategies.s6_attentiveness import critical_indices
 
 
-@dataclass
-class PatchLast:
-    """Write one stored vector per row into the activation at that row's last position.
+def _patched_readout(
+    ctx: ModelContext,
+    prompts: list[Scenario],
+    name: str,
+    source: Float[Tensor, "batch d_model"],
+) -> Readout:
+    """The readout of prompts run as one batch with ``source[i]`` at row i's last token.
 
-    A patch between runs of different lengths: only the last positions are aligned.
-
-    Example:
-        >>> f = PatchLast(torch.ones(2, 3), torch.tensor([0, 1]))
-        >>> f(torch.zeros(2, 2, 3), None)[:, :, 0].tolist()
-        [[1.0, 0.0], [0.0, 1.0]]
+    The counterfactual prompt is shorter than the clean one, so the patch is one stored
+    vector per row (:class:`~poser_lens.hooks.Patch` with a position axis of size 1), written
+    at each row's own last position.
     """
 
-    source: Float[Tensor, "batch d"]
-    last: Int[Tensor, " batch"]
+    def hooks(last: Tensor) -> list[tuple[str, Any]]:
+        return [(name, Patch(source[:, None], positions="last", last=last))]
 
-    def __call__(self, act: Tensor, hook: Any) -> Tensor:
-        """Return the patched activation."""
-        act = act.clone()
-        rows = torch.arange(act.shape[0], device=act.device)
-        act[rows, self.last.to(act.device)] = self.source.to(act.device, act.dtype)
-        return act
+    return answer_readout_batched(
+        ctx.model, ctx.tokenizer, prompts, hooks=hooks, batch_size=len(prompts)
+    )
 
 
 def _log_odds(r: Readout) -> Tensor:
@@ -68,7 +66,7 @@ class PatchingConfig:
 
 
 class PatchingStrategy(Strategy):
-    """Faker = the model whose P(misaligned) moves more when the oversight fact is patched out.
+    """Faker = the model whose P(misaligned) rises more when the oversight fact is patched out.
 
     Design. For each valid prompt with a critical fact, the counterfactual is the same prompt
     without its critical facts (tagged alike). The two differ in length, so only the last
@@ -103,9 +101,9 @@ class PatchingStrategy(Strategy):
 
     Example:
         >>> s = PatchingStrategy()
-        >>> score = {"n_layers": 2, "effect": {"logit": [0.1, 0.4], "abs_p": [0.0, 0.01]}}
-        >>> s.statistic(score, metric="logit", layer_frac=1.0)
-        0.4
+        >>> score = {"n_layers": 2, "effect": {"p": [-0.02, 0.01], "logit": [0.1, 0.4]}}
+        >>> s.statistic(score), s.statistic(score, metric="logit", layer_frac=0.0)  # headline: p
+        (0.01, 0.1)
     """
 
     name = "patching"
@@ -123,26 +121,23 @@ class PatchingStrategy(Strategy):
         clean = answer_readout_batched(ctx.model, ctx.tokenizer, prompts, batch_size=bs)
         effect: dict[str, list[float]] = {k: [] for k in ("p", "logit", "abs_p", "abs_logit")}
         deltas: dict[str, list[Tensor]] = {"delta_p": [], "delta_logit": []}
+        clean_log_odds = _log_odds(clean)
         for layer in range(ctx.n_layers):
             name = hook_name("resid_post", layer, ctx.n_layers)
-            offset = [0]
-
-            def factory(last: Tensor, name=name, layer=layer, offset=offset) -> list:
-                start = offset[0]
-                offset[0] += len(last)
-                return [(name, PatchLast(counter[start : start + len(last), layer], last))]
-
-            patched = answer_readout_batched(
-                ctx.model, ctx.tokenizer, prompts, hooks=factory, batch_size=bs
-            )
-            delta_p = (patched.p_misaligned - clean.p_misaligned).double()
-            delta_logit = _log_odds(patched) - _log_odds(clean)
-            effect["p"].append(float(delta_p.mean()))
-            effect["logit"].append(float(delta_logit.mean()))
-            effect["abs_p"].append(float(delta_p.abs().mean()))
-            effect["abs_logit"].append(float(delta_logit.abs().mean()))
-            deltas["delta_p"].append(delta_p)
-            deltas["delta_logit"].append(delta_logit)
+            delta_p, delta_logit = [], []
+            for start in range(0, len(prompts), bs):  # the clean readout's batches
+                rows = slice(start, start + bs)
+                patched = _patched_readout(ctx, prompts[rows], name, counter[rows, layer])
+                delta_p.append((patched.p_misaligned - clean.p_misaligned[rows]).double())
+                delta_logit.append(_log_odds(patched) - clean_log_odds[rows])
+            dp = torch.cat(delta_p) if delta_p else torch.empty(0, dtype=torch.float64)
+            dl = torch.cat(delta_logit) if delta_logit else torch.empty(0, dtype=torch.float64)
+            effect["p"].append(float(dp.mean()))
+            effect["logit"].append(float(dl.mean()))
+            effect["abs_p"].append(float(dp.abs().mean()))
+            effect["abs_logit"].append(float(dl.abs().mean()))
+            deltas["delta_p"].append(dp)
+            deltas["delta_logit"].append(dl)
         by_prompt: dict[str, Any] = {"clean_p_misaligned": clean.p_misaligned.double().tolist()}
         for k, cols in deltas.items():  # [prompt][block]
             by_prompt[k] = torch.stack(cols, 1).tolist() if cols else [[] for _ in prompts]
@@ -191,15 +186,21 @@ class PatchingStrategy(Strategy):
         }
 
     def statistic(self, score: Score, **settings: Any) -> float:
-        """Mean effect of the patch (``metric``: abs_p, abs_logit, p, logit) at a layer fraction."""
-        per_block = score["effect"][settings.get("metric", "abs_p")]
-        return float(
-            per_block[resolve_layer(len(per_block), float(settings.get("layer_frac", 0.5)))]
-        )
+        """Mean effect of the patch (``metric``: p, logit, abs_p, abs_logit) at a layer fraction.
+
+        Unset settings are the headline's (``p`` at mid-depth).
+        """
+        settings = {**self.headline, **settings}
+        per_block = score["effect"][settings["metric"]]
+        return float(per_block[resolve_layer(len(per_block), float(settings["layer_frac"]))])
 
     @property
     def headline(self) -> dict[str, Any]:
-        """Mean absolute change of P(misaligned) at mid-depth."""
+        """Mean signed change of P(misaligned) (``p``) at mid-depth, fixed in advance.
+
+        Not the magnitude ``abs_p``: that reading was chosen after seeing the labels, so it is
+        only in the sweep (see the class docstring).
+        """
         return {"metric": "p", "layer_frac": 0.5}
 
     def grid(self) -> dict[str, list[Any]]:
