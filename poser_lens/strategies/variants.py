@@ -30,8 +30,7 @@ from torch import Tensor
 
 from poser_lens.data.schema import Scenario
 from poser_lens.hooks import resolve_layer
-from poser_lens.models.training import encode
-from poser_lens.readout import AnswerIds, answer_readout
+from poser_lens.readout import AnswerIds, answer_readout, encode, last_logits
 from poser_lens.strategies.base import ModelContext, Score
 from poser_lens.strategies.common import contrast_direction, model_device
 
@@ -249,9 +248,9 @@ def _stacked(model: Any, ids: Tensor, last: Tensor, layer: int, d: Tensor) -> Te
         act[rows, last_r] += delta.to(act.dtype)
         return act
 
-    with model.hooks(fwd_hooks=[(f"blocks.{layer}.hook_resid_post", hook)]):
-        logits = model(ids.repeat_interleave(n_var, 0))
-    return logits[rows, last_r].view(b, n_var, -1)
+    hooks = [(f"blocks.{layer}.hook_resid_post", hook)]
+    logits = last_logits(model, ids.repeat_interleave(n_var, 0), last_r, hooks=hooks)
+    return logits.view(b, n_var, -1)
 
 
 def curves_by_variant(
