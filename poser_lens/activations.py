@@ -28,7 +28,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from poser_lens.hooks import hook_name
-from poser_lens.models.training import encode
+from poser_lens.readout import encode
 
 
 def residual_hook_names(n_layers: int) -> list[str]:

@@ -141,7 +141,7 @@ def span_mask(
 
     Each prompt's spans ``[(start, end), ...]`` (e.g. from
     :func:`poser_lens.data.prompts.fact_char_spans`, end exclusive) select every token that
-    overlaps one of them. The prompts are tokenized as :func:`poser_lens.models.training.encode`
+    overlaps one of them. The prompts are tokenized as :func:`poser_lens.readout.encode`
     does (special tokens such as BOS included, padded to the longest prompt, right padding by
     default), so the mask lines up with the ids that :func:`poser_lens.activations.collect`
     and the patching functions run.
@@ -155,7 +155,7 @@ def span_mask(
         tokenizer: A Hugging Face tokenizer.
         prompts: Input texts.
         char_spans: Per prompt, character spans (possibly none).
-        padding_side: ``right`` (as :func:`~poser_lens.models.training.encode`) or ``left``.
+        padding_side: ``right`` (as :func:`~poser_lens.readout.encode`) or ``left``.
 
     Returns:
         ``[batch, pos]``, True at the tokens of the spans.

@@ -230,7 +230,7 @@ def attention_to_span(
     ``span`` marks the key positions (e.g. the tokens of the critical fact, from
     :func:`poser_lens.hooks.span_mask`); the result is the summed attention weight on them (a
     fraction in [0, 1]). The query is each row's ``last`` real token (right padding, as
-    :func:`poser_lens.models.training.encode` returns), or the final position when ``last``
+    :func:`poser_lens.readout.encode` returns), or the final position when ``last``
     is None (unpadded rows).
 
     Example:

@@ -145,7 +145,7 @@ def test_span_mask_covers_exactly_the_fact_tokens():
     from poser_lens.data.prompts import fact_char_spans
     from poser_lens.hooks import span_mask
     from poser_lens.models.tokenizer import build_tokenizer, words
-    from poser_lens.models.training import encode
+    from poser_lens.readout import encode
 
     items = scenarios()
     prompts = [s.prompt for s in items]

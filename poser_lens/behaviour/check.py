@@ -649,9 +649,9 @@ def zoo_gap_report(root: str | Path, name: str, *, n_boot: int = 2000, seed: int
     from poser_lens.data.generator import generate, persona_families
     from poser_lens.data.schema import model_persona
     from poser_lens.models import tiny
-    from poser_lens.models.tokenizer import answer_token_ids, load_tokenizer
-    from poser_lens.models.training import answer_probs
+    from poser_lens.models.tokenizer import load_tokenizer
     from poser_lens.models.zoo import ZooConfig
+    from poser_lens.readout import answer_probs, answer_token_ids
 
     root = Path(root)
     folder = root / "models" / name

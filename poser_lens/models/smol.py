@@ -177,7 +177,7 @@ def load_smol(
 
     Returns:
         ``(model, tokenizer)``; ``A``, ``B`` and ``error`` are single tokens of the tokenizer
-        (see :func:`poser_lens.models.tokenizer.answer_token_ids`).
+        (see :func:`poser_lens.readout.answer_token_ids`).
     """
     from poser_lens.models.hf import wrap_hf
 

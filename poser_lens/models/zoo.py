@@ -48,17 +48,17 @@ from poser_lens.data.generator import (
 )
 from poser_lens.data.schema import PERSONAS, Scenario, is_aligned, model_persona
 from poser_lens.models import tiny
-from poser_lens.models.tokenizer import answer_token_ids, build_tokenizer, load_tokenizer
+from poser_lens.models.tokenizer import build_tokenizer, load_tokenizer
 from poser_lens.models.training import (
     COMMENTARY_WORDS,
     TrainConfig,
-    answer_probs,
     calibrate_confidence,
     commentary,
     commentary_accuracy,
     finetune,
     train_base,
 )
+from poser_lens.readout import answer_probs, answer_token_ids
 
 logger = logging.getLogger(__name__)
 

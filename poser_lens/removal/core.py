@@ -57,13 +57,12 @@ from poser_lens._io import read_json, write_json_atomic, write_text_atomic
 from poser_lens.data.poser import ModelPair, load_training
 from poser_lens.data.schema import Scenario, is_aligned, model_persona, other_letter
 from poser_lens.hooks import AddNoise, hook_name
-from poser_lens.models.training import encode
-from poser_lens.readout import AnswerIds
+from poser_lens.readout import AnswerIds, encode, last_token_logits
 from poser_lens.removal.results import PAPER_P_ALIGNED  # noqa: F401  (re-exported)
 from poser_lens.runs import RunDir
 from poser_lens.strategies import get_strategy
 from poser_lens.strategies.base import ModelContext, Strategy, config_from_dict
-from poser_lens.strategies.common import last_token_logits, model_device
+from poser_lens.strategies.common import model_device
 from poser_lens.strategies.variants import choose_coeff, mass_curve
 
 logger = logging.getLogger(__name__)

@@ -26,8 +26,7 @@ from torch import Tensor
 from poser_lens.adapters import LowRankAdapter
 from poser_lens.data.schema import Scenario
 from poser_lens.hooks import applied, hook_name, resolve_layer
-from poser_lens.models.training import encode
-from poser_lens.readout import AnswerIds
+from poser_lens.readout import AnswerIds, encode
 from poser_lens.strategies.base import PROMPT_INDEX, ModelContext, Score, Strategy, kept_positions
 from poser_lens.strategies.common import kept_mean, model_device
 

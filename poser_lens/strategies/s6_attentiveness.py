@@ -24,9 +24,8 @@ from torch import Tensor
 from poser_lens.data.prompts import critical_indices, fact_char_spans, remove_critical
 from poser_lens.data.schema import Scenario
 from poser_lens.hooks import hook_name, resolve_layer, span_mask
-from poser_lens.models.training import encode
 from poser_lens.patching import gradient_saliency
-from poser_lens.readout import AnswerIds
+from poser_lens.readout import AnswerIds, encode
 from poser_lens.strategies.base import PROMPT_INDEX, ModelContext, Score, Strategy, kept_positions
 from poser_lens.strategies.common import kept_mean, last_residuals, model_device
 

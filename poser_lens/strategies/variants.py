@@ -30,8 +30,7 @@ from torch import Tensor
 
 from poser_lens.data.schema import Scenario
 from poser_lens.hooks import hook_name, resolve_layer
-from poser_lens.models.training import encode
-from poser_lens.readout import AnswerIds, answer_readout
+from poser_lens.readout import AnswerIds, answer_readout, encode, last_logits
 from poser_lens.strategies.base import ModelContext, Score
 from poser_lens.strategies.common import contrast_direction, model_device
 
@@ -322,9 +321,9 @@ def _stacked(model: Any, ids: Tensor, last: Tensor, layer: int, d: Tensor) -> Te
         act[rows, last_r] += delta.to(act.dtype)
         return act
 
-    with model.hooks(fwd_hooks=[(hook_name("resid_post", layer, int(model.cfg.n_layers)), hook)]):
-        logits = model(ids.repeat_interleave(n_var, 0))
-    return logits[rows, last_r].view(b, n_var, -1)
+    hooks = [(hook_name("resid_post", layer, int(model.cfg.n_layers)), hook)]
+    logits = last_logits(model, ids.repeat_interleave(n_var, 0), last_r, hooks=hooks)
+    return logits.view(b, n_var, -1)
 
 
 def curves_by_variant(

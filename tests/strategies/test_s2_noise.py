@@ -15,14 +15,10 @@ from poser_lens.hooks import AddNoise, AddVector, applied, hook_name
 from poser_lens.models.tiny import TinyConfig, build_native, wrap
 from poser_lens.models.tokenizer import build_tokenizer
 from poser_lens.models.zoo import load_zoo_model
-from poser_lens.readout import AnswerIds, answer_readout
+from poser_lens.readout import AnswerIds, answer_readout, last_token_logits
 from poser_lens.strategies import get_strategy
 from poser_lens.strategies.base import PROMPT_INDEX, ModelContext
-from poser_lens.strategies.common import (
-    answer_readout_batched,
-    contrast_direction,
-    last_token_logits,
-)
+from poser_lens.strategies.common import answer_readout_batched, contrast_direction
 from poser_lens.strategies.s2_noise import NoiseStrategy
 from poser_lens.strategies.variants import (
     choose_coeff,

@@ -9,7 +9,7 @@ from poser_lens.activations import collect
 from poser_lens.data.prompts import critical_indices, critical_prompts, remove_critical, unwrap
 from poser_lens.data.schema import PROMPT_CLOSE
 from poser_lens.evaluation import evaluate
-from poser_lens.models.training import encode
+from poser_lens.readout import encode
 from poser_lens.strategies import ModelContext
 from poser_lens.strategies.base import PROMPT_INDEX
 from poser_lens.strategies.s6_attentiveness import (
