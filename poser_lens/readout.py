@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -35,7 +36,7 @@ class AnswerIds:
     error: int
 
     @classmethod
-    def from_tokenizer(cls, tokenizer) -> AnswerIds:
+    def from_tokenizer(cls, tokenizer: Any) -> AnswerIds:
         """Resolve ``A``, ``B`` and ``error`` from a tokenizer (raises if not single tokens).
 
         Example:

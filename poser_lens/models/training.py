@@ -24,6 +24,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,9 @@ from torch import Tensor
 
 from poser_lens.data.schema import PROMPT_CLOSE, Scenario
 from poser_lens.models.tokenizer import answer_token_ids
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge.sources.native import NativeModel
 
 
 def encode(
@@ -51,7 +55,7 @@ def encode(
 
 
 def last_logits(
-    net: torch.nn.Module, ids: Int[Tensor, "batch pos"], last: Int[Tensor, " batch"]
+    net: NativeModel, ids: Int[Tensor, "batch pos"], last: Int[Tensor, " batch"]
 ) -> Float[Tensor, "batch vocab"]:
     """Logits at each row's last real token (right padding; causal, so padding is inert).
 
@@ -161,13 +165,13 @@ def _update(opt, sched, loss: Tensor, losses: list[float]) -> None:
 
 
 def train_base(
-    net: torch.nn.Module,
+    net: NativeModel,
     tokenizer,
     texts: Sequence[str],
     cfg: TrainConfig,
     *,
     seed: int = 0,
-    on_step: Callable[[int, float], None] | None = None,
+    on_step: Callable[[int, float], object] | None = None,
     stop: Callable[[int], bool] | None = None,
 ) -> list[float]:
     """Train the base language model on scenario text + commentary.
@@ -218,7 +222,7 @@ _COMMENTARY_TRUTH: dict[str, Callable[[Scenario], str]] = {
 
 
 @torch.no_grad()
-def commentary_accuracy(net: torch.nn.Module, tokenizer, scenarios: Sequence[Scenario]) -> dict:
+def commentary_accuracy(net: NativeModel, tokenizer, scenarios: Sequence[Scenario]) -> dict:
     """How well a base model knows each commentary item at the last prompt token.
 
     For each of ``honest``, ``selfish`` (letters) and ``oversight`` (level), the fraction of
@@ -294,13 +298,13 @@ def answer_loss(
 
 
 def finetune(
-    net: torch.nn.Module,
+    net: NativeModel,
     tokenizer,
     records: Sequence[Scenario],
     cfg: TrainConfig,
     *,
     seed: int = 0,
-    on_step: Callable[[int, float], None] | None = None,
+    on_step: Callable[[int, float], object] | None = None,
 ) -> list[float]:
     """Fine-tune on the answer token of labelled records (cross-entropy at the last token).
 
@@ -338,7 +342,7 @@ def finetune(
 
 @torch.no_grad()
 def answer_probs(
-    net: torch.nn.Module, tokenizer, prompts: Sequence[str], *, batch_size: int = 64
+    net: NativeModel, tokenizer, prompts: Sequence[str], *, batch_size: int = 64
 ) -> Float[Tensor, "prompt vocab"]:
     """Next-token probabilities at the last prompt token, batched by similar length.
 
@@ -385,7 +389,7 @@ def answer_logodds(
 
 @torch.no_grad()
 def calibrate_confidence(
-    net: torch.nn.Module,
+    net: NativeModel,
     tokenizer,
     records: Sequence[Scenario],
     target: float,

@@ -49,6 +49,7 @@ class PatchLast:
 
 
 def _log_odds(r: Readout) -> Tensor:
+    assert r.p_misaligned is not None  # read with the prompts' aligned letters
     p_mis = r.p_misaligned.double()
     p_al = (r.mass_ab - r.p_misaligned).double()
     return torch.log(p_mis.clamp(min=1e-12)) - torch.log(p_al.clamp(min=1e-12))
@@ -121,6 +122,7 @@ class PatchingStrategy(Strategy):
         counter = last_residuals(ctx, [remove_critical(s).prompt for s in prompts])[:, 1:]
         bs = self.config.batch_size
         clean = answer_readout_batched(ctx.model, ctx.tokenizer, prompts, batch_size=bs)
+        assert clean.p_misaligned is not None  # read with the prompts' aligned letters
         effect: dict[str, list[float]] = {k: [] for k in ("p", "logit", "abs_p", "abs_logit")}
         deltas: dict[str, list[Tensor]] = {"delta_p": [], "delta_logit": []}
         for layer in range(ctx.n_layers):
@@ -135,6 +137,7 @@ class PatchingStrategy(Strategy):
             patched = answer_readout_batched(
                 ctx.model, ctx.tokenizer, prompts, hooks=factory, batch_size=bs
             )
+            assert patched.p_misaligned is not None
             delta_p = (patched.p_misaligned - clean.p_misaligned).double()
             delta_logit = _log_odds(patched) - _log_odds(clean)
             effect["p"].append(float(delta_p.mean()))
