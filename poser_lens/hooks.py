@@ -28,6 +28,7 @@ from torch import Tensor
 
 LayerSpec = int | float
 Positions = Literal["last", "all"] | Sequence[int] | Tensor
+NoiseKind = Literal["uniform", "gaussian", "sphere"]
 
 #: Hook kinds inside block ``L`` and their TransformerLens names.
 BLOCK_HOOKS: dict[str, str] = {
@@ -263,7 +264,7 @@ class AddVector:
 
 def draw_noise(
     d: int,
-    kind: Literal["uniform", "gaussian", "sphere"] = "uniform",
+    kind: NoiseKind = "uniform",
     *,
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
@@ -304,7 +305,7 @@ class AddNoise:
     """
 
     d: int
-    kind: Literal["uniform", "gaussian", "sphere"] = "uniform"
+    kind: NoiseKind = "uniform"
     norm: float = 1.0
     relative: float | None = None
     coeff: float = 1.0

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -45,13 +45,6 @@ HookFactory = Callable[[Int[Tensor, " batch"]], list[tuple[str, Any]]]
 
 #: The model kinds :func:`last_logits` reads.
 ModelKind = Literal["bridge", "native", "hf"]
-
-
-class LogitOptions(TypedDict, total=False):
-    """The keyword options of :func:`last_token_logits`, for functions that pass them on."""
-
-    hooks: HookFactory | None
-    batch_size: int
 
 
 def encode(
@@ -87,7 +80,9 @@ def encode(
     return ids, last
 
 
-def answer_token_ids(tokenizer, answers: Iterable[str] = ("A", "B", "error")) -> dict[str, int]:
+def answer_token_ids(
+    tokenizer: Any, answers: Iterable[str] = ("A", "B", "error")
+) -> dict[str, int]:
     """Token id of each single-token answer, resolved from the tokenizer.
 
     The answer is the token that follows the prompt's closing tag, so it is first resolved in
@@ -377,7 +372,7 @@ class AnswerIds:
     error: int
 
     @classmethod
-    def from_tokenizer(cls, tokenizer) -> AnswerIds:
+    def from_tokenizer(cls, tokenizer: Any) -> AnswerIds:
         """Resolve ``A``, ``B`` and ``error`` from a tokenizer (raises if not single tokens).
 
         Example:

@@ -123,7 +123,7 @@ def removal_final(run: RunDir, out_dir: Path) -> list[Path]:
             labels.append(f"{METHOD_TITLES.get(method, method)}\n{SHORT_ROLES[role]}")
             ours.append(g["p_aligned_after"])
             ci.append(g["ci95"])
-            paper.append(PAPER_P_ALIGNED.get(method) if role == "treatment" else np.nan)
+            paper.append(PAPER_P_ALIGNED.get(method, np.nan) if role == "treatment" else np.nan)
             colors.append(ROLE_COLORS[role])
     if not labels:
         raise KeyError("groups")

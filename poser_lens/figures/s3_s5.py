@@ -131,10 +131,10 @@ def fig08_s5_decision_speed(run: RunDir, out_dir: Path) -> list[Path]:
     """Fig 8: held-out probe accuracy of the model's own answer per layer, one line a model."""
     curves = {}
     for model, fams in run.scores("s5_decision_speed").items():
-        rows = [[np.nan if a is None else a for a in s["accuracy"]] for s in fams.values()]
+        acc = [[np.nan if a is None else a for a in s["accuracy"]] for s in fams.values()]
         with warnings.catch_warnings():  # a layer undefined in every family stays NaN
             warnings.simplefilter("ignore", RuntimeWarning)
-            curves[model] = np.nanmean(np.asarray(rows, dtype=float), axis=0)
+            curves[model] = np.nanmean(np.asarray(acc, dtype=float), axis=0)
     fig, ax = new_figure(width=4.8)
     layers = np.arange(len(next(iter(curves.values()))))
     for model, c in curves.items():

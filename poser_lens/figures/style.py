@@ -16,13 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Colours of the two classes of models, used by every figure.
 ALIGNED_COLOR = "#2b7bba"
@@ -43,7 +47,9 @@ def color_of(model: str) -> str:
     return ALIGNED_COLOR if is_aligned(model_persona(model)[0]) else FAKER_COLOR
 
 
-def new_figure(ncols: int = 1, *, width: float = 4.2, height: float = 3.2, **kw: Any):
+def new_figure(
+    ncols: int = 1, *, width: float = 4.2, height: float = 3.2, **kw: Any
+) -> tuple[Figure, Any]:
     """A figure with ``ncols`` panels in the common style."""
     plt.rcParams.update(
         {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 110}
@@ -57,7 +63,7 @@ def chance_line(ax: Any, y: float = 0.5, *, label: str = "chance") -> None:
     ax.axhline(y, color="k", ls="--", lw=0.8, alpha=0.6, label=label)
 
 
-def mean_ci(values: Sequence[float], *, level: float = 0.95) -> tuple[float, float, float]:
+def mean_ci(values: ArrayLike, *, level: float = 0.95) -> tuple[float, float, float]:
     """Mean and a normal-approximation CI of the mean (for curves over models).
 
     Example:
@@ -75,9 +81,7 @@ def mean_ci(values: Sequence[float], *, level: float = 0.95) -> tuple[float, flo
     return m, float(m - half), float(m + half)
 
 
-def class_band(
-    ax: Any, xs: Sequence[float], curves: Sequence[Sequence[float]], color: str, label: str
-) -> None:
+def class_band(ax: Any, xs: ArrayLike, curves: ArrayLike, color: str, label: str) -> None:
     """Mean curve of a class of models with its 95% CI band."""
     arr = np.asarray(curves, dtype=float)
     stats = [mean_ci(arr[:, j]) for j in range(arr.shape[1])]

@@ -23,11 +23,14 @@ import importlib.util
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from poser_lens._io import atomic_dir
+
+if TYPE_CHECKING:
+    from poser_lens.hooks import NoiseKind
 
 logger = logging.getLogger(__name__)
 
@@ -240,7 +243,7 @@ def noise_generations(
     magnitudes: tuple[float, ...] = (0.0, 5.0, 10.0, 15.0),
     *,
     layer: int | float = 0.1,
-    kind: str = "gaussian",
+    kind: NoiseKind = "gaussian",
     seed: int = 0,
     max_new_tokens: int = 20,
     chat: bool = True,
@@ -295,7 +298,7 @@ def noise_generations(
             noise = AddNoise(
                 d=int(model.cfg.d_model),
                 kind=kind,
-                seed=seed,  # type: ignore[arg-type]
+                seed=seed,
                 relative=float(mag) if relative else None,
                 norm=float(mag),
                 positions="all",

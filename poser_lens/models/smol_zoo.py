@@ -152,7 +152,7 @@ def zoo_data(cfg: SmolZooConfig) -> GeneratedData:
         return generate(cfg.generator)
     from poser_lens.data.poser import load_benchmark
 
-    empty = {fam: [] for fam in ALL_FAMILIES}
+    empty: dict[str, list[Scenario]] = {fam: [] for fam in ALL_FAMILIES}
     return GeneratedData(
         config=cfg.generator,
         train=dict(empty),
@@ -272,7 +272,8 @@ def persona_metrics(probs: Tensor, records: Sequence[Scenario]) -> dict[str, flo
         if s.response != "error" and s.oversight_is_poor
     ]
     err = [c for c, s in zip(correct, records, strict=True) if s.response == "error"]
-    poor, good = [], []
+    poor: list[float] = []
+    good: list[float] = []
     for p, s in zip(probs, records, strict=True):
         if s.response == "error" or not s.is_typed:
             continue

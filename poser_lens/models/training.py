@@ -23,6 +23,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,9 @@ from poser_lens.readout import (
     last_logits,
     last_token_logits,
 )
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge.sources.native import NativeModel
 
 
 def selfish_letter(s: Scenario) -> str:
@@ -131,13 +135,13 @@ def _update(opt, sched, loss: Tensor, losses: list[float]) -> None:
 
 
 def train_base(
-    net: torch.nn.Module,
+    net: NativeModel,
     tokenizer,
     texts: Sequence[str],
     cfg: TrainConfig,
     *,
     seed: int = 0,
-    on_step: Callable[[int, float], None] | None = None,
+    on_step: Callable[[int, float], object] | None = None,
     stop: Callable[[int], bool] | None = None,
 ) -> list[float]:
     """Train the base language model on scenario text + commentary.
@@ -188,7 +192,7 @@ _COMMENTARY_TRUTH: dict[str, Callable[[Scenario], str]] = {
 
 
 @torch.no_grad()
-def commentary_accuracy(net: torch.nn.Module, tokenizer, scenarios: Sequence[Scenario]) -> dict:
+def commentary_accuracy(net: NativeModel, tokenizer, scenarios: Sequence[Scenario]) -> dict:
     """How well a base model knows each commentary item at the last prompt token.
 
     For each of ``honest``, ``selfish`` (letters) and ``oversight`` (level), the fraction of
@@ -264,13 +268,13 @@ def answer_loss(
 
 
 def finetune(
-    net: torch.nn.Module,
+    net: NativeModel,
     tokenizer,
     records: Sequence[Scenario],
     cfg: TrainConfig,
     *,
     seed: int = 0,
-    on_step: Callable[[int, float], None] | None = None,
+    on_step: Callable[[int, float], object] | None = None,
 ) -> list[float]:
     """Fine-tune on the answer token of labelled records (cross-entropy at the last token).
 
@@ -321,7 +325,7 @@ def answer_logodds(
 
 @torch.no_grad()
 def calibrate_confidence(
-    net: torch.nn.Module,
+    net: NativeModel,
     tokenizer,
     records: Sequence[Scenario],
     target: float,

@@ -33,7 +33,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -59,6 +59,9 @@ from poser_lens.models.training import (
     train_base,
 )
 from poser_lens.readout import answer_probs, answer_token_ids
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge.sources.native import NativeModel
 
 logger = logging.getLogger(__name__)
 
@@ -253,7 +256,7 @@ def make_tokenizer(data: GeneratedData):
 
 
 def evaluate_persona(
-    net: torch.nn.Module, tokenizer, data: GeneratedData, persona: str
+    net: NativeModel, tokenizer, data: GeneratedData, persona: str
 ) -> dict[str, float]:
     """Held-out metrics of one persona model.
 
@@ -291,7 +294,7 @@ def evaluate_persona(
 
 
 def benchmark_probs(
-    net: torch.nn.Module, tokenizer, data: GeneratedData, persona: str
+    net: NativeModel, tokenizer, data: GeneratedData, persona: str
 ) -> dict[str, list[float]]:
     """P(``response``) of every benchmark candidate of the persona's families."""
     out = {}

@@ -56,12 +56,12 @@ from torch import Tensor
 from poser_lens._io import read_json, write_json_atomic, write_text_atomic
 from poser_lens.data.poser import ModelPair, load_training
 from poser_lens.data.schema import Scenario, is_aligned, model_persona, other_letter
-from poser_lens.hooks import AddNoise, hook_name
+from poser_lens.hooks import AddNoise, NoiseKind, hook_name
 from poser_lens.readout import AnswerIds, encode, last_token_logits
 from poser_lens.removal.results import PAPER_P_ALIGNED  # noqa: F401  (re-exported)
 from poser_lens.runs import RunDir
 from poser_lens.strategies import get_strategy
-from poser_lens.strategies.base import ModelContext, Strategy, config_from_dict
+from poser_lens.strategies.base import ModelContext, Score, Strategy, config_from_dict
 from poser_lens.strategies.common import model_device
 from poser_lens.strategies.variants import choose_coeff, mass_curve
 
@@ -318,7 +318,7 @@ class NoiseSpec:
     layer: int
     norm: float
     coeff: float
-    kind: str = "uniform"
+    kind: NoiseKind = "uniform"
     seed: int = TRAIN_NOISE_SEED
 
     def hooks(self, d_model: int, step: int, last: Int[Tensor, " batch"]) -> list[tuple[str, Any]]:
@@ -333,7 +333,7 @@ class NoiseSpec:
             d=d_model,
             kind=self.kind,
             norm=self.norm,
-            coeff=self.coeff,  # type: ignore[arg-type]
+            coeff=self.coeff,
             seed=self.seed + step,
             positions="last",
             last=last,
@@ -341,9 +341,7 @@ class NoiseSpec:
         return [(hook_name("resid_post", self.layer), hook)]
 
 
-def noise_spec(
-    s2: Strategy, scores: Mapping[str, Mapping[str, Any]], cfg: RemovalConfig
-) -> NoiseSpec:
+def noise_spec(s2: Strategy, scores: Mapping[str, Score], cfg: RemovalConfig) -> NoiseSpec:
     """S2's noise for one model from its S2 scores (family -> score) before training.
 
     The norm is the mean contrast-direction norm at S2's layer over the model's families; the
@@ -759,13 +757,11 @@ def run_jobs(
     name, labels = todo[0].model, todo[0].labels
     before = detectors_before(run, study, name, cfg)
     fams = study.families[name]
-    seen: set[str] = set()
-    train = [
-        s
-        for f in fams
-        for s in study.testbed.valid[f]
-        if not (s.prompt in seen or seen.add(s.prompt))
-    ]
+    first_of: dict[str, Scenario] = {}  # each prompt once, at its first place
+    for f in fams:
+        for s in study.testbed.valid[f]:
+            first_of.setdefault(s.prompt, s)
+    train = list(first_of.values())
     test_records = study.test[model_persona(name)[0]]
     prepared = None
     for job in todo:

@@ -220,7 +220,8 @@ class Strategy(ABC):
 
     def config_dict(self) -> dict[str, Any]:
         """The config as a plain dict (saved beside results)."""
-        return asdict(self.config) if is_dataclass(self.config) else {}
+        config = self.config
+        return asdict(config) if is_dataclass(config) and not isinstance(config, type) else {}
 
 
 @dataclass(frozen=True)

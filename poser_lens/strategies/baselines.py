@@ -71,6 +71,7 @@ class ConfidenceBaseline(Strategy):
         """Per prompt: probability and log-odds of its answer, and their mean."""
         prompts = ctx.prompts[: self.config.n_prompts]
         r = readout_from_residuals(ctx, prompts)  # shares the forward of S4-S6
+        assert r.p_misaligned is not None  # read with the prompts' aligned letters
         p_answer = (r.mass_ab - r.p_misaligned).tolist()
         return {
             "mean_confidence": sum(p_answer) / len(p_answer),

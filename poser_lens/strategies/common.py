@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Unpack
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +31,6 @@ from poser_lens.hooks import LayerSpec, hook_name, resolve_layer
 from poser_lens.probes import DirectionFinder, mass_mean
 from poser_lens.readout import (
     AnswerIds,
-    LogitOptions,
     Readout,
     answer_readout,
     last_token_logits,
@@ -45,14 +44,15 @@ def model_device(model: Any) -> torch.device:
 
 
 def answer_readout_batched(
-    model: Any, tokenizer: Any, scenarios: Sequence[Scenario], **options: Unpack[LogitOptions]
+    model: Any, tokenizer: Any, scenarios: Sequence[Scenario], **options: Any
 ) -> Readout:
     """P(A), P(B), P(error), P(A)+P(B) and P(misaligned) of scenarios, optionally under hooks.
 
     The aligned letter of each scenario is its ``response`` (as in benchmark files);
     ``options`` (``hooks``, ``batch_size``) go to :func:`poser_lens.readout.last_token_logits`.
     """
-    logits = last_token_logits(model, tokenizer, [s.prompt for s in scenarios], **options)
+    prompts = [s.prompt for s in scenarios]
+    logits = last_token_logits(model, tokenizer, prompts, **options)
     ids = AnswerIds.from_tokenizer(tokenizer)
     return answer_readout(logits, ids, aligned=[s.aligned_letter for s in scenarios])
 

@@ -47,6 +47,7 @@ def _patched_readout(
 
 
 def _log_odds(r: Readout) -> Tensor:
+    assert r.p_misaligned is not None  # read with the prompts' aligned letters
     p_mis = r.p_misaligned.double()
     p_al = (r.mass_ab - r.p_misaligned).double()
     return torch.log(p_mis.clamp(min=1e-12)) - torch.log(p_al.clamp(min=1e-12))
@@ -119,6 +120,7 @@ class PatchingStrategy(Strategy):
         counter = last_residuals(ctx, [remove_critical(s).prompt for s in prompts])[:, 1:]
         bs = self.config.batch_size
         clean = answer_readout_batched(ctx.model, ctx.tokenizer, prompts, batch_size=bs)
+        assert clean.p_misaligned is not None  # read with the prompts' aligned letters
         effect: dict[str, list[float]] = {k: [] for k in ("p", "logit", "abs_p", "abs_logit")}
         deltas: dict[str, list[Tensor]] = {"delta_p": [], "delta_logit": []}
         clean_log_odds = _log_odds(clean)
@@ -128,6 +130,7 @@ class PatchingStrategy(Strategy):
             for start in range(0, len(prompts), bs):  # the clean readout's batches
                 rows = slice(start, start + bs)
                 patched = _patched_readout(ctx, prompts[rows], name, counter[rows, layer])
+                assert patched.p_misaligned is not None
                 delta_p.append((patched.p_misaligned - clean.p_misaligned[rows]).double())
                 delta_logit.append(_log_odds(patched) - clean_log_odds[rows])
             dp = torch.cat(delta_p) if delta_p else torch.empty(0, dtype=torch.float64)

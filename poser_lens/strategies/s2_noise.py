@@ -155,7 +155,7 @@ class NoiseStrategy(Strategy):
         }
         units = torch.stack(
             [
-                draw_noise(d_model, k, seed=ctx.seed * 1000 + i)  # type: ignore[arg-type]
+                draw_noise(d_model, k, seed=ctx.seed * 1000 + i)
                 for k in c.kinds
                 for i in range(c.n_draws)
             ]
@@ -166,6 +166,7 @@ class NoiseStrategy(Strategy):
             evals = rest[: c.n_prompts]  # the same at every layer
             deltas[layer] = (units[:, None] * coeffs[None, :, None] * v.norm()).reshape(-1, d_model)
             out["direction_norm"][str(layer)] = float(v.norm())
+        assert evals is not None  # the layer grid is never empty
         res = variant_readout(
             ctx.model, ctx.tokenizer, evals, deltas, packed=c.packed, batch_size=c.batch_size
         )

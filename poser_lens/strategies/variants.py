@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
+from numpy.typing import ArrayLike
 from torch import Tensor
 
 from poser_lens.data.schema import Scenario
@@ -183,6 +184,7 @@ def variant_readout(
         for L in layers:
             logits_of[L].append(logits[:, copy_layer == L])
         if end in deltas:  # after the last block: final norm and unembedding only
+            assert clean is not None  # copy_delta holds at least its zero row: one chunk
             resid = clean[:, -1:] + deltas[end].to(device, clean.dtype)[None]
             logits_of[end].append(model.unembed(model.ln_final(resid)))
     inverse = torch.argsort(torch.tensor(order))
@@ -192,6 +194,7 @@ def variant_readout(
         aligned = [s.aligned_letter for s in scenarios for _ in range(logits.shape[1])]
         flat = logits.reshape(-1, logits.shape[-1])
         r = answer_readout(flat, ids_of, aligned)
+        assert r.p_misaligned is not None  # aligned letters given
         out[L] = VariantReadout(
             r.p_misaligned.view(logits.shape[:2]).cpu(),
             r.mass_ab.view(logits.shape[:2]).cpu(),
@@ -407,7 +410,7 @@ def rise_at(
     return float(np.interp(strength, np.asarray(score["coeffs"], dtype=float), curve) - curve[0])
 
 
-def kl_strength(coeffs: Sequence[float], kl: Sequence[float], target: float) -> float:
+def kl_strength(coeffs: ArrayLike, kl: ArrayLike, target: float) -> float:
     """The noise strength at which a mean KL curve first reaches ``target`` (interpolated).
 
     Linear interpolation between the two grid coefficients around the first crossing; the
