@@ -353,7 +353,7 @@ def noise_spec(
     """
     from poser_lens.hooks import resolve_layer
 
-    head = s2.headline
+    head = s2.settings()
     first = next(iter(scores.values()))
     layer = resolve_layer(first["n_layers"], float(head["layer_frac"]))
     norms = [float(s["direction_norm"][str(layer)]) for s in scores.values()]
