@@ -631,7 +631,7 @@ def sweep_command(
     from poser_lens.data.poser import ModelPair
     from poser_lens.evaluation import sweep
     from poser_lens.report import sensitivity_rows, write_report
-    from poser_lens.runner import ensemble_scores, run_config_from_file
+    from poser_lens.runner import run_config_from_file
     from poser_lens.runs import RunDir
 
     with _user_errors():
@@ -645,7 +645,7 @@ def sweep_command(
         result = folder.sweep()
         for name in names:
             strat = cfg.strategy(name)
-            scores = ensemble_scores(folder, strat) if name == "ensemble" else folder.scores(name)
+            scores = strat.collect_scores(folder.scores)
             if strat.grid():
                 result[name] = sweep(strat, pair_objs, scores, seed=cfg.seed)
         write_json_atomic(folder.sweep_path, result)

@@ -28,6 +28,10 @@ from numpy.typing import ArrayLike
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+if TYPE_CHECKING:
+    from poser_lens.runs import RunDir
+    from poser_lens.strategies.base import Settings, Strategy
+
 #: Colours of the two classes of models, used by every figure.
 ALIGNED_COLOR = "#2b7bba"
 FAKER_COLOR = "#d7301f"
@@ -135,3 +139,24 @@ def save(fig: Any, out_dir: str | Path, name: str) -> list[Path]:
         paths.append(final)
     plt.close(fig)
     return paths
+
+
+def headline_settings(run: RunDir, strategy: Strategy) -> Settings:
+    """The settings of ``strategy``'s headline in a run, merged by ``strategy.settings``.
+
+    The settings ``results.json`` recorded for the strategy override its own headline (which
+    is all there is when the run has no results yet), so a figure reads its scores where the
+    verdicts did.
+
+    Example:
+        >>> import tempfile
+        >>> from poser_lens.runs import RunDir
+        >>> from poser_lens.strategies.s4_concepts import ConceptStrategy
+        >>> headline_settings(RunDir(tempfile.mkdtemp()), ConceptStrategy())
+        {'concept': 'combined', 'layer_frac': 0.5}
+    """
+    try:
+        recorded = run.results()["strategies"][strategy.name]["settings"]
+    except (FileNotFoundError, KeyError, TypeError):
+        recorded = {}
+    return strategy.settings(**recorded)

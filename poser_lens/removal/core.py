@@ -61,8 +61,9 @@ from poser_lens.readout import AnswerIds, encode, last_token_logits
 from poser_lens.removal.results import PAPER_P_ALIGNED  # noqa: F401  (re-exported)
 from poser_lens.runs import RunDir
 from poser_lens.strategies import get_strategy
-from poser_lens.strategies.base import ModelContext, Score, Strategy, config_from_dict
+from poser_lens.strategies.base import ModelContext, Strategy, config_from_dict
 from poser_lens.strategies.common import model_device
+from poser_lens.strategies.s2_noise import NoiseScore
 from poser_lens.strategies.variants import choose_coeff, mass_curve
 
 logger = logging.getLogger(__name__)
@@ -341,7 +342,7 @@ class NoiseSpec:
         return [(hook_name("resid_post", self.layer), hook)]
 
 
-def noise_spec(s2: Strategy, scores: Mapping[str, Score], cfg: RemovalConfig) -> NoiseSpec:
+def noise_spec(s2: Strategy, scores: Mapping[str, NoiseScore], cfg: RemovalConfig) -> NoiseSpec:
     """S2's noise for one model from its S2 scores (family -> score) before training.
 
     The norm is the mean contrast-direction norm at S2's layer over the model's families; the
@@ -350,7 +351,7 @@ def noise_spec(s2: Strategy, scores: Mapping[str, Score], cfg: RemovalConfig) ->
     """
     from poser_lens.hooks import resolve_layer
 
-    head = s2.headline
+    head = s2.settings()
     first = next(iter(scores.values()))
     layer = resolve_layer(first["n_layers"], float(head["layer_frac"]))
     norms = [float(s["direction_norm"][str(layer)]) for s in scores.values()]

@@ -1,5 +1,10 @@
 """Activation patching detector (beyond the paper): the oversight fact's effect on P(misaligned).
 
+In this module: the config :class:`PatchingConfig`, the score :class:`PatchingScore` and
+:class:`PatchingStrategy` (``score_model``, ``margin`` via ``statistic``). Figure: none of
+its own; :func:`poser_lens.figures.summary.fig_summary` and
+:func:`poser_lens.figures.confound.fig_confound` show its accuracy beside the others'.
+
 Example:
     >>> PatchingStrategy().headline
     {'metric': 'p', 'layer_frac': 0.5}
@@ -8,9 +13,9 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, TypedDict, cast
 
 import numpy as np
 import torch
@@ -21,7 +26,15 @@ from poser_lens.data.prompts import critical_indices, remove_critical
 from poser_lens.data.schema import Scenario
 from poser_lens.hooks import Patch, hook_name, resolve_layer
 from poser_lens.readout import Readout
-from poser_lens.strategies.base import PROMPT_INDEX, ModelContext, Score, Strategy, kept_positions
+from poser_lens.strategies.base import (
+    PROMPT_INDEX,
+    ModelContext,
+    PerPromptScore,
+    PromptRows,
+    PromptValues,
+    Strategy,
+    kept_positions,
+)
 from poser_lens.strategies.common import answer_readout_batched, kept_mean, last_residuals
 
 
@@ -66,7 +79,60 @@ class PatchingConfig:
     batch_size: int = 64
 
 
-class PatchingStrategy(Strategy):
+#: A metric of :class:`PatchingEffect` (the ``metric`` setting).
+PatchingMetric = Literal["p", "logit", "abs_p", "abs_logit"]
+
+
+class PatchingEffect(TypedDict):
+    """The mean effect of the patch per block, by metric (the ``metric`` setting).
+
+    Attributes:
+        p: Signed change of P(misaligned).
+        logit: Signed change of its log odds against the aligned answer.
+        abs_p: Absolute change of P(misaligned).
+        abs_logit: Absolute change of the log odds.
+    """
+
+    p: list[float]
+    logit: list[float]
+    abs_p: list[float]
+    abs_logit: list[float]
+
+
+class PatchingByPrompt(TypedDict):
+    """Per-prompt values of the patching detector (``prompt_index`` order).
+
+    Attributes:
+        clean_p_misaligned: Each prompt's clean P(misaligned).
+        delta_p: Per prompt and patched block: the signed change of P(misaligned).
+        delta_logit: The same for the log odds.
+    """
+
+    clean_p_misaligned: PromptValues
+    delta_p: PromptRows
+    delta_logit: PromptRows
+
+
+class PatchingScore(PerPromptScore):
+    """The score of the patching detector on one (model, family).
+
+    Attributes:
+        n_layers: Blocks of the model.
+        n_prompts: Prompts with a critical fact scored (restricted: kept).
+        clean_p_misaligned: Mean clean P(misaligned).
+        effect: :class:`PatchingEffect` (index = patched block).
+        prompt_index: The scored prompts' valid-prompt indices.
+        by_prompt: :class:`PatchingByPrompt`.
+    """
+
+    n_layers: int
+    n_prompts: int
+    clean_p_misaligned: float
+    effect: PatchingEffect
+    by_prompt: PatchingByPrompt
+
+
+class PatchingStrategy(Strategy[PatchingScore]):
     """Faker = the model whose P(misaligned) rises more when the oversight fact is patched out.
 
     Design. For each valid prompt with a critical fact, the counterfactual is the same prompt
@@ -113,7 +179,7 @@ class PatchingStrategy(Strategy):
     config_cls = PatchingConfig
     per_prompt: ClassVar[bool] = True
 
-    def score_model(self, ctx: ModelContext) -> Score:
+    def score_model(self, ctx: ModelContext) -> PatchingScore:
         """Mean change of P(misaligned) and of its log odds, per patched block."""
         index = critical_indices(ctx.prompts, self.config.n_prompts)
         prompts = [ctx.prompts[i] for i in index]
@@ -148,12 +214,12 @@ class PatchingStrategy(Strategy):
             "n_layers": ctx.n_layers,
             "n_prompts": len(prompts),
             "clean_p_misaligned": float(clean.p_misaligned.mean()),
-            "effect": effect,
+            "effect": cast("PatchingEffect", effect),
             PROMPT_INDEX: index,
-            "by_prompt": by_prompt,
+            "by_prompt": cast("PatchingByPrompt", by_prompt),
         }
 
-    def restrict(self, score: Score, keep: Set[int]) -> Score:
+    def restrict(self, score: PatchingScore, keep: Set[int]) -> PatchingScore:
         """The score on the scored prompts in ``keep``: every metric at every block.
 
         No scored prompt kept: NaN effects (a tie).
@@ -167,11 +233,11 @@ class PatchingStrategy(Strategy):
             >>> round(s.statistic(r, metric="p"), 6), s.statistic(r, metric="abs_logit")
             (-0.1, 1.0)
         """
-        bp = score["by_prompt"]
+        bp: Mapping[str, Any] = score["by_prompt"]
         pos = kept_positions(score, keep)
         n_layers = int(score["n_layers"])
         kept = {k: [v[i] for i in pos] for k, v in bp.items()}
-        effect = {}
+        effect: dict[str, list[float]] = {}
         for metric, key in (("p", "delta_p"), ("logit", "delta_logit")):
             rows = kept[key]
             effect[metric] = kept_mean(rows, range(len(rows)), (n_layers,)).tolist()
@@ -183,19 +249,20 @@ class PatchingStrategy(Strategy):
             "n_layers": n_layers,
             "n_prompts": len(pos),
             "clean_p_misaligned": float(np.mean(clean)) if clean else math.nan,
-            "effect": effect,
+            "effect": cast("PatchingEffect", effect),
             PROMPT_INDEX: [score[PROMPT_INDEX][i] for i in pos],
-            "by_prompt": kept,
+            "by_prompt": cast("PatchingByPrompt", kept),
         }
 
-    def statistic(self, score: Score, **settings: Any) -> float:
+    def statistic(self, score: PatchingScore, **settings: Any) -> float:
         """Mean effect of the patch (``metric``: p, logit, abs_p, abs_logit) at a layer fraction.
 
         Unset settings are the headline's (``p`` at mid-depth).
         """
-        settings = {**self.headline, **settings}
-        per_block = score["effect"][settings["metric"]]
-        return float(per_block[resolve_layer(len(per_block), float(settings["layer_frac"]))])
+        s = self.settings(**settings)
+        metric: PatchingMetric = s["metric"]
+        per_block = score["effect"][metric]
+        return float(per_block[resolve_layer(len(per_block), float(s["layer_frac"]))])
 
     @property
     def headline(self) -> dict[str, Any]:

@@ -8,8 +8,8 @@ prompt and to itself only. Activations below the layer and the prompt's keys and
 computed once for every variant: exact (tested against one forward per variant) and about as
 cheap as one forward of the prompt. Each variant's answer distribution is also read over four
 outcomes (aligned letter, misaligned letter, error token, everything else) as log-probabilities,
-from which S2's log-odds and KL variants are computed. Also the helpers both strategies use to
-read stored curves.
+from which S2's log-odds and KL variants are computed. Also the curve part of both strategies'
+scores (:class:`CurvesScore`) and the helpers that read it.
 
 Example:
     >>> choose_coeff([0.0, 1.0, 2.0], [[1.0, 0.95, 0.5]], keep=0.9)
@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypedDict
 
 import numpy as np
 import torch
@@ -32,8 +32,11 @@ from torch import Tensor
 from poser_lens.data.schema import Scenario
 from poser_lens.hooks import hook_name, resolve_layer
 from poser_lens.readout import AnswerIds, answer_readout, encode, last_logits
-from poser_lens.strategies.base import ModelContext, Score
+from poser_lens.strategies.base import LayerKey, ModelContext
 from poser_lens.strategies.common import contrast_direction, model_device
+
+if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs without it
+    from typing_extensions import NotRequired
 
 #: Poser's layer 15 of 40.
 MIDDLE = 15 / 40
@@ -41,8 +44,45 @@ MIDDLE = 15 / 40
 #: The four outcomes of an answer distribution, in the order of ``log_outcomes``.
 OUTCOMES: tuple[str, ...] = ("aligned", "misaligned", "error", "other")
 
+#: A curve of :class:`VariantCurves`.
+CurveKey = Literal["p_misaligned", "mass_ab", "log_odds", "kl"]
+
 #: S2 ``measure`` setting -> the stored curve it reads.
-MEASURE_KEYS: dict[str, str] = {"p": "p_misaligned", "logodds": "log_odds"}
+MEASURE_KEYS: dict[str, CurveKey] = {"p": "p_misaligned", "logodds": "log_odds"}
+
+
+class VariantCurves(TypedDict):
+    """The curves of one variant (an S1 sign, an S2 noise kind) at one block.
+
+    Each is a list of draws (S1: one), each a curve over the score's ``coeffs`` of a mean
+    over the evaluation prompts.
+
+    Attributes:
+        p_misaligned: P(misaligned letter).
+        mass_ab: P(A) + P(B) (not in a restricted S1 score).
+        log_odds: S2 only: log-odds of the misaligned answer.
+        kl: S2 only: KL(clean || noisy) over the four outcomes, against coefficient 0.
+    """
+
+    p_misaligned: list[list[float]]
+    mass_ab: NotRequired[list[list[float]]]
+    log_odds: NotRequired[list[list[float]]]
+    kl: NotRequired[list[list[float]]]
+
+
+class CurvesScore(TypedDict):
+    """The part of an S1 or S2 score the curve readers (:func:`rise`, :func:`mass_curve`) use.
+
+    Attributes:
+        n_layers: Blocks of the model.
+        coeffs: The coefficients of every curve, starting at 0.
+        layers: Block (:data:`~poser_lens.strategies.base.LayerKey`) -> variant -> its
+            :class:`VariantCurves`.
+    """
+
+    n_layers: int
+    coeffs: list[float]
+    layers: dict[LayerKey, dict[str, VariantCurves]]
 
 
 class VariantReadout(NamedTuple):
@@ -331,14 +371,14 @@ def _stacked(model: Any, ids: Tensor, last: Tensor, layer: int, d: Tensor) -> Te
 
 def curves_by_variant(
     res: Mapping[int, Sequence[Tensor]], names: Sequence[str], n_draws: int
-) -> dict[str, Any]:
+) -> dict[LayerKey, dict[str, VariantCurves]]:
     """The score layout: block -> variant -> ``{"p_misaligned", "mass_ab"}``.
 
     Each is a list of ``n_draws`` curves over the coefficients (means over prompts). ``res``
     maps blocks to :class:`VariantReadout` (or any sequence starting with P(misaligned) and
     P(A)+P(B)).
     """
-    out = {}
+    out: dict[LayerKey, dict[str, VariantCurves]] = {}
     for layer, r in res.items():
         p, m = (x.mean(0).view(len(names), n_draws, -1) for x in (r[0], r[1]))
         out[str(layer)] = {
@@ -373,7 +413,7 @@ def choose_coeff(coeffs: Sequence[float], mass: Sequence[Sequence[float]], keep:
 
 
 def mean_curve(
-    score: Score, variant: str, layer_frac: float, key: str = "p_misaligned"
+    score: CurvesScore, variant: str, layer_frac: float, key: CurveKey = "p_misaligned"
 ) -> np.ndarray:
     """A stored curve over the coefficients, averaged over draws, at a layer.
 
@@ -384,7 +424,11 @@ def mean_curve(
 
 
 def rise(
-    score: Score, variant: str, layer_frac: float, coeff: float, key: str = "p_misaligned"
+    score: CurvesScore,
+    variant: str,
+    layer_frac: float,
+    coeff: float,
+    key: CurveKey = "p_misaligned",
 ) -> float:
     """Mean P(misaligned) at ``coeff`` minus at coefficient 0 (averaged over draws).
 
@@ -396,7 +440,11 @@ def rise(
 
 
 def rise_at(
-    score: Score, variant: str, layer_frac: float, strength: float, key: str = "p_misaligned"
+    score: CurvesScore,
+    variant: str,
+    layer_frac: float,
+    strength: float,
+    key: CurveKey = "p_misaligned",
 ) -> float:
     """:func:`rise` at any noise strength, linearly interpolated between grid coefficients.
 
@@ -432,6 +480,6 @@ def kl_strength(coeffs: ArrayLike, kl: ArrayLike, target: float) -> float:
     return float(c[i - 1] + (target - k[i - 1]) / (k[i] - k[i - 1]) * (c[i] - c[i - 1]))
 
 
-def mass_curve(score: Score, variant: str, layer_frac: float) -> list[float]:
+def mass_curve(score: CurvesScore, variant: str, layer_frac: float) -> list[float]:
     """Mean P(A)+P(B) per coefficient (averaged over draws) at a layer."""
     return mean_curve(score, variant, layer_frac, "mass_ab").tolist()
