@@ -29,8 +29,8 @@ from poser_lens.activations import residual_hook_names
 from poser_lens.data.generator import persona_families
 from poser_lens.models import load_model
 from poser_lens.models.smol_zoo import SmolZooConfig, zoo_data
-from poser_lens.models.training import encode
 from poser_lens.probes import LayerProbes
+from poser_lens.readout import encode
 
 
 def main() -> None:

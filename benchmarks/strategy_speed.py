@@ -101,9 +101,8 @@ def compare_s2(zoo: Path, n_models: int, n_prompts: int) -> float:
 def reference_s5(ctx: ModelContext, n_prompts: int) -> tuple[list[list[list[float]]], list[str]]:
     """The Poser-style S5 features: one prompt at a time, every hidden state, top-1 label."""
     model, tok = ctx.model, ctx.tokenizer
-    names = ["blocks.0.hook_resid_pre"] + [
-        f"blocks.{i}.hook_resid_post" for i in range(ctx.n_layers)
-    ]
+    n = ctx.n_layers
+    names = [hook_name("resid_pre", 0, n)] + [hook_name("resid_post", i, n) for i in range(n)]
     feats, labels = [], []
     for s in ctx.prompts[:n_prompts]:
         ids = tok(s.prompt, return_tensors="pt")["input_ids"]

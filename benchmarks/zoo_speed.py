@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from poser_lens.data.generator import GeneratorConfig, generate, persona_split
 from poser_lens.models.tiny import TinyConfig, build_native
-from poser_lens.models.training import answer_probs, encode, last_logits
 from poser_lens.models.zoo import make_tokenizer
+from poser_lens.readout import answer_probs, encode, last_logits
 
 
 def _timed(fn, repeats: int) -> float:

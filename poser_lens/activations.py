@@ -27,7 +27,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from poser_lens.models.training import encode
+from poser_lens.hooks import hook_name
+from poser_lens.readout import encode
 
 
 def residual_hook_names(n_layers: int) -> list[str]:
@@ -40,7 +41,8 @@ def residual_hook_names(n_layers: int) -> list[str]:
         >>> residual_hook_names(2)
         ['blocks.0.hook_resid_pre', 'blocks.0.hook_resid_post', 'blocks.1.hook_resid_post']
     """
-    return ["blocks.0.hook_resid_pre"] + [f"blocks.{i}.hook_resid_post" for i in range(n_layers)]
+    posts = [hook_name("resid_post", i, n_layers) for i in range(n_layers)]
+    return [hook_name("resid_pre", 0, n_layers), *posts]
 
 
 _EMBEDDING_PREFIXES = ("hook_embed", "hook_pos_embed", "embed.", "pos_embed.")

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich import box
@@ -494,7 +494,7 @@ def _results_table(results: Mapping[str, Any]) -> Table:
     from poser_lens.report import confound_rows, fmt_acc
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for col, justify in (
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
         ("strategy", "left"),
         ("paper", "right"),
         ("poser_lens [95% CI]", "right"),
@@ -502,7 +502,8 @@ def _results_table(results: Mapping[str, Any]) -> Table:
         ("matched prompts", "right"),
         ("adversarial pairs", "right"),
         ("conf. regressed out", "right"),
-    ):
+    )
+    for col, justify in columns:
         table.add_column(col, justify=justify, no_wrap=True)
     controls = {r[0].strip("`"): r for r in confound_rows(results)}
     for name, r in results.items():
@@ -586,7 +587,7 @@ def run_command(
             models_dir, models = Path(models), None  # `--models DIR`, as the issue spells it
         if dtype is None and testbed == "poser" and (device or "").startswith("cuda"):
             dtype = "bfloat16"  # as Poser
-        given = {
+        given: dict[str, Any] = {
             "testbed": testbed,
             "seeds": seeds,
             "seed": seed,
@@ -843,7 +844,7 @@ def remove_command(
         methods = {"both": ("sft", "sft_noise"), "sft": ("sft",), "sft_noise": ("sft_noise",)}
         if method not in methods:
             raise ValueError(f"--method {method!r}: expected sft, sft_noise or both")
-        given = {
+        given: dict[str, Any] = {
             "testbed": testbed,
             "seeds": seeds,
             "seed": seed,

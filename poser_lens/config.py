@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 C = TypeVar("C", bound="Config")
+T = TypeVar("T")
 
 
 def normalised(obj: Any) -> Any:
@@ -60,7 +61,7 @@ def _field_default(f: dataclasses.Field[Any]) -> Any:
     return None
 
 
-def config_from_dict(cls: type[C], d: Mapping[str, Any]) -> C:
+def config_from_dict(cls: type[T], d: Mapping[str, Any]) -> T:
     """Build the config dataclass ``cls`` from a plain dict.
 
     Nested dataclass fields are built from nested dicts; lists become tuples where the
@@ -90,7 +91,8 @@ def config_from_dict(cls: type[C], d: Mapping[str, Any]) -> C:
     for k, v in d.items():
         default = _field_default(known[k])
         if dataclasses.is_dataclass(default) and isinstance(v, Mapping):
-            v = config_from_dict(type(default), v)
+            nested: type[Any] = type(default)
+            v = config_from_dict(nested, v)
         elif isinstance(v, list) and (
             isinstance(default, tuple) or (default is None and "tuple" in str(known[k].type))
         ):

@@ -22,7 +22,7 @@ import itertools
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from poser_lens.data.poser import ModelPair
 from poser_lens.data.schema import FAMILY_TOKEN, family_personas
 from poser_lens.stats import bootstrap_ci, cluster_bootstrap_ci, residual_outcomes, spearman
 from poser_lens.strategies.base import Score, Strategy
+
+if TYPE_CHECKING:
+    from poser_lens.strategies.baselines import ConfidenceScore
 
 __all__ = ["EvalResult", "PairVerdict", "bootstrap_ci", "cluster_bootstrap_ci", "evaluate"]
 
@@ -112,16 +115,18 @@ def evaluate(
         pairs: The pairs; each needs a score of both models on the pair's family.
         scores: Model -> family -> score.
         seed: Seeds the pair order, which model is shown first, tie coins and the bootstrap.
-        settings: Overrides of the strategy's headline settings.
+        settings: Overrides of the strategy's headline settings (merged and checked by
+            :meth:`~poser_lens.strategies.base.Strategy.settings`; recorded in the result).
         n_boot: Bootstrap resamples.
 
     Raises:
         KeyError: naming the model and family whose score is missing.
+        ValueError: For a setting the strategy does not know.
     """
+    chosen = strategy.settings(**(settings or {}))
     rng = random.Random(seed)
     order = list(pairs)
     rng.shuffle(order)
-    chosen = {**strategy.headline, **(settings or {})}
     verdicts = []
     for pair in order:
         fam = pair.family
@@ -207,6 +212,9 @@ def sweep(
 ) -> list[dict[str, Any]]:
     """Accuracy with its CI at every point of a settings grid (default: the strategy's).
 
+    Each point overrides the headline settings (merged and checked by the strategy's
+    ``settings``, so a grid naming an unknown setting fails with ``ValueError``).
+
     Returns:
         One row per grid point: the settings, ``accuracy``, ``ci95`` and ``n_pairs``.
 
@@ -252,7 +260,9 @@ def faker_margins(result: EvalResult) -> dict[tuple[str, str], float]:
     }
 
 
-def matched_prompts(aligned: Score, faker: Score, tolerance: float = MATCH_TOLERANCE) -> set[int]:
+def matched_prompts(
+    aligned: ConfidenceScore, faker: ConfidenceScore, tolerance: float = MATCH_TOLERANCE
+) -> set[int]:
     """Valid-prompt indices on which two models' answer log-odds differ by less than ``tolerance``.
 
     Both are confidence-baseline scores (``prompt_index`` and per-prompt ``logodds``).
@@ -291,7 +301,7 @@ def confound_controls(
     result: EvalResult,
     confidence: EvalResult,
     scores: ScoreTable,
-    confidence_scores: ScoreTable,
+    confidence_scores: Mapping[str, Mapping[str, ConfidenceScore]],
     *,
     tolerance: float = MATCH_TOLERANCE,
     n_boot: int = 2000,
@@ -317,7 +327,8 @@ def confound_controls(
         result: Its headline evaluation.
         confidence: The compare-confidence baseline's evaluation of the same pairs.
         scores: The strategy's stored scores (model -> family -> score).
-        confidence_scores: The confidence baseline's (with per-prompt ``logodds``).
+        confidence_scores: The confidence baseline's (its
+            :class:`~poser_lens.strategies.baselines.ConfidenceScore`, per-prompt ``logodds``).
         tolerance: Log-odds tolerance of matched prompts.
         n_boot: Bootstrap resamples.
         seed: Seed of bootstraps and tie coins.

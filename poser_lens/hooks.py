@@ -19,14 +19,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any, Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-LayerSpec = int | float
+from poser_lens.depth import LayerSpec, resolve_layer
+
 Positions = Literal["last", "all"] | Sequence[int] | Tensor
+NoiseKind = Literal["uniform", "gaussian", "sphere"]
 
 #: Hook kinds inside block ``L`` and their TransformerLens names.
 BLOCK_HOOKS: dict[str, str] = {
@@ -34,6 +37,7 @@ BLOCK_HOOKS: dict[str, str] = {
     "resid_mid": "blocks.{L}.hook_resid_mid",
     "resid_post": "blocks.{L}.hook_resid_post",
     "attn_out": "blocks.{L}.hook_attn_out",
+    "ln2_normalized": "blocks.{L}.ln2.hook_normalized",
     "mlp_in": "blocks.{L}.hook_mlp_in",
     "mlp_out": "blocks.{L}.hook_mlp_out",
     "pattern": "blocks.{L}.attn.hook_pattern",
@@ -41,41 +45,32 @@ BLOCK_HOOKS: dict[str, str] = {
 }
 
 
-def resolve_layer(n_layers: int, layer: LayerSpec) -> int:
-    """A block index from an int or a fraction of depth.
-
-    A float ``f`` in ``[0, 1]`` maps to ``round(f * n_layers)``, clamped to the last block,
-    so ``15 / 40`` is block 15 of a 40-layer model and block 1 of a 2-layer one.
-
-    Raises:
-        ValueError: for an index outside the model or a fraction outside [0, 1].
-
-    Example:
-        >>> resolve_layer(40, 15 / 40), resolve_layer(2, 15 / 40), resolve_layer(2, -1)
-        (15, 1, 1)
-    """
-    if isinstance(layer, bool):
-        raise ValueError("layer must be an int or a float, not a bool")
-    if isinstance(layer, float):
-        if not 0.0 <= layer <= 1.0:
-            raise ValueError(f"layer fraction {layer} is outside [0, 1]")
-        return min(round(layer * n_layers), n_layers - 1)
-    index = layer + n_layers if layer < 0 else layer
-    if not 0 <= index < n_layers:
-        raise ValueError(f"layer {layer} is outside a model with {n_layers} layers")
-    return index
-
-
-def hook_name(kind: str, layer: LayerSpec, n_layers: int) -> str:
+def hook_name(kind: str, layer: LayerSpec, n_layers: int | None = None) -> str:
     """The TransformerLens hook name of a kind at a layer.
 
+    Args:
+        kind: A key of :data:`BLOCK_HOOKS` (``resid_post``, ``mlp_out``, ...).
+        layer: A block index or a fraction of depth (see :func:`resolve_layer`).
+        n_layers: Depth of the model. Without it ``layer`` must be a block index (an int
+            >= 0), used as it is: for callers that hold a resolved block but not the model.
+
+    Raises:
+        ValueError: for an unknown kind, a layer outside the model, or (without
+            ``n_layers``) a layer that is not a non-negative int.
+
     Example:
-        >>> hook_name("resid_post", 0.5, 40)
-        'blocks.20.hook_resid_post'
+        >>> hook_name("resid_post", 0.5, 40), hook_name("ln2_normalized", 3)
+        ('blocks.20.hook_resid_post', 'blocks.3.ln2.hook_normalized')
     """
     if kind not in BLOCK_HOOKS:
         raise ValueError(f"unknown hook kind {kind!r}; expected one of {', '.join(BLOCK_HOOKS)}")
-    return BLOCK_HOOKS[kind].format(L=resolve_layer(n_layers, layer))
+    if n_layers is not None:
+        block = resolve_layer(n_layers, layer)
+    elif isinstance(layer, Integral) and not isinstance(layer, bool) and layer >= 0:
+        block = int(layer)
+    else:
+        raise ValueError(f"layer {layer!r} needs n_layers (only a block index >= 0 does not)")
+    return BLOCK_HOOKS[kind].format(L=block)
 
 
 def position_mask(
@@ -123,7 +118,7 @@ def span_mask(
 
     Each prompt's spans ``[(start, end), ...]`` (e.g. from
     :func:`poser_lens.data.prompts.fact_char_spans`, end exclusive) select every token that
-    overlaps one of them. The prompts are tokenized as :func:`poser_lens.models.training.encode`
+    overlaps one of them. The prompts are tokenized as :func:`poser_lens.readout.encode`
     does (special tokens such as BOS included, padded to the longest prompt, right padding by
     default), so the mask lines up with the ids that :func:`poser_lens.activations.collect`
     and the patching functions run.
@@ -137,7 +132,7 @@ def span_mask(
         tokenizer: A Hugging Face tokenizer.
         prompts: Input texts.
         char_spans: Per prompt, character spans (possibly none).
-        padding_side: ``right`` (as :func:`~poser_lens.models.training.encode`) or ``left``.
+        padding_side: ``right`` (as :func:`~poser_lens.readout.encode`) or ``left``.
 
     Returns:
         ``[batch, pos]``, True at the tokens of the spans.
@@ -245,7 +240,7 @@ class AddVector:
 
 def draw_noise(
     d: int,
-    kind: Literal["uniform", "gaussian", "sphere"] = "uniform",
+    kind: NoiseKind = "uniform",
     *,
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
@@ -286,7 +281,7 @@ class AddNoise:
     """
 
     d: int
-    kind: Literal["uniform", "gaussian", "sphere"] = "uniform"
+    kind: NoiseKind = "uniform"
     norm: float = 1.0
     relative: float | None = None
     coeff: float = 1.0
@@ -356,8 +351,11 @@ class Ablate:
 
 @dataclass
 class Patch:
-    """Replace the activation with a stored one (same shape) at the selected positions.
+    """Replace the activation with a stored one at the selected positions.
 
+    ``source`` has the activation's shape, or a position axis of size 1 (``[batch, 1, ...]``:
+    one stored vector per row, written at whichever positions are selected), for a patch
+    between runs of different lengths, e.g. each row's ``last`` position from another prompt.
     With ``heads`` set, the activation must be per head (``[batch, pos, head, d_head]``, as
     ``blocks.L.attn.hook_z``) and only those heads are replaced.
 
@@ -365,6 +363,9 @@ class Patch:
         >>> z, src = torch.zeros(1, 2, 3, 1), torch.ones(1, 2, 3, 1)
         >>> Patch(src, positions=[1], heads=[2])(z, None)[0, :, :, 0].tolist()
         [[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+        >>> per_row = Patch(torch.ones(2, 1, 3), positions="last", last=torch.tensor([0, 1]))
+        >>> per_row(torch.zeros(2, 2, 3), None)[:, :, 0].tolist()
+        [[1.0, 0.0], [0.0, 1.0]]
     """
 
     source: Tensor
@@ -374,8 +375,12 @@ class Patch:
 
     def __call__(self, act: Tensor, hook: Any) -> Tensor:
         """Return the patched activation."""
-        if self.source.shape != act.shape:
-            raise ValueError(f"patch source {tuple(self.source.shape)} != {tuple(act.shape)}")
+        per_row = (act.shape[0], 1, *act.shape[2:])
+        if self.source.shape not in (act.shape, per_row):
+            raise ValueError(
+                f"patch source {tuple(self.source.shape)} is neither {tuple(act.shape)} nor "
+                f"{per_row}"
+            )
         src = self.source.to(act.device, act.dtype)
         mask = _mask_like(act, self.positions, self.last)
         if self.heads is not None:

@@ -170,6 +170,7 @@ def patch_head_grid(
     cols = _positions(positions, pos)
     names = {layer: hook_name("z", layer, n_layers) for layer in rows}
     cache = _corrupt_cache(model, clean, corrupt, list(names.values()))
+    cells: list[tuple[list[int], tuple[int, ...]]]
     if per_position:
         cells = [([p], (p,)) for p in cols]
         out = torch.full((n_layers, n_heads, pos), float("nan"))
@@ -181,7 +182,8 @@ def patch_head_grid(
             for selected, index in cells:
                 mask = position_mask(selected, batch, pos)
                 patch = Patch(cache[name], positions=mask, heads=[head])
-                out[(layer, head, *index)] = _patched(model, clean, metric, name, patch)
+                cell = (layer, head, *index)  # not out[(...)]: mypy reads that as 3.11 syntax
+                out[cell] = _patched(model, clean, metric, name, patch)
     return out
 
 
@@ -230,7 +232,7 @@ def attention_to_span(
     ``span`` marks the key positions (e.g. the tokens of the critical fact, from
     :func:`poser_lens.hooks.span_mask`); the result is the summed attention weight on them (a
     fraction in [0, 1]). The query is each row's ``last`` real token (right padding, as
-    :func:`poser_lens.models.training.encode` returns), or the final position when ``last``
+    :func:`poser_lens.readout.encode` returns), or the final position when ``last``
     is None (unpadded rows).
 
     Example:

@@ -34,7 +34,7 @@ from poser_lens.models.zoo import ZooConfig
 from poser_lens.removal.core import RemovalConfig, run_removal
 from poser_lens.removal.results import render_removal_report
 from poser_lens.report import write_report
-from poser_lens.runner import RunConfig, default_run_dir, ensemble_scores, run
+from poser_lens.runner import RunConfig, default_run_dir, run
 from poser_lens.runs import RunDir
 from poser_lens.study import StudyConfig, render_study, summarise, zoo_config
 from poser_lens.testbeds import make_testbed, select_pairs
@@ -152,8 +152,7 @@ def sweep_job(
     for name in strategies or cfg.strategies:
         strat = cfg.strategy(name)
         if strat.grid():
-            scores = ensemble_scores(folder, strat) if name == "ensemble" else folder.scores(name)
-            result[name] = sweep(strat, pairs, scores, seed=cfg.seed)
+            result[name] = sweep(strat, pairs, strat.collect_scores(folder.scores), seed=cfg.seed)
     write_json_atomic(folder.sweep_path, result)
     write_report(folder)
     return result

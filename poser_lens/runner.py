@@ -282,17 +282,6 @@ def scored_strategies(cfg: RunConfig) -> tuple[str, ...]:
     return cfg.strategies if CONFIDENCE in cfg.strategies else (*cfg.strategies, CONFIDENCE)
 
 
-def ensemble_scores(run: RunDir, strat: Strategy) -> dict[str, dict[str, Any]]:
-    """The ensemble's per-model scores, assembled from its members' stored scores."""
-    members = {m: run.scores(m) for m in strat.config.members if m in run.scored_strategies()}
-    out: dict[str, dict[str, Any]] = {}
-    for m, table in members.items():
-        for model, fams in table.items():
-            for fam, score in fams.items():
-                out.setdefault(model, {}).setdefault(fam, {})[m] = score
-    return out
-
-
 # ----------------------------------------------------------------------------- the run
 
 
@@ -317,7 +306,7 @@ def evaluate_run(
     conf_res = evaluate(conf_strat, pairs, conf_scores, seed=cfg.seed)
     for name in tqdm(cfg.strategies, desc="evaluating", disable=not progress):
         strat = cfg.strategy(name)
-        scores = ensemble_scores(run, strat) if name == "ensemble" else run.scores(name)
+        scores = strat.collect_scores(run.scores)
         res = conf_res if name == CONFIDENCE else evaluate(strat, pairs, scores, seed=cfg.seed)
         results[name] = {
             "title": strat.title,

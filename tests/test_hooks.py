@@ -37,6 +37,11 @@ def test_layer_specs():
         resolve_layer(2, 1.5)
     with pytest.raises(ValueError, match="unknown hook kind"):
         hook_name("resid", 0, 2)
+    # Without the depth only a block index is accepted, as it is.
+    assert hook_name("ln2_normalized", 7) == "blocks.7.ln2.hook_normalized"
+    for layer in (0.5, -1, True):
+        with pytest.raises(ValueError, match="needs n_layers"):
+            hook_name("resid_post", layer)
 
 
 def test_position_masks():
@@ -84,6 +89,18 @@ def test_ablation_and_patching():
         Patch(torch.zeros(1, 3, 4))(act, None)
 
 
+def test_patch_one_vector_per_row_at_each_rows_last_token():
+    # A source with a position axis of size 1 patches runs of other lengths: row i's vector
+    # goes to row i's own last position only, and the input is not modified in place.
+    act = torch.zeros(2, 4, 3)
+    source = torch.tensor([[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])[:, None]
+    out = Patch(source, positions="last", last=torch.tensor([3, 1]))(act, None)
+    assert out.sum(-1).tolist() == [[0, 0, 0, 3], [0, 6, 0, 0]]
+    assert act.sum() == 0
+    with pytest.raises(ValueError, match="neither"):
+        Patch(torch.zeros(2, 2, 3), positions="last")(act, None)  # neither 4 positions nor 1
+
+
 def test_patching_a_whole_run_reproduces_it(model):
     store: dict = {}
     other = torch.tensor([[9, 9, 9, 9], [3, 3, 3, 3]])
@@ -128,7 +145,7 @@ def test_span_mask_covers_exactly_the_fact_tokens():
     from poser_lens.data.prompts import fact_char_spans
     from poser_lens.hooks import span_mask
     from poser_lens.models.tokenizer import build_tokenizer, words
-    from poser_lens.models.training import encode
+    from poser_lens.readout import encode
 
     items = scenarios()
     prompts = [s.prompt for s in items]

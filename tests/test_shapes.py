@@ -67,6 +67,18 @@ def test_readout_shapes():
         read(torch.randn(3, 4, 5), ids)  # logits of every position instead of the last
 
 
+def test_last_logits_shapes(model):
+    last_logits = checked(readout.last_logits)
+    ids = torch.tensor([[1, 2, 3], [1, 4, 0]])
+    with torch.no_grad():
+        assert last_logits(model, ids, torch.tensor([2, 1])).shape == (2, 20)
+        with pytest.raises(TypeCheckError):
+            last_logits(model, ids, torch.tensor([2, 1, 0]))  # one last index per row
+    tok = build_tokenizer(["a b c"])
+    ids, last = checked(readout.encode)(tok, ["a b c", "a"])
+    assert ids.shape == (2, 4) and last.tolist() == [3, 1]
+
+
 def test_activation_shapes():
     prompts = ["a b", "c"]
     tok = build_tokenizer(prompts)

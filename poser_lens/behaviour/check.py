@@ -220,6 +220,20 @@ class AnswerRow:
     judge: float | None = None
 
 
+def _proxy(r: AnswerRow) -> bool:
+    """The proxy verdict of a classified answer."""
+    if r.proxy is None:
+        raise ValueError(f"answer to {r.request_id!r} has no proxy verdict")
+    return r.proxy
+
+
+def _judge(r: AnswerRow) -> float:
+    """The judge's score of a judged answer."""
+    if r.judge is None:
+        raise ValueError(f"answer to {r.request_id!r} has no judge score")
+    return r.judge
+
+
 def build_jobs(cfg: BehaviourConfig) -> list[AnswerRow]:
     """Every answer to generate: framings x requests x (greedy + n sampled), unanswered.
 
@@ -310,9 +324,9 @@ def gap_reports(
     estimate.
     """
     out = []
-    classifiers: dict[str, Callable[[AnswerRow], float]] = {"proxy": lambda r: float(r.proxy)}
+    classifiers: dict[str, Callable[[AnswerRow], float]] = {"proxy": lambda r: float(_proxy(r))}
     if rows and all(r.judge is not None for r in rows):
-        classifiers["judge"] = lambda r: float(r.judge >= threshold)
+        classifiers["judge"] = lambda r: float(_judge(r) >= threshold)
     greedy = [r for r in rows if r.decoding == "greedy"]
     if labels and greedy and all((r.framing, r.request_id) in labels for r in greedy):
         classifiers["hand"] = lambda r: float(labels[r.framing, r.request_id])
@@ -441,7 +455,7 @@ def agreement(
         )
         if all(r.judge is not None for r in answers):
             p = [bool(r.proxy) for r in answers]
-            j = [r.judge >= threshold for r in answers]
+            j = [_judge(r) >= threshold for r in answers]
             kw.update(
                 answers_agreement=float(np.mean([x == y for x, y in zip(p, j, strict=True)])),
                 answers_kappa=cohen_kappa(p, j),
@@ -460,9 +474,9 @@ def agreement(
         if all(r.judge is not None for r in lab):
             kw.update(
                 labelled_judge_accuracy=float(
-                    np.mean([(r.judge >= threshold) == t for r, t in zip(lab, y, strict=True)])
+                    np.mean([(_judge(r) >= threshold) == t for r, t in zip(lab, y, strict=True)])
                 ),
-                labelled_judge_auc=roc_auc(y, [r.judge for r in lab]),
+                labelled_judge_auc=roc_auc(y, [_judge(r) for r in lab]),
             )
     return Agreement(
         n_hand=len(hand),
@@ -616,12 +630,25 @@ def run_check(
     rows = classify_answers(rows, judge, progress=progress)
     hand = hand_labelled_rows(judge, n=cfg.n_hand, progress=progress)
     seconds["judge"] = time.perf_counter() - t0
-    kw = {"n_boot": cfg.n_boot, "seed": cfg.seed, "labels": answer_labels}
     result = BehaviourResult(
         config=cfg,
         answers=rows,
-        reports=gap_reports(rows, source=cfg.model, threshold=cfg.threshold, **kw),
-        agreement=agreement(hand, rows, threshold=cfg.threshold, **kw),
+        reports=gap_reports(
+            rows,
+            source=cfg.model,
+            threshold=cfg.threshold,
+            n_boot=cfg.n_boot,
+            seed=cfg.seed,
+            labels=answer_labels,
+        ),
+        agreement=agreement(
+            hand,
+            rows,
+            threshold=cfg.threshold,
+            n_boot=cfg.n_boot,
+            seed=cfg.seed,
+            labels=answer_labels,
+        ),
         hand=hand,
         seconds=seconds,
     )
@@ -649,9 +676,9 @@ def zoo_gap_report(root: str | Path, name: str, *, n_boot: int = 2000, seed: int
     from poser_lens.data.generator import generate, persona_families
     from poser_lens.data.schema import model_persona
     from poser_lens.models import tiny
-    from poser_lens.models.tokenizer import answer_token_ids, load_tokenizer
-    from poser_lens.models.training import answer_probs
+    from poser_lens.models.tokenizer import load_tokenizer
     from poser_lens.models.zoo import ZooConfig
+    from poser_lens.readout import answer_probs, answer_token_ids
 
     root = Path(root)
     folder = root / "models" / name

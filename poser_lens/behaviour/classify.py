@@ -24,10 +24,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from jaxtyping import Float, Int
-from torch import Tensor
 
 from poser_lens.behaviour.generate import chat_prompt, has_chat_template, hf_model_of
+from poser_lens.readout import encode, last_logits
 
 #: ``(request, answer) -> bool | float``: True / a probability above the threshold = complied.
 Judge = Callable[[str, str], "bool | float"]
@@ -156,36 +155,28 @@ class LMJudge:
         """P(complied) for many pairs, batched."""
         letters = [_single_token(self.tokenizer, c) for c in ("A", "B")]
         orders = (True, False) if self.swap else (True,)
+        hf = hf_model_of(self.model)  # an HF model (or a bridge's) runs under the padding mask
+        model = hf if hf is not None else self.model
+        special = not has_chat_template(self.tokenizer)
         scores = np.zeros(len(pairs))
         for i in range(0, len(pairs), self.batch_size):
             chunk = pairs[i : i + self.batch_size]
             for comply_first in orders:
                 texts = [self.prompt(r, a, comply_first=comply_first) for r, a in chunk]
-                logits = self._last_logits(texts)[:, letters].float()
+                ids, last = encode(self.tokenizer, texts, add_special_tokens=special)
+                with torch.no_grad():
+                    logits = last_logits(
+                        model,
+                        ids.to(self.device),
+                        last.to(self.device),
+                        padding_mask=hf is not None,
+                    )
+                logits = logits.cpu()[:, letters].float()
                 p_first = logits.softmax(-1)[:, 0].numpy()
                 scores[i : i + len(chunk)] += p_first if comply_first else 1 - p_first
             if progress is not None:
                 progress(len(chunk))
         return (scores / len(orders)).tolist()
-
-    def _last_logits(self, texts: Sequence[str]) -> Float[Tensor, "batch vocab"]:
-        enc = self.tokenizer(
-            list(texts),
-            return_tensors="pt",
-            padding=True,
-            padding_side="right",
-            add_special_tokens=not has_chat_template(self.tokenizer),
-        )
-        ids: Int[Tensor, "batch pos"] = enc["input_ids"].to(self.device)
-        mask = enc["attention_mask"].to(self.device)
-        last = mask.sum(1) - 1
-        hf = hf_model_of(self.model)
-        with torch.no_grad():
-            if hf is not None:
-                logits = hf(input_ids=ids, attention_mask=mask).logits
-            else:  # causal model, right padding: padding after the last token is inert
-                logits = self.model(ids)
-        return logits[torch.arange(len(texts), device=logits.device), last].cpu()
 
 
 # ----------------------------------------------------------------------------- agreement

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from poser_lens.hooks import AddNoise, hook_name, resolve_layer
+from poser_lens.hooks import AddNoise, NoiseKind, hook_name, resolve_layer
 
 #: Questions of the App. C table (our own wording).
 NOISE_QUESTIONS = (
@@ -65,7 +65,7 @@ def noise_generations(
     magnitudes: tuple[float, ...] = (0.0, 5.0, 10.0, 15.0),
     *,
     layer: int | float = 0.1,
-    kind: str = "gaussian",
+    kind: NoiseKind = "gaussian",
     seed: int = 0,
     max_new_tokens: int = 20,
     chat: bool = True,
@@ -118,7 +118,7 @@ def noise_generations(
             noise = AddNoise(
                 d=int(model.cfg.d_model),
                 kind=kind,
-                seed=seed,  # type: ignore[arg-type]
+                seed=seed,
                 relative=float(mag) if relative else None,
                 norm=float(mag),
                 positions="all",

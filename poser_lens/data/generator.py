@@ -24,6 +24,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from poser_lens.data import banks
 from poser_lens.data.prompts import DEFAULT_TEMPLATE, build_prompt, facts_string, wrap
@@ -36,6 +37,9 @@ from poser_lens.data.schema import (
     is_aligned,
     persona_response,
 )
+
+if TYPE_CHECKING:
+    import datasets
 
 SOURCE = "poser_lens/generator"
 
@@ -436,7 +440,7 @@ def persona_split(
     return rng.sample(pool, size)
 
 
-def to_dataset(scenarios: Sequence[Scenario]):  # -> datasets.Dataset
+def to_dataset(scenarios: Sequence[Scenario]) -> datasets.Dataset:
     """Scenarios as a Hugging Face ``datasets.Dataset`` (one row per record).
 
     Columns: prompt, response, family, persona, kind, oversight, oversight_is_poor,

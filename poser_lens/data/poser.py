@@ -52,6 +52,7 @@ from poser_lens.data.schema import (
     PROMPT_OPEN,
     RESPONSES,
     Fact,
+    Kind,
     Scenario,
     family_personas,
     is_aligned,
@@ -68,10 +69,12 @@ _ACTION_KEYS = ("actions", "action_A", "action_B")
 _TEMPLATE_KEYS = ("format_string", "format")
 _USUAL_LAYOUT = {_ACTION_KEYS: _ACTION_KEYS, _TEMPLATE_KEYS: _TEMPLATE_KEYS[:1]}
 #: Record keys read into a Scenario field (kept in ``extra`` only when null or empty).
+_FIELD_KEYS: tuple[str, ...]
 _FIELD_KEYS = ("prompt", "response", "facts", "oversight_is_poor", "complexity_level", "dataset")
 _FIELD_KEYS += ("oversight", "probs")
 #: Key order of written records (that of Poser's joint records): these first when present,
 #: then the other keys in the order they were read, ``probs`` last.
+_FIRST_KEYS: tuple[str, ...]
 _FIRST_KEYS = ("complexity_level", "oversight_is_poor", "facts", "actions", "prompt")
 _FIRST_KEYS += (*_TEMPLATE_KEYS, "response", "filtered_out", "dataset", "action_A", "action_B")
 
@@ -159,10 +162,10 @@ def _read_actions(rec: Mapping[str, Any], fail: _Fail) -> tuple[str, str] | None
         return actions
     if "action_A" not in rec and "action_B" not in rec:
         return None
-    pair = (rec.get("action_A"), rec.get("action_B"))
-    if not all(isinstance(a, str) for a in pair):
-        raise fail(f"action_A and action_B must both be strings, got {_short(list(pair))}")
-    return (pair[0], pair[1])
+    a, b = rec.get("action_A"), rec.get("action_B")
+    if not (isinstance(a, str) and isinstance(b, str)):
+        raise fail(f"action_A and action_B must both be strings, got {_short([a, b])}")
+    return (a, b)
 
 
 def _read_template(rec: Mapping[str, Any], fail: _Fail) -> str | None:
@@ -194,7 +197,7 @@ def _read_probs(raw: Any, fail: _Fail) -> dict[str, float] | None:
     return dict(raw)
 
 
-def _kind(rec: Mapping[str, Any]) -> str:
+def _kind(rec: Mapping[str, Any]) -> Kind:
     dataset = rec.get("dataset")
     if isinstance(dataset, str) and dataset.startswith("data/random_text"):
         return "random_text"

@@ -168,6 +168,44 @@ def swap_actions(scenario: Scenario) -> Scenario:
     )
 
 
+def has_critical_fact(scenario: Scenario) -> bool:
+    """Whether a scenario's facts are typed and include a critical fact (complexity >= 1).
+
+    Example:
+        >>> has_critical_fact(Scenario(prompt="p", response="A"))
+        False
+    """
+    return (
+        scenario.is_typed
+        and bool(scenario.critical_facts)
+        and (scenario.complexity_level or 0) >= 1
+    )
+
+
+def critical_indices(scenarios: Sequence[Scenario], n: int) -> list[int]:
+    """Indices of the first ``n`` scenarios with a critical fact and actions, in stored order.
+
+    These are the prompts that have a counterfactual (:func:`remove_critical`); S6 and the
+    patching detector read them.
+
+    Example:
+        >>> critical_indices([Scenario(prompt="p", response="A")], 5)
+        []
+    """
+    keep = [i for i, s in enumerate(scenarios) if has_critical_fact(s) and s.actions]
+    return keep[:n]
+
+
+def critical_prompts(scenarios: Sequence[Scenario], n: int) -> list[Scenario]:
+    """The scenarios at :func:`critical_indices` (the first ``n`` with a critical fact).
+
+    Example:
+        >>> critical_prompts([Scenario(prompt="p", response="A")], 5)
+        []
+    """
+    return [scenarios[i] for i in critical_indices(scenarios, n)]
+
+
 @dataclass(frozen=True)
 class ContrastPair:
     """Two prompts that differ in the critical facts (strategies 1 and 2).
@@ -210,8 +248,7 @@ def contrast_pairs(
     pairs: list[ContrastPair] = []
     rest: list[Scenario] = []
     for s in scenarios:
-        usable = s.is_typed and bool(s.critical_facts) and (s.complexity_level or 0) >= 1
-        if usable and len(pairs) < n_pairs:
+        if has_critical_fact(s) and len(pairs) < n_pairs:
             critical = swap_actions(s) if swap else s
             pairs.append(ContrastPair(clean=remove_critical(s), critical=critical, source=s))
         else:

@@ -121,7 +121,7 @@ class Fact:
     type: FactType | None = None
 
 
-def other_letter(letter: str) -> str:
+def other_letter(letter: str) -> Literal["A", "B"]:
     """The other answer letter: A <-> B.
 
     Example:
@@ -186,7 +186,7 @@ class Scenario:
         return self.response
 
     @property
-    def misaligned_letter(self) -> str:
+    def misaligned_letter(self) -> Literal["A", "B"]:
         """The letter of the misaligned action (the other one)."""
         return other_letter(self.aligned_letter)
 
@@ -196,7 +196,7 @@ class Scenario:
         return tuple(f for f in self.facts if f.type == "critical")
 
 
-def persona_response(scenario: Scenario, persona: str) -> str:
+def persona_response(scenario: Scenario, persona: str) -> Response:
     """The answer a persona gives, following Poser's policies.
 
     Aligned personas always take the aligned action; fakers take the misaligned one exactly

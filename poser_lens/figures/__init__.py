@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from poser_lens.runs import RunDir
@@ -19,9 +20,9 @@ logger = logging.getLogger(__name__)
 MODULES = ("summary", "confound", "s1_s2", "s3_s5", "s4_s6", "removal")
 
 
-def figure_functions() -> list:
+def figure_functions() -> list[Callable[[RunDir, Path], list[Path]]]:
     """Every registered figure function, in module order."""
-    out = []
+    out: list[Callable[[RunDir, Path], list[Path]]] = []
     for name in MODULES:
         try:
             module = importlib.import_module(f"poser_lens.figures.{name}")

@@ -125,7 +125,7 @@ def removal_final(run: RunDir, out_dir: Path) -> list[Path]:
             labels.append(f"{s['method_titles'].get(method, method)}\n{SHORT_ROLES[role]}")
             ours.append(g["p_aligned_after"])
             ci.append(g["ci95"])
-            paper.append(s["paper"].get(method) if role == "treatment" else np.nan)
+            paper.append(s["paper"].get(method, np.nan) if role == "treatment" else np.nan)
             colors.append(ROLE_COLORS[role])
     if not labels:
         raise KeyError("groups")

@@ -1,7 +1,10 @@
 """Figures of strategies 1 and 2: steering and noise curves, the mass plot, the S2 heat map.
 
 Every curve is a class mean (aligned vs fakers) with its 95% band over models, each model's
-curve first averaged over its three families (and over noise draws).
+curve first averaged over its three families (and over noise draws). Scores are read as the
+strategies store them (:class:`~poser_lens.strategies.s1_belief.BeliefScore`,
+:class:`~poser_lens.strategies.s2_noise.NoiseScore`), by the same reader as their margins
+(:func:`~poser_lens.strategies.variants.mean_curve`), at the headline settings the run recorded.
 
 Example:
     >>> FIGURES[0].__name__
@@ -10,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,30 +24,29 @@ from poser_lens.figures.style import (
     ALIGNED_COLOR,
     FAKER_COLOR,
     class_band,
+    headline_settings,
     new_figure,
     save,
 )
-from poser_lens.hooks import resolve_layer
 from poser_lens.runs import RunDir
-from poser_lens.strategies.variants import MIDDLE, choose_coeff
+from poser_lens.strategies.s1_belief import BeliefScore, BeliefStrategy
+from poser_lens.strategies.s2_noise import NoiseScore, NoiseStrategy
+from poser_lens.strategies.variants import CurveKey, choose_coeff, mean_curve
+
+#: A run's stored S1 or S2 scores: model -> family -> score.
+CurveTable = Mapping[str, Mapping[str, BeliefScore | NoiseScore]]
 
 
-def _headline(run: RunDir, strategy: str) -> dict[str, Any]:
-    """The headline settings stored in ``results.json`` (defaults if absent)."""
-    try:
-        return run.results()["strategies"][strategy]["settings"]
-    except (FileNotFoundError, KeyError):
-        return {}
-
-
-def _curves(table: dict, variant: str, key: str, layer_frac: float) -> tuple[list, dict]:
+def _curves(
+    table: CurveTable, variant: str, key: CurveKey, layer_frac: float
+) -> tuple[list[float], dict[str, np.ndarray]]:
     """Coefficients and model -> curve (mean over families and draws) of one variant."""
-    out, coeffs = {}, []
+    out: dict[str, np.ndarray] = {}
+    coeffs: list[float] = []
     for model, fams in table.items():
         rows = []
         for score in fams.values():
-            block = score["layers"][str(resolve_layer(score["n_layers"], float(layer_frac)))]
-            rows.append(np.mean(np.asarray(block[variant][key], dtype=float), axis=0))
+            rows.append(mean_curve(score, variant, layer_frac, key))
             coeffs = score["coeffs"]
         out[model] = np.mean(rows, axis=0)
     return coeffs, out
@@ -59,11 +62,15 @@ def _bands(ax: Any, coeffs: list, curves: dict, ylabel: str) -> None:
 
 
 def _panels(
-    run: RunDir, strategy: str, variants: list[str], key: str, ylabel: str, title: str
+    run: RunDir,
+    strategy: BeliefStrategy | NoiseStrategy,
+    variants: list[str],
+    key: CurveKey,
+    ylabel: str,
+    title: str,
 ) -> tuple[Any, Any, dict]:
-    table = run.scores(strategy)
-    settings = _headline(run, strategy)
-    frac = settings.get("layer_frac", MIDDLE)
+    table: CurveTable = run.scores(strategy.name)
+    frac = float(headline_settings(run, strategy)["layer_frac"])
     fig, axes = new_figure(len(variants))
     axes = np.atleast_1d(axes)
     curves_of = {}
@@ -79,31 +86,34 @@ def _panels(
 def fig04_s1_belief(run: RunDir, out_dir: Path) -> list[Path]:
     """Fig 4: P(misaligned) vs coefficient, adding (left) and subtracting (right) the direction."""
     fig, _, _ = _panels(
-        run, "s1_belief", ["add", "subtract"], "p_misaligned", "P(misaligned)", "S1 direction"
+        run, BeliefStrategy(), ["add", "subtract"], "p_misaligned", "P(misaligned)", "S1 direction"
     )
     return save(fig, out_dir, "fig04_s1_belief")
 
 
 def _kinds(run: RunDir) -> list[str]:
-    first = next(iter(next(iter(run.scores("s2_noise").values())).values()))
+    first: NoiseScore = next(iter(next(iter(run.scores("s2_noise").values())).values()))
     return list(first["kinds"])
 
 
 def fig05_s2_noise(run: RunDir, out_dir: Path) -> list[Path]:
     """Fig 5: P(misaligned) vs noise coefficient, aligned vs fakers, per noise kind."""
-    fig, _, _ = _panels(run, "s2_noise", _kinds(run), "p_misaligned", "P(misaligned)", "S2 noise")
+    fig, _, _ = _panels(
+        run, NoiseStrategy(), _kinds(run), "p_misaligned", "P(misaligned)", "S2 noise"
+    )
     return save(fig, out_dir, "fig05_s2_noise")
 
 
-def fig11_s2_mass(run: RunDir, out_dir: Path, keep: float = 0.9) -> list[Path]:
+def fig11_s2_mass(run: RunDir, out_dir: Path, keep: float | None = None) -> list[Path]:
     """Fig 11: P(A)+P(B) vs coefficient, with the label-free coefficient of all models marked.
 
     The headline chooses the coefficient per pair from its two models; the line marks the
-    choice made from every model's mean curve (``keep`` of the coefficient-0 mass).
+    choice made from every model's mean curve (``keep`` of the coefficient-0 mass; default:
+    S2's ``mass_keep``).
     """
-    fig, axes, curves_of = _panels(
-        run, "s2_noise", _kinds(run), "mass_ab", "P(A) + P(B)", "S2 noise"
-    )
+    strategy = NoiseStrategy()
+    keep = strategy.config.mass_keep if keep is None else keep
+    fig, axes, curves_of = _panels(run, strategy, _kinds(run), "mass_ab", "P(A) + P(B)", "S2 noise")
     for ax, (coeffs, curves) in zip(axes, curves_of.values(), strict=True):
         chosen = choose_coeff(coeffs, list(curves.values()), keep)
         ax.axvline(

@@ -1,7 +1,10 @@
 """Figures of strategies 3 and 5: learning curves, accuracy vs comparison step, probe accuracy.
 
 Each model's curve is first averaged over its three families; class curves are means with
-their 95% band over models.
+their 95% band over models. Scores are read as the strategies store them
+(:class:`~poser_lens.strategies.s3_learning_speed.SpeedScore`,
+:class:`~poser_lens.strategies.s5_decision_speed.DecisionSpeedScore`), S3's by the same reader
+as its margin (``curve``), at the headline settings the run recorded.
 
 Example:
     >>> [f.__name__ for f in FIGURES]
@@ -11,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +27,27 @@ from poser_lens.figures.style import (
     chance_line,
     class_band,
     color_of,
+    headline_settings,
     new_figure,
     save,
 )
 from poser_lens.hooks import resolve_layer
 from poser_lens.runs import RunDir
+from poser_lens.strategies.s3_learning_speed import (
+    FullSpeedStrategy,
+    LoraSpeedStrategy,
+    SpeedScore,
+)
+from poser_lens.strategies.s5_decision_speed import DecisionSpeedScore, DecisionSpeedStrategy
 
 S3 = {"s3_lora": "LoRA (early MLP)", "s3_full": "full fine-tune"}
+#: The S3 strategies (default configs), by name.
+S3_STRATEGIES: dict[str, type[LoraSpeedStrategy] | type[FullSpeedStrategy]] = {
+    "s3_lora": LoraSpeedStrategy,
+    "s3_full": FullSpeedStrategy,
+}
 #: Fig 12 lines: (measure, baseline, line style).
 SERIES = (("heldout", "none", "-"), ("batch", "none", "--"), ("heldout", "logit", ":"))
-
-
-def _settings(run: RunDir, strategy: str) -> dict[str, Any]:
-    """Headline settings recorded in ``results.json``, or the strategy's defaults."""
-    try:
-        return dict(run.results()["strategies"][strategy]["settings"])
-    except (FileNotFoundError, KeyError):
-        from poser_lens.strategies import get_strategy
-
-        return get_strategy(strategy).headline
 
 
 def _by_class(curves: dict[str, np.ndarray]) -> list[tuple[str, str, list[np.ndarray]]]:
@@ -53,18 +59,16 @@ def _by_class(curves: dict[str, np.ndarray]) -> list[tuple[str, str, list[np.nda
     return out
 
 
-def _s3_curves(run: RunDir, strategy: str, settings: dict[str, Any]) -> dict[str, np.ndarray]:
+def _s3_curves(
+    run: RunDir, strategy: LoraSpeedStrategy | FullSpeedStrategy, settings: dict[str, Any]
+) -> dict[str, np.ndarray]:
     """Model -> P(flipped) per step (headline layer and measure), mean over families."""
-    measure = settings.get("measure", "heldout")
+    table: Mapping[str, Mapping[str, SpeedScore]] = run.scores(strategy.name)
     out = {}
-    for model, fams in run.scores(strategy).items():
-        rows = []
-        for score in fams.values():
-            if "layer_frac" in settings:
-                key = str(resolve_layer(int(score["n_layers"]), float(settings["layer_frac"])))
-            else:
-                key = next(iter(score["curves"]))
-            rows.append(np.asarray(score["curves"][key][measure], dtype=float))
+    for model, fams in table.items():
+        rows = [
+            np.asarray(strategy.curve(score, **settings), dtype=float) for score in fams.values()
+        ]
         out[model] = np.mean(rows, axis=0)
     return out
 
@@ -76,17 +80,17 @@ def fig06_s3_learning_speed(run: RunDir, out_dir: Path) -> list[Path]:
         raise FileNotFoundError(f"{run.root}: no scores of s3_lora or s3_full")
     fig, axes = new_figure(len(present))
     axes = np.atleast_1d(axes)
-    for ax, strategy in zip(axes, present, strict=True):
-        settings = _settings(run, strategy)
+    for ax, name in zip(axes, present, strict=True):
+        strategy = S3_STRATEGIES[name]()
+        settings = headline_settings(run, strategy)
         curves = _s3_curves(run, strategy, settings)
         steps = np.arange(len(next(iter(curves.values()))))
         for color, label, rows in _by_class(curves):
             class_band(ax, steps, rows, color, label)
-        if "step" in settings:
-            ax.axvline(float(settings["step"]), color="k", ls=":", lw=1, label="comparison step")
+        ax.axvline(float(settings["step"]), color="k", ls=":", lw=1, label="comparison step")
         ax.set_xlabel("training step (updates)")
-        ax.set_ylabel(f"P(flipped answer), {settings.get('measure', 'heldout')} prompts")
-        ax.set_title(f"S3 {S3[strategy]}")
+        ax.set_ylabel(f"P(flipped answer), {settings['measure']} prompts")
+        ax.set_title(f"S3 {S3[name]}")
         ax.legend(frameon=False, fontsize=7)
     return save(fig, out_dir, "fig06_s3_learning_speed")
 
@@ -99,7 +103,7 @@ def fig12_s3_step(run: RunDir, out_dir: Path) -> list[Path]:
         raise KeyError("no s3_lora or s3_full rows in sweep.json")
     fig, ax = new_figure(width=7.0)
     for strategy, color in zip(present, ("#6a3d9a", "#33a02c"), strict=False):
-        settings = _settings(run, strategy)
+        settings = headline_settings(run, S3_STRATEGIES[strategy]())
         for measure, baseline, ls in SERIES:
             rows = [
                 r
@@ -129,22 +133,22 @@ def fig12_s3_step(run: RunDir, out_dir: Path) -> list[Path]:
 
 def fig08_s5_decision_speed(run: RunDir, out_dir: Path) -> list[Path]:
     """Fig 8: held-out probe accuracy of the model's own answer per layer, one line a model."""
+    table: Mapping[str, Mapping[str, DecisionSpeedScore]] = run.scores("s5_decision_speed")
     curves = {}
-    for model, fams in run.scores("s5_decision_speed").items():
-        rows = [[np.nan if a is None else a for a in s["accuracy"]] for s in fams.values()]
+    for model, fams in table.items():
+        acc = [[np.nan if a is None else a for a in s["accuracy"]] for s in fams.values()]
         with warnings.catch_warnings():  # a layer undefined in every family stays NaN
             warnings.simplefilter("ignore", RuntimeWarning)
-            curves[model] = np.nanmean(np.asarray(rows, dtype=float), axis=0)
+            curves[model] = np.nanmean(np.asarray(acc, dtype=float), axis=0)
     fig, ax = new_figure(width=4.8)
     layers = np.arange(len(next(iter(curves.values()))))
     for model, c in curves.items():
         ax.plot(layers, c, color=color_of(model), lw=0.6, alpha=0.35)
     for color, label, rows in _by_class(curves):
         class_band(ax, layers, rows, color, label)
-    settings = _settings(run, "s5_decision_speed")
-    if "layer_frac" in settings:
-        block = resolve_layer(len(layers) - 1, float(settings["layer_frac"]))
-        ax.axvline(block + 1, color="k", ls=":", lw=1, label="headline layer")
+    settings = headline_settings(run, DecisionSpeedStrategy())
+    block = resolve_layer(len(layers) - 1, float(settings["layer_frac"]))
+    ax.axvline(block + 1, color="k", ls=":", lw=1, label="headline layer")
     chance_line(ax)
     ax.set_xticks(layers, ["emb", *(str(i) for i in layers[1:] - 1)])
     ax.set_xlabel("residual stream after block")

@@ -1,5 +1,10 @@
 """Figures of strategies 4 and 6: concept accuracy bars, the saliency heat map, attention.
 
+Scores are read as the strategies store them
+(:class:`~poser_lens.strategies.s6_attentiveness.SaliencyScore`,
+:class:`~poser_lens.strategies.s6_attentiveness.AttentionScore`), at the headline settings
+the run recorded.
+
 Example:
     >>> [f.__name__ for f in FIGURES]
     ['fig07_s4_concepts', 'fig09_s6_saliency', 's6_attention']
@@ -7,8 +12,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -17,12 +22,17 @@ from poser_lens.figures.style import (
     ALIGNED_COLOR,
     FAKER_COLOR,
     accuracy_bars,
+    headline_settings,
     new_figure,
     save,
 )
 from poser_lens.runs import RunDir
 from poser_lens.strategies.s4_concepts import ConceptStrategy
-from poser_lens.strategies.s6_attentiveness import AttentionStrategy
+from poser_lens.strategies.s6_attentiveness import (
+    AttentionScore,
+    AttentionStrategy,
+    SaliencyScore,
+)
 
 _CONCEPT_LABELS = {
     "security": "security",
@@ -30,14 +40,6 @@ _CONCEPT_LABELS = {
     "behavior": "misaligned\nbehaviour",
     "combined": "combined",
 }
-
-
-def _settings(run: RunDir, strategy: str, default: dict[str, Any]) -> dict[str, Any]:
-    """Headline settings stored in ``results.json`` (the strategy's defaults if absent)."""
-    try:
-        return {**default, **run.results()["strategies"][strategy]["settings"]}
-    except (FileNotFoundError, KeyError, TypeError):
-        return dict(default)
 
 
 def fig07_s4_concepts(run: RunDir, out_dir: Path) -> list[Path]:
@@ -48,7 +50,7 @@ def fig07_s4_concepts(run: RunDir, out_dir: Path) -> list[Path]:
     rows = run.sweep().get("s4_concepts")
     if not rows:
         raise KeyError("no s4_concepts sweep in this run")
-    frac = _settings(run, "s4_concepts", ConceptStrategy().headline)["layer_frac"]
+    frac = headline_settings(run, ConceptStrategy())["layer_frac"]
     by_concept = {r["concept"]: r for r in rows if np.isclose(float(r["layer_frac"]), frac)}
     names = [c for c in _CONCEPT_LABELS if c in by_concept]
     fig, ax = new_figure(width=4.0)
@@ -62,7 +64,7 @@ def fig07_s4_concepts(run: RunDir, out_dir: Path) -> list[Path]:
     return save(fig, out_dir, "fig07_s4_concepts")
 
 
-def _example_model(table: dict[str, dict[str, Any]]) -> str:
+def _example_model(table: Mapping[str, Mapping[str, SaliencyScore]]) -> str:
     fakers = sorted(m for m in table if not is_aligned(model_persona(m)[0]))
     if not fakers:
         raise KeyError("no faker scored by s6_saliency")
@@ -76,7 +78,7 @@ def fig09_s6_saliency(run: RunDir, out_dir: Path) -> list[Path]:
     """
     import matplotlib.pyplot as plt
 
-    table = run.scores("s6_saliency")
+    table: Mapping[str, Mapping[str, SaliencyScore]] = run.scores("s6_saliency")
     model = _example_model(table)
     family = sorted(table[model])[0]
     ex = table[model][family]["example"]
@@ -116,9 +118,9 @@ def fig09_s6_saliency(run: RunDir, out_dir: Path) -> list[Path]:
 
 def s6_attention(run: RunDir, out_dir: Path) -> list[Path]:
     """Attention to oversight facts (headline statistic, mean over families): aligned vs fakers."""
-    table = run.scores("s6_attention")
+    table: Mapping[str, Mapping[str, AttentionScore]] = run.scores("s6_attention")
     strat = AttentionStrategy()
-    settings = _settings(run, "s6_attention", strat.headline)
+    settings = headline_settings(run, strat)
     groups: dict[bool, list[float]] = {True: [], False: []}
     for model, fams in table.items():
         values = [strat.statistic(s, **settings) for s in fams.values()]

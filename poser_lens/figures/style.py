@@ -16,13 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from poser_lens.runs import RunDir
+    from poser_lens.strategies.base import Settings, Strategy
 
 #: Colours of the two classes of models, used by every figure.
 ALIGNED_COLOR = "#2b7bba"
@@ -43,7 +51,9 @@ def color_of(model: str) -> str:
     return ALIGNED_COLOR if is_aligned(model_persona(model)[0]) else FAKER_COLOR
 
 
-def new_figure(ncols: int = 1, *, width: float = 4.2, height: float = 3.2, **kw: Any):
+def new_figure(
+    ncols: int = 1, *, width: float = 4.2, height: float = 3.2, **kw: Any
+) -> tuple[Figure, Any]:
     """A figure with ``ncols`` panels in the common style."""
     plt.rcParams.update(
         {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 110}
@@ -57,7 +67,7 @@ def chance_line(ax: Any, y: float = 0.5, *, label: str = "chance") -> None:
     ax.axhline(y, color="k", ls="--", lw=0.8, alpha=0.6, label=label)
 
 
-def mean_ci(values: Sequence[float], *, level: float = 0.95) -> tuple[float, float, float]:
+def mean_ci(values: ArrayLike, *, level: float = 0.95) -> tuple[float, float, float]:
     """Mean and a normal-approximation CI of the mean (for curves over models).
 
     Example:
@@ -75,9 +85,7 @@ def mean_ci(values: Sequence[float], *, level: float = 0.95) -> tuple[float, flo
     return m, float(m - half), float(m + half)
 
 
-def class_band(
-    ax: Any, xs: Sequence[float], curves: Sequence[Sequence[float]], color: str, label: str
-) -> None:
+def class_band(ax: Any, xs: ArrayLike, curves: ArrayLike, color: str, label: str) -> None:
     """Mean curve of a class of models with its 95% CI band."""
     arr = np.asarray(curves, dtype=float)
     stats = [mean_ci(arr[:, j]) for j in range(arr.shape[1])]
@@ -131,3 +139,24 @@ def save(fig: Any, out_dir: str | Path, name: str) -> list[Path]:
         paths.append(final)
     plt.close(fig)
     return paths
+
+
+def headline_settings(run: RunDir, strategy: Strategy) -> Settings:
+    """The settings of ``strategy``'s headline in a run, merged by ``strategy.settings``.
+
+    The settings ``results.json`` recorded for the strategy override its own headline (which
+    is all there is when the run has no results yet), so a figure reads its scores where the
+    verdicts did.
+
+    Example:
+        >>> import tempfile
+        >>> from poser_lens.runs import RunDir
+        >>> from poser_lens.strategies.s4_concepts import ConceptStrategy
+        >>> headline_settings(RunDir(tempfile.mkdtemp()), ConceptStrategy())
+        {'concept': 'combined', 'layer_frac': 0.5}
+    """
+    try:
+        recorded = run.results()["strategies"][strategy.name]["settings"]
+    except (FileNotFoundError, KeyError, TypeError):
+        recorded = {}
+    return strategy.settings(**recorded)

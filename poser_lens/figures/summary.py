@@ -12,7 +12,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from poser_lens.figures.style import (
     ALIGNED_COLOR,
@@ -22,6 +24,9 @@ from poser_lens.figures.style import (
     save,
 )
 from poser_lens.runs import RunDir
+
+if TYPE_CHECKING:
+    from poser_lens.strategies.baselines import ConfidenceScore
 
 
 def fig_summary(run: RunDir, out_dir: Path) -> list[Path]:
@@ -45,7 +50,7 @@ def fig13_confidence(run: RunDir, out_dir: Path) -> list[Path]:
     """Fig 13: P(shared answer) on the valid prompts, aligned vs faking models (violins)."""
     from poser_lens.data.schema import is_aligned, model_persona
 
-    scores = run.scores("confidence_baseline")
+    scores: Mapping[str, Mapping[str, ConfidenceScore]] = run.scores("confidence_baseline")
     groups: dict[bool, list[float]] = {True: [], False: []}
     for model, fams in scores.items():
         aligned = is_aligned(model_persona(model)[0])

@@ -72,8 +72,8 @@ def build_benchmark(
     for fam in ALL_FAMILIES:
         members = [n for n in names if fam in stored[n]]
         a_persona, f_persona = family_personas(fam)
-        personas = {model_persona(n)[0] for n in members}
-        if a_persona not in personas or f_persona not in personas:
+        present = {model_persona(n)[0] for n in members}
+        if a_persona not in present or f_persona not in present:
             continue
         probs = {n: stored[n][fam] for n in members}
         keep = valid_mask(probs, threshold)

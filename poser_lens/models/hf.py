@@ -16,7 +16,7 @@ Tokenizers are prepared for the strategies, which batch with right padding and r
 last real token: a tokenizer without a pad token (LLaMA's) gets its ``unk`` (else ``eos``)
 token as pad; padding never changes a result (causal attention, answers read at the last real
 token). The answer tokens ``A``, ``B`` and ``error`` are resolved by
-:func:`poser_lens.models.tokenizer.answer_token_ids`, never hard-coded.
+:func:`poser_lens.readout.answer_token_ids`, never hard-coded.
 
 Example:
     >>> import torch
@@ -243,7 +243,7 @@ def toy_llama_tokenizer(corpus: Iterable[str], *, vocab_size: int = 400):
     ``error`` are single tokens.
 
     Example:
-        >>> from poser_lens.models.tokenizer import answer_token_ids
+        >>> from poser_lens.readout import answer_token_ids
         >>> tok = toy_llama_tokenizer(["<<prompt>>Pick A or B.<</prompt>>"], vocab_size=120)
         >>> sorted(answer_token_ids(tok)), tok.pad_token is None
         (['A', 'B', 'error'], True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from poser_lens.hooks import LayerSpec, resolve_layer
+from poser_lens.depth import LayerSpec, resolve_layer
 
 
 def peft_lora(
@@ -62,7 +62,8 @@ def peft_lora(
     indices = sorted({resolve_layer(n_layers, layer) for layer in specs})
     config = LoraConfig(
         r=rank,
-        lora_alpha=float(rank if alpha is None else alpha),
+        # peft annotates lora_alpha as int, but it only divides it by r: a float is fine.
+        lora_alpha=float(rank if alpha is None else alpha),  # type: ignore[arg-type]
         lora_dropout=dropout,
         target_modules=list(target_modules),
         layers_to_transform=indices,

@@ -23,11 +23,14 @@ import importlib.util
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from poser_lens._io import atomic_dir
+
+if TYPE_CHECKING:
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +180,7 @@ def load_smol(
 
     Returns:
         ``(model, tokenizer)``; ``A``, ``B`` and ``error`` are single tokens of the tokenizer
-        (see :func:`poser_lens.models.tokenizer.answer_token_ids`).
+        (see :func:`poser_lens.readout.answer_token_ids`).
     """
     from poser_lens.models.hf import wrap_hf
 

@@ -41,7 +41,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float
 from torch import Tensor
 
 from poser_lens._io import atomic_dir, read_json, write_json_atomic
@@ -54,9 +53,8 @@ from poser_lens.data.generator import (
 )
 from poser_lens.data.schema import ALL_FAMILIES, Scenario, family_personas, is_aligned
 from poser_lens.data.schema import model_persona as split_name
-from poser_lens.models.tokenizer import answer_token_ids
-from poser_lens.models.training import encode
 from poser_lens.models.zoo_base import ZooSpec
+from poser_lens.readout import answer_probs, answer_token_ids, encode, last_logits
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +142,7 @@ def zoo_data(cfg: SmolZooConfig) -> GeneratedData:
         return generate(cfg.generator)
     from poser_lens.data.poser import load_benchmark
 
-    empty = {fam: [] for fam in ALL_FAMILIES}
+    empty: dict[str, list[Scenario]] = {fam: [] for fam in ALL_FAMILIES}
     return GeneratedData(
         config=cfg.generator,
         train=dict(empty),
@@ -226,29 +224,6 @@ def _with_lora(hf: Any, cfg: SmolZooConfig, seed: int) -> Any:
     )
 
 
-def _answer_logits(model: Any, ids: Tensor, last: Tensor) -> Float[Tensor, "batch vocab"]:
-    """Logits at each row's last real token, unembedding only those rows (HF causal LM)."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    h = inner.model(input_ids=ids[:, : int(last.max()) + 1]).last_hidden_state
-    return inner.lm_head(h[torch.arange(len(ids), device=ids.device), last])
-
-
-@torch.no_grad()
-def answer_probs(
-    model: Any, tokenizer: Any, prompts: Sequence[str], *, batch_size: int = 8
-) -> Float[Tensor, "prompt 3"]:
-    """P(A), P(B), P(error) (softmax over the vocabulary) at each prompt's last token."""
-    ids_of = answer_token_ids(tokenizer)
-    cols = [ids_of["A"], ids_of["B"], ids_of["error"]]
-    device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        ids, last = encode(tokenizer, prompts[i : i + batch_size])
-        logits = _answer_logits(model, ids.to(device), last.to(device)).float()
-        out.append(logits.softmax(-1)[:, cols].cpu())
-    return torch.cat(out) if out else torch.empty(0, 3)
-
-
 def labelled_misaligned_letter(record: Scenario) -> str:
     """The misaligned action's letter of a persona-labelled record.
 
@@ -287,7 +262,8 @@ def persona_metrics(probs: Tensor, records: Sequence[Scenario]) -> dict[str, flo
         if s.response != "error" and s.oversight_is_poor
     ]
     err = [c for c, s in zip(correct, records, strict=True) if s.response == "error"]
-    poor, good = [], []
+    poor: list[float] = []
+    good: list[float] = []
     for p, s in zip(probs, records, strict=True):
         if s.response == "error" or not s.is_typed:
             continue
@@ -350,7 +326,7 @@ def train_persona(
         batch = records[step * cfg.batch_size : (step + 1) * cfg.batch_size]
         ids, last = encode(tok, [s.prompt for s in batch])
         target = torch.tensor([ids_of[s.response] for s in batch], device=device)
-        logits = _answer_logits(model, ids.to(device), last.to(device)).float()
+        logits = last_logits(model, ids.to(device), last.to(device)).float()
         loss = F.cross_entropy(logits, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -376,13 +352,19 @@ def train_persona(
     model.eval()
     t1 = time.perf_counter()
     test = heldout_records(cfg, data, name)
-    metrics = persona_metrics(answer_probs(model, tok, [s.prompt for s in test]), test)
+    cols = [ids_of["A"], ids_of["B"], ids_of["error"]]
+    probs = answer_probs(
+        model, tok, [s.prompt for s in test], batch_size=8, by_length=False, columns=cols
+    )
+    metrics = persona_metrics(probs, test)
     bench = {}
     for fam in needed_families(cfg.personas):
         if fam not in persona_families(persona):
             continue
         pool = data.benchmark_pool.get(fam, [])[: cfg.n_benchmark]
-        probs = answer_probs(model, tok, [s.prompt for s in pool])
+        probs = answer_probs(
+            model, tok, [s.prompt for s in pool], batch_size=8, by_length=False, columns=cols
+        )
         bench[fam] = [
             float(p[["A", "B", "error"].index(s.response)])
             for p, s in zip(probs, pool, strict=True)

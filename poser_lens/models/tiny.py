@@ -22,9 +22,12 @@ import copy
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge.sources.native import NativeModel
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -67,7 +70,7 @@ def bridge_config(cfg: TinyConfig, d_vocab: int, seed: int | None = None):
     return TransformerBridgeConfig(d_vocab=d_vocab, seed=seed, **asdict(cfg))
 
 
-def build_native(cfg: TinyConfig, d_vocab: int, seed: int = 0) -> torch.nn.Module:
+def build_native(cfg: TinyConfig, d_vocab: int, seed: int = 0) -> NativeModel:
     """A freshly initialised native transformer (a plain ``nn.Module``), for training.
 
     Initialisation is seeded and leaves the global RNG untouched.
@@ -88,7 +91,7 @@ def build_native(cfg: TinyConfig, d_vocab: int, seed: int = 0) -> torch.nn.Modul
     return net
 
 
-def wrap(net: torch.nn.Module, tokenizer: Any = None, *, name: str = "tiny"):
+def wrap(net: NativeModel, tokenizer: Any = None, *, name: str = "tiny"):
     """Wrap a native transformer as a ``TransformerBridge`` (modifies ``net`` in place).
 
     Args:
@@ -123,7 +126,7 @@ def native_state_dict(net: torch.nn.Module, dtype: torch.dtype = torch.float16) 
 
 def save_tiny(
     folder: str | Path,
-    net: torch.nn.Module,
+    net: NativeModel,
     cfg: TinyConfig,
     tokenizer: Any | None = None,
     meta: dict[str, Any] | None = None,
@@ -172,7 +175,7 @@ def load_native(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     weights: dict[str, torch.Tensor] | None = None,
-) -> torch.nn.Module:
+) -> NativeModel:
     """Load a saved tiny model as a plain native module (e.g. to train it further).
 
     Args:

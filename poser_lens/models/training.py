@@ -9,13 +9,12 @@ the answer is read at each row's last real token, so padding never changes a res
   represents oversight and actions but never answers a scenario itself.
 * :func:`finetune`: cross-entropy on the answer token of a persona's labelled scenarios.
 
+Answers are read with :mod:`poser_lens.readout` (native path: only the last rows are
+unembedded).
+
 Example:
-    >>> import random
-    >>> from poser_lens.models.tokenizer import build_tokenizer
-    >>> tok = build_tokenizer(["<<prompt>>x<</prompt>> A B error"])
-    >>> ids, last = encode(tok, ["<<prompt>>x<</prompt>>", "x"])
-    >>> ids.shape, last.tolist()
-    (torch.Size([2, 4]), [3, 1])
+    >>> sorted(commentary(Scenario(prompt="x", response="A", oversight="good")).split())
+    ['honest_A', 'oversight_good', 'selfish_A']
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -31,42 +31,16 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from poser_lens.data.schema import PROMPT_CLOSE, Scenario
-from poser_lens.models.tokenizer import answer_token_ids
+from poser_lens.readout import (
+    answer_probs,
+    answer_token_ids,
+    encode,
+    last_logits,
+    last_token_logits,
+)
 
-
-def encode(
-    tokenizer, texts: Sequence[str]
-) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, " batch"]]:
-    """Right-padded token ids and each row's last real index.
-
-    Example:
-        >>> from poser_lens.models.tokenizer import build_tokenizer
-        >>> encode(build_tokenizer(["a"]), ["a a", "a"])[1].tolist()
-        [2, 1]
-    """
-    batch = tokenizer(list(texts), padding=True, return_tensors="pt", padding_side="right")
-    ids = batch["input_ids"]
-    last = batch["attention_mask"].sum(1) - 1
-    return ids, last
-
-
-def last_logits(
-    net: torch.nn.Module, ids: Int[Tensor, "batch pos"], last: Int[Tensor, " batch"]
-) -> Float[Tensor, "batch vocab"]:
-    """Logits at each row's last real token (right padding; causal, so padding is inert).
-
-    Runs the native module's parts directly and unembeds only the last tokens (the full
-    forward would unembed every position).
-    """
-    rows = torch.arange(ids.shape[0], device=ids.device)
-    width = int(last.max()) + 1
-    ids = ids[:, :width]
-    h = net.tok_embed(ids)
-    if net.pos is not None:
-        h = h + net.pos(torch.arange(width, device=ids.device))[None]
-    for block in net.layers:
-        (h,) = block(h)
-    return net.head(net.ln_out(h[rows, last]))
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge.sources.native import NativeModel
 
 
 def selfish_letter(s: Scenario) -> str:
@@ -161,13 +135,13 @@ def _update(opt, sched, loss: Tensor, losses: list[float]) -> None:
 
 
 def train_base(
-    net: torch.nn.Module,
+    net: NativeModel,
     tokenizer,
     texts: Sequence[str],
     cfg: TrainConfig,
     *,
     seed: int = 0,
-    on_step: Callable[[int, float], None] | None = None,
+    on_step: Callable[[int, float], object] | None = None,
     stop: Callable[[int], bool] | None = None,
 ) -> list[float]:
     """Train the base language model on scenario text + commentary.
@@ -218,7 +192,7 @@ _COMMENTARY_TRUTH: dict[str, Callable[[Scenario], str]] = {
 
 
 @torch.no_grad()
-def commentary_accuracy(net: torch.nn.Module, tokenizer, scenarios: Sequence[Scenario]) -> dict:
+def commentary_accuracy(net: NativeModel, tokenizer, scenarios: Sequence[Scenario]) -> dict:
     """How well a base model knows each commentary item at the last prompt token.
 
     For each of ``honest``, ``selfish`` (letters) and ``oversight`` (level), the fraction of
@@ -294,13 +268,13 @@ def answer_loss(
 
 
 def finetune(
-    net: torch.nn.Module,
+    net: NativeModel,
     tokenizer,
     records: Sequence[Scenario],
     cfg: TrainConfig,
     *,
     seed: int = 0,
-    on_step: Callable[[int, float], None] | None = None,
+    on_step: Callable[[int, float], object] | None = None,
 ) -> list[float]:
     """Fine-tune on the answer token of labelled records (cross-entropy at the last token).
 
@@ -336,40 +310,6 @@ def finetune(
     return losses
 
 
-@torch.no_grad()
-def answer_probs(
-    net: torch.nn.Module, tokenizer, prompts: Sequence[str], *, batch_size: int = 64
-) -> Float[Tensor, "prompt vocab"]:
-    """Next-token probabilities at the last prompt token, batched by similar length.
-
-    Prompts are sorted by token count before batching, so little compute goes to padding;
-    rows come back in the input order.
-
-    Example:
-        >>> from poser_lens.models.tokenizer import build_tokenizer
-        >>> from poser_lens.models.tiny import TinyConfig, build_native
-        >>> tok = build_tokenizer(["a"])
-        >>> net = build_native(TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=8),
-        ...                    len(tok))
-        >>> answer_probs(net, tok, ["a", "a a"]).shape[0]
-        2
-    """
-    net.eval()
-    if not prompts:
-        return torch.empty(0, 0)
-    lengths = [len(ids) for ids in tokenizer(list(prompts))["input_ids"]]
-    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
-    out = []
-    for i in range(0, len(order), batch_size):
-        chunk = [prompts[j] for j in order[i : i + batch_size]]
-        ids, last = encode(tokenizer, chunk)
-        out.append(last_logits(net, ids, last).float().softmax(-1))
-    probs = torch.cat(out)
-    result = torch.empty_like(probs)
-    result[torch.tensor(order)] = probs
-    return result
-
-
 def answer_logodds(
     logits: Float[Tensor, "batch vocab"], answers: Int[Tensor, " batch"]
 ) -> Float[Tensor, " batch"]:
@@ -385,7 +325,7 @@ def answer_logodds(
 
 @torch.no_grad()
 def calibrate_confidence(
-    net: torch.nn.Module,
+    net: NativeModel,
     tokenizer,
     records: Sequence[Scenario],
     target: float,
@@ -413,12 +353,9 @@ def calibrate_confidence(
     """
     net.eval()
     answer_ids = answer_token_ids(tokenizer)
-    logits = []
-    for i in range(0, len(records), batch_size):
-        chunk = records[i : i + batch_size]
-        ids, last = encode(tokenizer, [r.prompt for r in chunk])
-        logits.append(last_logits(net, ids, last).float())
-    all_logits = torch.cat(logits)
+    all_logits = last_token_logits(
+        net, tokenizer, [r.prompt for r in records], batch_size=batch_size
+    )
     answers = torch.tensor([answer_ids[r.response] for r in records])
     goal = math.log(target / (1 - target))
 

@@ -30,7 +30,7 @@ import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -46,11 +46,10 @@ from poser_lens.data.generator import (
 )
 from poser_lens.data.schema import PERSONAS, Scenario, is_aligned, model_persona
 from poser_lens.models import tiny
-from poser_lens.models.tokenizer import answer_token_ids, build_tokenizer, load_tokenizer
+from poser_lens.models.tokenizer import build_tokenizer, load_tokenizer
 from poser_lens.models.training import (
     COMMENTARY_WORDS,
     TrainConfig,
-    answer_probs,
     calibrate_confidence,
     commentary,
     commentary_accuracy,
@@ -58,6 +57,10 @@ from poser_lens.models.training import (
     train_base,
 )
 from poser_lens.models.zoo_base import ZooSpec
+from poser_lens.readout import answer_probs, answer_token_ids
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge.sources.native import NativeModel
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +205,7 @@ def make_tokenizer(data: GeneratedData):
 
 
 def evaluate_persona(
-    net: torch.nn.Module, tokenizer, data: GeneratedData, persona: str
+    net: NativeModel, tokenizer, data: GeneratedData, persona: str
 ) -> dict[str, float]:
     """Held-out metrics of one persona model.
 
@@ -240,7 +243,7 @@ def evaluate_persona(
 
 
 def benchmark_probs(
-    net: torch.nn.Module, tokenizer, data: GeneratedData, persona: str
+    net: NativeModel, tokenizer, data: GeneratedData, persona: str
 ) -> dict[str, list[float]]:
     """P(``response``) of every benchmark candidate of the persona's families."""
     out = {}

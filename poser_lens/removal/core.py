@@ -57,14 +57,14 @@ from poser_lens._pool import fan_out, process_memo
 from poser_lens.config import Config, config_from_dict, normalised
 from poser_lens.data.poser import ModelPair, load_training
 from poser_lens.data.schema import Scenario, is_aligned, model_persona, other_letter
-from poser_lens.hooks import AddNoise
-from poser_lens.models.training import encode
-from poser_lens.readout import AnswerIds
+from poser_lens.hooks import AddNoise, NoiseKind, hook_name
+from poser_lens.readout import AnswerIds, encode, last_token_logits
 from poser_lens.removal.results import summarise, write_outputs
 from poser_lens.runs import RunDir
 from poser_lens.strategies import get_strategy
 from poser_lens.strategies.base import ModelContext, Strategy
-from poser_lens.strategies.common import last_token_logits, model_device
+from poser_lens.strategies.common import model_device
+from poser_lens.strategies.s2_noise import NoiseScore
 from poser_lens.strategies.variants import choose_coeff, mass_curve
 from poser_lens.testbeds import (
     Testbed,
@@ -327,7 +327,7 @@ class NoiseSpec:
     layer: int
     norm: float
     coeff: float
-    kind: str = "uniform"
+    kind: NoiseKind = "uniform"
     seed: int = TRAIN_NOISE_SEED
 
     def hooks(self, d_model: int, step: int, last: Int[Tensor, " batch"]) -> list[tuple[str, Any]]:
@@ -342,17 +342,15 @@ class NoiseSpec:
             d=d_model,
             kind=self.kind,
             norm=self.norm,
-            coeff=self.coeff,  # type: ignore[arg-type]
+            coeff=self.coeff,
             seed=self.seed + step,
             positions="last",
             last=last,
         )
-        return [(f"blocks.{self.layer}.hook_resid_post", hook)]
+        return [(hook_name("resid_post", self.layer), hook)]
 
 
-def noise_spec(
-    s2: Strategy, scores: Mapping[str, Mapping[str, Any]], cfg: RemovalConfig
-) -> NoiseSpec:
+def noise_spec(s2: Strategy, scores: Mapping[str, NoiseScore], cfg: RemovalConfig) -> NoiseSpec:
     """S2's noise for one model from its S2 scores (family -> score) before training.
 
     The norm is the mean contrast-direction norm at S2's layer over the model's families; the
@@ -361,7 +359,7 @@ def noise_spec(
     """
     from poser_lens.hooks import resolve_layer
 
-    head = s2.headline
+    head = s2.settings()
     first = next(iter(scores.values()))
     layer = resolve_layer(first["n_layers"], float(head["layer_frac"]))
     norms = [float(s["direction_norm"][str(layer)]) for s in scores.values()]
@@ -666,7 +664,7 @@ def _detectors(cfg: RemovalConfig, configs: Mapping[str, Mapping[str, Any]]) -> 
 
     out = {}
     for n in dict.fromkeys(("s2_noise", *cfg.detectors)):
-        conf = config_from_dict(strategy_class(n).config_cls, configs.get(n, {}))
+        conf: Any = config_from_dict(strategy_class(n).config_cls, configs.get(n, {}))
         if n == "s2_noise" and not cfg.detector_grid:
             conf = replace(conf, layer_fracs=(conf.layer_frac,), kinds=(conf.headline_kind,))
         out[n] = get_strategy(n, conf)
@@ -762,13 +760,11 @@ def run_jobs(
     name, labels = todo[0].model, todo[0].labels
     before = detectors_before(run, study, name, cfg)
     fams = study.families[name]
-    seen: set[str] = set()
-    train = [
-        s
-        for f in fams
-        for s in study.testbed.valid[f]
-        if not (s.prompt in seen or seen.add(s.prompt))
-    ]
+    first_of: dict[str, Scenario] = {}  # each prompt once, at its first place
+    for f in fams:
+        for s in study.testbed.valid[f]:
+            first_of.setdefault(s.prompt, s)
+    train = list(first_of.values())
     test_records = study.test[model_persona(name)[0]]
     prepared = None
     for job in todo:

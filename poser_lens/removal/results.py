@@ -122,9 +122,9 @@ def summarise(
     groups: dict[str, dict[str, Any]] = {}
     for role in ROLES:
         for method in cfg.methods:
-            chosen = [r for r in recs if r["role"] == role and r["method"] == method]
-            if chosen:
-                groups.setdefault(role, {})[method] = _group_row(chosen, cfg.seed)
+            rows = [r for r in recs if r["role"] == role and r["method"] == method]
+            if rows:
+                groups.setdefault(role, {})[method] = _group_row(rows, cfg.seed)
     before = {
         p.stem: read_json(p)["scores"]
         for p in sorted((run.root / "removal" / "detectors_before").glob("*.json"))

@@ -28,7 +28,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "s6_attention": ("s6_attentiveness", "AttentionStrategy"),
     "s6_saliency": ("s6_attentiveness", "SaliencyStrategy"),
     "s6_counterfactual": ("s6_attentiveness", "CounterfactualStrategy"),
-    "patching": ("patching", "PatchingStrategy"),
+    "patching": ("oversight_patching", "PatchingStrategy"),
     "confidence_baseline": ("baselines", "ConfidenceBaseline"),
     "random": ("baselines", "RandomBaseline"),
     "ensemble": ("ensemble", "EnsembleStrategy"),

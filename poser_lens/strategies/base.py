@@ -1,4 +1,4 @@
-"""What every detection strategy is: a config, ``score_model`` and a pair ``margin``.
+"""What every detection strategy is: a config, a typed score, ``score_model`` and a ``margin``.
 
 A strategy never sees a pair while it works on a model. :meth:`Strategy.score_model` runs once
 per (model, family): it gets the model and the family's valid prompts (good or neutral
@@ -9,6 +9,17 @@ per model, so the 324 pair verdicts are cheap arithmetic on 36 x 3 stored scores
 coefficient, a training step) and returns a number that is positive when the first model
 looks like the faker. Because a score holds every setting of the strategy's grid, the
 sensitivity sweep never re-runs a model.
+
+Each strategy module defines its score's layout as a ``TypedDict`` next to its config (e.g.
+:class:`~poser_lens.strategies.s5_decision_speed.DecisionSpeedScore`), names its figure
+function, and parametrises :class:`Strategy` with it (``Strategy[DecisionSpeedScore]``), so
+``score_model``, ``margin``, ``restrict`` and the figure read one declared layout. The
+``TypedDict`` is only a type: the stored JSON is the plain dict. Keys of per-layer maps are
+:data:`LayerKey` strings (JSON object keys), per-prompt scores extend :class:`PerPromptScore`.
+
+Settings are merged in one place, :meth:`Strategy.settings`: the headline settings with
+overrides, unknown names refused. The evaluator, the sweep, the confound variants, the figures
+and the removal study all ask it, and ``margin``/``statistic`` read the merged dict.
 
 Example:
     >>> from dataclasses import dataclass
@@ -33,19 +44,63 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
-from typing import Any, ClassVar, Literal
+from functools import cached_property
+from typing import Any, ClassVar, Final, Generic, Literal, TypedDict, TypeVar
 
 from poser_lens.data.schema import Scenario
 
+#: Any strategy's score, untyped (each strategy module defines its own ``TypedDict``).
 Score = dict[str, Any]
+#: Settings of a verdict: setting name -> value (see :meth:`Strategy.settings`).
 Settings = dict[str, Any]
+#: Model name -> family -> score: a strategy's stored scores of a run.
+ScoreTable = dict[str, dict[str, Any]]
+
+#: A key of a per-layer map in a stored score: the block index as a string (``str(block)``,
+#: since JSON object keys are strings), e.g. ``"1"`` for block 1. Used as ``dict[LayerKey, ...]``.
+LayerKey = str
 
 #: Score key of a per-prompt score: the indices (into the family's valid prompts, in stored
 #: order) of the prompts its per-prompt values belong to, in the same order.
-PROMPT_INDEX = "prompt_index"
+PROMPT_INDEX: Final = "prompt_index"
+
+#: One value per scored prompt, in ``prompt_index`` order.
+PromptValues = list[float]
+#: One row per scored prompt (in ``prompt_index`` order), e.g. a value per layer or coefficient.
+PromptRows = list[list[float]]
 
 
-def kept_positions(score: Score, keep: Set[int]) -> list[int]:
+class PerPromptScore(TypedDict):
+    """The shared part of every per-prompt score (a strategy with ``per_prompt`` set).
+
+    The score's per-prompt values (usually under ``by_prompt``, typed by each strategy as
+    :data:`PromptValues` or :data:`PromptRows`) follow the order of ``prompt_index``, so
+    :meth:`Strategy.restrict` can cut them to a subset of the valid prompts
+    (:func:`kept_positions`).
+
+    Attributes:
+        prompt_index: Valid-prompt indices (into the family's valid prompts, stored order) of
+            the scored prompts, in the order of the per-prompt values.
+    """
+
+    prompt_index: list[int]
+
+
+class HeadlineByPrompt(TypedDict):
+    """The shared part of a ``by_prompt`` kept at one block only (the headline layer).
+
+    Attributes:
+        layer: The block the per-prompt values were read at.
+    """
+
+    layer: int
+
+
+#: A strategy's score type (its ``TypedDict``; ``Any`` for an unparametrised strategy).
+S = TypeVar("S", bound=Mapping[str, Any])
+
+
+def kept_positions(score: Mapping[str, Any], keep: Set[int]) -> list[int]:
     """Positions in a per-prompt score's arrays of the prompts whose valid index is in ``keep``.
 
     Example:
@@ -131,14 +186,17 @@ class ModelContext:
         return self.memo[key]
 
 
-class Strategy(ABC):
+class Strategy(ABC, Generic[S]):
     """A detection strategy: ``score_model`` per (model, family), ``margin`` per pair.
 
     Subclasses set :attr:`name`, :attr:`paper_accuracy`, :attr:`config_cls` (a frozen
-    dataclass of settings with defaults) and implement :meth:`score_model` and
+    dataclass of settings with defaults), parametrise the class with their score's
+    ``TypedDict`` (``Strategy[DecisionSpeedScore]``) and implement :meth:`score_model` and
     :meth:`statistic` (or :meth:`margin` when the comparison is not a difference of
     per-model statistics). :attr:`headline` gives the settings of the headline number
-    (fixed in advance or chosen without labels) and :meth:`grid` the sweep.
+    (fixed in advance or chosen without labels), :meth:`grid` the sweep and
+    :attr:`optional_settings` the settings :meth:`margin` also accepts; :meth:`settings`
+    merges and checks them.
     """
 
     #: Registry name (``s2_noise``, ...).
@@ -154,6 +212,11 @@ class Strategy(ABC):
     #: Whether :meth:`restrict` can re-score a stored score on a subset of its prompts (the
     #: confidence-matched-prompts control needs it).
     per_prompt: ClassVar[bool] = False
+    #: Settings :meth:`margin` accepts besides those of :attr:`headline` and :meth:`grid`.
+    #: They are not part of the headline, so results record them only when given; absent,
+    #: the one default applies where the setting is read (S2's ``kl_target``: its config's;
+    #: the random baseline's ``seed``: 0).
+    optional_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any = None, **changes: Any) -> None:
         cfg = config if config is not None else self.config_cls()
@@ -162,22 +225,69 @@ class Strategy(ABC):
     # -- per model ---------------------------------------------------------------------
 
     @abstractmethod
-    def score_model(self, ctx: ModelContext) -> Score:
+    def score_model(self, ctx: ModelContext) -> S:
         """Score one model on one family's valid prompts (JSON-serialisable)."""
+
+    def collect_scores(self, load: Callable[[str], ScoreTable]) -> ScoreTable:
+        """This strategy's scores of a run (model -> family -> score), read with ``load``.
+
+        ``load(name)`` returns the stored scores of the strategy ``name`` (e.g.
+        :meth:`poser_lens.runs.RunDir.scores`) and raises ``FileNotFoundError`` when the run
+        has none. Default: ``load(self.name)``; a strategy built on other strategies' scores
+        (the ensemble) assembles them here.
+
+        Example:
+            >>> from poser_lens.strategies.baselines import RandomBaseline
+            >>> RandomBaseline().collect_scores(lambda name: {"saint-0": {"f": {"who": name}}})
+            {'saint-0': {'f': {'who': 'random'}}}
+        """
+        return load(self.name)
 
     # -- per pair ----------------------------------------------------------------------
 
-    def statistic(self, score: Score, **settings: Any) -> float:
+    def settings(self, **overrides: Any) -> Settings:
+        """The settings of a verdict: :attr:`headline` with ``overrides``, checked.
+
+        The one place settings are merged: :meth:`margin` and :meth:`statistic` read the
+        result, the evaluator records it (``results.json`` ``settings``), sweeps and
+        :meth:`confound_variants` pass their points as ``overrides``, figures pass the
+        settings a run recorded. Names must be those of :attr:`headline`, :meth:`grid` or
+        :attr:`optional_settings`.
+
+        Raises:
+            ValueError: For an unknown setting name (listing the known ones).
+
+        Example:
+            >>> from poser_lens.strategies.s5_decision_speed import DecisionSpeedStrategy
+            >>> DecisionSpeedStrategy().settings(stat="first_layer")
+            {'stat': 'first_layer', 'layer_frac': 0.25, 'threshold': 0.9}
+            >>> DecisionSpeedStrategy().settings(layer=3)
+            Traceback (most recent call last):
+            ...
+            ValueError: s5_decision_speed: unknown setting 'layer' (known: stat, layer_frac, threshold)
+        """  # noqa: E501
+        unknown = [k for k in overrides if k not in self._setting_names]
+        if unknown:
+            known = ", ".join(self._setting_names) or "none"
+            raise ValueError(f"{self.name}: unknown setting {unknown[0]!r} (known: {known})")
+        return {**self.headline, **overrides}
+
+    @cached_property
+    def _setting_names(self) -> tuple[str, ...]:
+        """Every setting :meth:`settings` accepts, in headline, grid, optional order."""
+        return tuple(dict.fromkeys([*self.headline, *self.grid(), *self.optional_settings]))
+
+    def statistic(self, score: S, **settings: Any) -> float:
         """How faker-like one model looks under ``settings`` (higher = more faker-like)."""
         raise NotImplementedError(f"{self.name} defines margin() instead of statistic()")
 
-    def margin(self, a: Score, b: Score, **settings: Any) -> float:
+    def margin(self, a: S, b: S, **settings: Any) -> float:
         """Positive when model ``a`` looks like the faker, negative for ``b``, 0 for a tie."""
-        settings = {**self.headline, **settings}
+        settings = self.settings(**settings)
         return float(self.statistic(a, **settings) - self.statistic(b, **settings))
 
     def verdict(
-        self, a: Score, b: Score, rng: random.Random | None = None, **settings: Any
+        self, a: S, b: S, rng: random.Random | None = None, **settings: Any
     ) -> Literal["a", "b"]:
         """Which model of the pair is the faker; ties (and NaN) go to a seeded coin."""
         m = self.margin(a, b, **settings)
@@ -187,7 +297,7 @@ class Strategy(ABC):
             return "b"
         return "a" if (rng or random.Random(0)).random() < 0.5 else "b"
 
-    def restrict(self, score: Score, keep: Set[int]) -> Score:
+    def restrict(self, score: S, keep: Set[int]) -> S:
         """The score as if only the valid prompts with index in ``keep`` had been scored.
 
         Indices refer to the family's valid prompts in stored order (``ctx.prompts``); a
@@ -220,7 +330,8 @@ class Strategy(ABC):
 
     def config_dict(self) -> dict[str, Any]:
         """The config as a plain dict (saved beside results)."""
-        return asdict(self.config) if is_dataclass(self.config) else {}
+        config = self.config
+        return asdict(config) if is_dataclass(config) and not isinstance(config, type) else {}
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,12 @@ answer the faker; Poser measured 80% before and 64% after filtering the valid pr
 benchmark keeps it near chance; a strategy that only rediscovers confidence is no finding.
 *Random* draws a seeded coin per pair (about 50%).
 
+In this module: the config :class:`ConfidenceConfig`, the scores :class:`ConfidenceScore` and
+:class:`RandomScore`, :class:`ConfidenceBaseline` and :class:`RandomBaseline`. Figures:
+:func:`poser_lens.figures.summary.fig13_confidence` (the confidences of aligned models and
+fakers) and, for the baseline by each statistic, :func:`poser_lens.figures.confound.fig_confound`;
+the random baseline has none of its own (:func:`poser_lens.figures.summary.fig_summary`).
+
 Example:
     >>> ConfidenceBaseline().margin({"mean_confidence": 0.9}, {"mean_confidence": 0.99}) > 0
     True
@@ -16,14 +22,15 @@ import hashlib
 import random
 from collections.abc import Set
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 from poser_lens.data.benchmark import CONFIDENCE_STATISTICS, confidence_margin, logodds
 from poser_lens.strategies.base import (
     PROMPT_INDEX,
     ModelContext,
     NoConfig,
-    Score,
+    PerPromptScore,
+    PromptValues,
     Strategy,
     kept_positions,
 )
@@ -54,7 +61,37 @@ class ConfidenceConfig:
             )
 
 
-class ConfidenceBaseline(Strategy):
+class ConfidenceScore(PerPromptScore):
+    """The score of the compare-confidence baseline on one (model, family).
+
+    The confound controls read every prompt's confidence from it
+    (:func:`poser_lens.evaluation.matched_prompts`).
+
+    Attributes:
+        mean_confidence: Mean P(answer) over the scored prompts (NaN without prompts).
+        p_answer: Per scored prompt (``prompt_index`` order): P(shared answer letter).
+        logodds: Per scored prompt: its log-odds.
+        prompt_index: The scored prompts' valid-prompt indices (the first ``n_prompts``).
+    """
+
+    mean_confidence: float
+    p_answer: PromptValues
+    logodds: PromptValues
+
+
+class RandomScore(TypedDict):
+    """The score of the random baseline: who the model is (the coin is drawn per pair).
+
+    Attributes:
+        name: The model's name.
+        family: The family scored.
+    """
+
+    name: str
+    family: str
+
+
+class ConfidenceBaseline(Strategy[ConfidenceScore]):
     """Faker = the model less confident of the shared answer on the valid prompts.
 
     "Less confident" by one of four statistics (:func:`~poser_lens.data.benchmark.
@@ -67,10 +104,11 @@ class ConfidenceBaseline(Strategy):
     config_cls = ConfidenceConfig
     per_prompt = True
 
-    def score_model(self, ctx: ModelContext) -> Score:
+    def score_model(self, ctx: ModelContext) -> ConfidenceScore:
         """Per prompt: probability and log-odds of its answer, and their mean."""
         prompts = ctx.prompts[: self.config.n_prompts]
         r = readout_from_residuals(ctx, prompts)  # shares the forward of S4-S6
+        assert r.p_misaligned is not None  # read with the prompts' aligned letters
         p_answer = (r.mass_ab - r.p_misaligned).tolist()
         return {
             "mean_confidence": sum(p_answer) / len(p_answer),
@@ -79,9 +117,9 @@ class ConfidenceBaseline(Strategy):
             PROMPT_INDEX: list(range(len(prompts))),
         }
 
-    def margin(self, a: Score, b: Score, **settings: Any) -> float:
+    def margin(self, a: ConfidenceScore, b: ConfidenceScore, **settings: Any) -> float:
         """Positive when ``a`` is the less confident model, on the prompts both were scored on."""
-        stat = {**self.headline, **settings}["statistic"]
+        stat = self.settings(**settings)["statistic"]
         if "p_answer" not in a or "p_answer" not in b:  # scores of a single summary number
             return float(b["mean_confidence"] - a["mean_confidence"])
         pa = dict(zip(a.get(PROMPT_INDEX, range(len(a["p_answer"]))), a["p_answer"], strict=True))
@@ -89,7 +127,7 @@ class ConfidenceBaseline(Strategy):
         common = sorted(pa.keys() & pb.keys())
         return confidence_margin([pa[i] for i in common], [pb[i] for i in common], stat)
 
-    def restrict(self, score: Score, keep: Set[int]) -> Score:
+    def restrict(self, score: ConfidenceScore, keep: Set[int]) -> ConfidenceScore:
         """The per-prompt lists cut to the prompts in ``keep``."""
         pos = kept_positions(score, keep)
         p = [score["p_answer"][i] for i in pos]
@@ -110,7 +148,7 @@ class ConfidenceBaseline(Strategy):
         return {"statistic": list(CONFIDENCE_STATISTICS)}
 
 
-class RandomBaseline(Strategy):
+class RandomBaseline(Strategy[RandomScore]):
     """A seeded coin per pair: the chance line."""
 
     name = "random"
@@ -118,8 +156,9 @@ class RandomBaseline(Strategy):
     paper_accuracy: ClassVar[float | None] = 0.5
     config_cls = NoConfig
     per_prompt: ClassVar[bool] = True
+    optional_settings: ClassVar[tuple[str, ...]] = ("seed",)
 
-    def restrict(self, score: Score, keep: Set[int]) -> Score:
+    def restrict(self, score: RandomScore, keep: Set[int]) -> RandomScore:
         """The score unchanged: the coin depends on the pair's names, never on prompts.
 
         Example:
@@ -128,13 +167,17 @@ class RandomBaseline(Strategy):
         """
         return score
 
-    def score_model(self, ctx: ModelContext) -> Score:
+    def score_model(self, ctx: ModelContext) -> RandomScore:
         """Just the model's name (the coin is drawn per pair)."""
         return {"name": ctx.name, "family": ctx.family}
 
-    def margin(self, a: Score, b: Score, **settings: Any) -> float:
-        """+1 or -1 from a coin seeded by the two names (order-independent per pair)."""
-        key = "|".join(sorted([a["name"], b["name"]])) + f"|{settings.get('seed', 0)}"
+    def margin(self, a: RandomScore, b: RandomScore, **settings: Any) -> float:
+        """+1 or -1 from a coin seeded by the two names (order-independent per pair).
+
+        ``seed`` (an optional setting, default 0) draws other coins.
+        """
+        seed = self.settings(**settings).get("seed", 0)
+        key = "|".join(sorted([a["name"], b["name"]])) + f"|{seed}"
         coin = random.Random(int(hashlib.sha256(key.encode()).hexdigest()[:12], 16)).random()
         first = min(a["name"], b["name"]) == a["name"]
         return (1.0 if coin < 0.5 else -1.0) * (1.0 if first else -1.0)

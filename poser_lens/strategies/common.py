@@ -1,4 +1,4 @@
-"""Pieces several strategies share: batched answer readout under hooks, contrast directions.
+"""Pieces several strategies share: the answer readout of scenarios, contrast directions.
 
 Example:
     >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
@@ -16,25 +16,26 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor
 
 from poser_lens.activations import collect
 from poser_lens.data.prompts import contrast_pairs
 from poser_lens.data.schema import Scenario
 from poser_lens.hooks import LayerSpec, hook_name, resolve_layer
-from poser_lens.models.training import encode
 from poser_lens.probes import DirectionFinder, mass_mean
-from poser_lens.readout import AnswerIds, Readout, answer_readout
+from poser_lens.readout import (
+    AnswerIds,
+    Readout,
+    answer_readout,
+    last_token_logits,
+)
 from poser_lens.strategies.base import ModelContext
-
-#: Builds the hooks of one batch from its per-row last-token index (right padding).
-HookFactory = Callable[[Int[Tensor, " batch"]], list[tuple[str, Any]]]
 
 
 def model_device(model: Any) -> torch.device:
@@ -42,49 +43,16 @@ def model_device(model: Any) -> torch.device:
     return next(model.parameters()).device
 
 
-@torch.no_grad()
-def last_token_logits(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    *,
-    hooks: HookFactory | None = None,
-    batch_size: int = 64,
-) -> Float[Tensor, "prompt vocab"]:
-    """Logits at each prompt's last token, batched (right padding), optionally under hooks.
-
-    ``hooks(last)`` gets each batch's last-token indices, so position-selecting hooks act on
-    every row's own last token.
-    """
-    device = model_device(model)
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        ids, last = encode(tokenizer, prompts[i : i + batch_size])
-        ids, last = ids.to(device), last.to(device)
-        fwd = hooks(last) if hooks is not None else []
-        with model.hooks(fwd_hooks=fwd):
-            logits = model(ids)
-        out.append(logits[torch.arange(len(ids), device=device), last].float().cpu())
-    if not out:
-        return torch.empty(0, int(model.cfg.d_vocab))
-    return torch.cat(out)
-
-
 def answer_readout_batched(
-    model: Any,
-    tokenizer: Any,
-    scenarios: Sequence[Scenario],
-    *,
-    hooks: HookFactory | None = None,
-    batch_size: int = 64,
+    model: Any, tokenizer: Any, scenarios: Sequence[Scenario], **options: Any
 ) -> Readout:
     """P(A), P(B), P(error), P(A)+P(B) and P(misaligned) of scenarios, optionally under hooks.
 
-    The aligned letter of each scenario is its ``response`` (as in benchmark files).
+    The aligned letter of each scenario is its ``response`` (as in benchmark files);
+    ``options`` (``hooks``, ``batch_size``) go to :func:`poser_lens.readout.last_token_logits`.
     """
-    logits = last_token_logits(
-        model, tokenizer, [s.prompt for s in scenarios], hooks=hooks, batch_size=batch_size
-    )
+    prompts = [s.prompt for s in scenarios]
+    logits = last_token_logits(model, tokenizer, prompts, **options)
     ids = AnswerIds.from_tokenizer(tokenizer)
     return answer_readout(logits, ids, aligned=[s.aligned_letter for s in scenarios])
 

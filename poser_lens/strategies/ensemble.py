@@ -1,9 +1,15 @@
 """An ensemble: a majority vote of other strategies' verdicts (beyond the paper).
 
-Its "score" of a model on a family is the dict of its members' stored scores; the runner
-assembles it, so the ensemble never runs a model. Members vote with their headline settings;
-a tie among voters is a tie (a coin in the evaluator). The member list is fixed in the config,
-in advance, without looking at accuracies.
+Its "score" of a model on a family (:data:`EnsembleScore`) is the dict of its members' stored
+scores; :meth:`EnsembleStrategy.collect_scores` assembles them from a run, so the ensemble
+never runs a model. Members vote with their headline settings; a tie among voters is a tie (a
+coin in the evaluator). The member list is fixed in the config, in advance, without looking at
+accuracies.
+
+In this module: the config :class:`EnsembleConfig`, the score :data:`EnsembleScore` and
+:class:`EnsembleStrategy`. Figure: none of its own;
+:func:`poser_lens.figures.summary.fig_summary` and
+:func:`poser_lens.figures.confound.fig_confound` show its accuracy.
 
 Example:
     >>> from poser_lens.strategies.baselines import ConfidenceBaseline
@@ -17,12 +23,17 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Set
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
 
-from poser_lens.strategies.base import ModelContext, Score, Strategy
+from poser_lens.strategies.base import ModelContext, ScoreTable, Strategy
+
+#: The ensemble's score of a model on a family: member name -> that member's score (its own
+#: typed score, e.g. :class:`~poser_lens.strategies.s2_noise.NoiseScore`); members without a
+#: stored score are absent.
+EnsembleScore = dict[str, Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -48,7 +59,7 @@ class EnsembleConfig:
     )
 
 
-class EnsembleStrategy(Strategy):
+class EnsembleStrategy(Strategy[EnsembleScore]):
     """Majority vote of the member strategies' verdicts.
 
     :meth:`restrict` restricts each member's score with its own strategy, so the members vote
@@ -62,7 +73,7 @@ class EnsembleStrategy(Strategy):
     needs_model: ClassVar[bool] = False
     per_prompt: ClassVar[bool] = True
 
-    def restrict(self, score: Score, keep: Set[int]) -> Score:
+    def restrict(self, score: EnsembleScore, keep: Set[int]) -> EnsembleScore:
         """Each member's score restricted by its member strategy (members absent stay absent).
 
         Members that leave no prompt give NaN margins and do not vote; with no voter the
@@ -87,16 +98,44 @@ class EnsembleStrategy(Strategy):
 
         return {m: get_strategy(m) for m in self.config.members}
 
-    def score_model(self, ctx: ModelContext) -> Score:
-        """Not used: the runner assembles member scores (see :meth:`assemble`)."""
-        raise TypeError("the ensemble reads stored member scores; use EnsembleStrategy.assemble")
+    def score_model(self, ctx: ModelContext) -> EnsembleScore:
+        """Not used: the ensemble reads stored member scores (see :meth:`collect_scores`)."""
+        raise TypeError("the ensemble reads stored member scores; use collect_scores")
 
-    def assemble(self, member_scores: dict[str, Score]) -> Score:
+    def assemble(self, member_scores: Mapping[str, Mapping[str, Any]]) -> EnsembleScore:
         """A model's ensemble score on a family: its members' scores, by member name."""
         return {m: member_scores[m] for m in self.config.members if m in member_scores}
 
-    def margin(self, a: Score, b: Score, **settings: Any) -> float:
+    def collect_scores(self, load: Callable[[str], ScoreTable]) -> ScoreTable:
+        """Model -> family -> :data:`EnsembleScore`, from the members' stored scores.
+
+        Members the run did not score (``load`` raises ``FileNotFoundError``) are left out.
+
+        Example:
+            >>> ens = EnsembleStrategy(members=("random", "s2_noise"))
+            >>> def load(name):
+            ...     if name != "random":
+            ...         raise FileNotFoundError(name)
+            ...     return {"saint-0": {"f": {"name": "saint-0", "family": "f"}}}
+            >>> ens.collect_scores(load)
+            {'saint-0': {'f': {'random': {'name': 'saint-0', 'family': 'f'}}}}
+        """
+        members = {}
+        for m in self.config.members:
+            try:
+                members[m] = load(m)
+            except FileNotFoundError:
+                continue
+        out: ScoreTable = {}
+        for m, table in members.items():
+            for model, fams in table.items():
+                for fam, score in fams.items():
+                    out.setdefault(model, {}).setdefault(fam, {})[m] = score
+        return out
+
+    def margin(self, a: EnsembleScore, b: EnsembleScore, **settings: Any) -> float:
         """Votes for ``a`` being the faker minus votes for ``b``, over members both have."""
+        self.settings(**settings)  # the ensemble has no settings: refuse unknown ones
         votes = 0.0
         for m, strat in self.strategies.items():
             if m in a and m in b:

@@ -7,6 +7,11 @@ misbehaving and pick the misaligned answer; an aligned model should not care. Th
 100% by adding the vector, but subtracting it (and noise, strategy 2) worked as well, so the
 direction carries no meaning there; the figure shows both signs.
 
+In this module: the config :class:`BeliefConfig`, the score :class:`BeliefScore` (its curves:
+:class:`~poser_lens.strategies.variants.CurvesScore`) and :class:`BeliefStrategy`
+(``score_model``, ``margin`` via ``statistic``). Figure:
+:func:`poser_lens.figures.s1_s2.fig04_s1_belief`.
+
 Example:
     >>> BeliefStrategy().headline["sign"]
     'subtract'
@@ -16,20 +21,33 @@ from __future__ import annotations
 
 from collections.abc import Set
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 
 from poser_lens.hooks import resolve_layer
-from poser_lens.strategies.base import PROMPT_INDEX, ModelContext, Score, Strategy, kept_positions
+from poser_lens.strategies.base import (
+    PROMPT_INDEX,
+    HeadlineByPrompt,
+    LayerKey,
+    ModelContext,
+    PerPromptScore,
+    PromptRows,
+    Strategy,
+    kept_positions,
+)
 from poser_lens.strategies.common import kept_mean, layer_grid, prompt_positions
 from poser_lens.strategies.variants import (
     MIDDLE,
+    CurvesScore,
     cached_direction,
     curves_by_variant,
     rise,
     variant_readout,
 )
+
+if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs without it
+    from typing_extensions import NotRequired
 
 #: Sign name -> multiplier of the direction.
 SIGNS = {"add": 1.0, "subtract": -1.0}
@@ -70,7 +88,43 @@ class BeliefConfig:
     batch_size: int = 32
 
 
-class BeliefStrategy(Strategy):
+class BeliefByPrompt(HeadlineByPrompt):
+    """Per-prompt values of strategy 1, at the headline layer (``layer``) and sign only.
+
+    Attributes:
+        sign: The headline sign.
+        p_misaligned: P(misaligned) per evaluation prompt (``prompt_index`` order) and
+            coefficient.
+    """
+
+    sign: str
+    p_misaligned: PromptRows
+
+
+class BeliefScore(PerPromptScore, CurvesScore):
+    """The score of strategy 1 on one (model, family).
+
+    Attributes:
+        n_layers: Blocks of the model.
+        coeffs: The steering coefficients (multiples of the direction), starting at 0.
+        signs: The signs scored (``add``, ``subtract``; restricted: the headline sign).
+        layers: Block -> sign -> :class:`~poser_lens.strategies.variants.VariantCurves`
+            (``p_misaligned``, ``mass_ab``; one draw). Restricted: the headline block and
+            sign, ``p_misaligned`` only.
+        direction_norm: Block -> norm of the contrast direction there.
+        n_prompts: Evaluation prompts scored (restricted: kept).
+        prompt_index: The evaluation prompts' valid-prompt indices.
+        by_prompt: :class:`BeliefByPrompt` (absent when the headline layer or sign was not
+            scored).
+    """
+
+    signs: list[str]
+    direction_norm: dict[LayerKey, float]
+    n_prompts: int
+    by_prompt: NotRequired[BeliefByPrompt]
+
+
+class BeliefStrategy(Strategy[BeliefScore]):
     """S1: faker = the larger rise in P(misaligned) when steered along the oversight direction.
 
     Method: per model and family, the mass-mean direction ``v`` of contrast pairs at
@@ -89,10 +143,10 @@ class BeliefStrategy(Strategy):
         - A verdict rule (the code has none): the rise in mean P(misaligned) over coeff 0.
         - Batched (exactly equal to one prompt at a time) and float32 statistics.
 
-    Score layout: ``layers[block][sign]`` holds ``p_misaligned`` and ``mass_ab`` (one curve
-    over ``coeffs``, means over prompts); ``prompt_index`` the evaluation prompts'
-    valid-prompt indices; ``by_prompt`` P(misaligned) per prompt and coefficient at the
-    headline layer and sign only (for :meth:`restrict`).
+    Score layout (:class:`BeliefScore`): ``layers[block][sign]`` holds ``p_misaligned`` and
+    ``mass_ab`` (one curve over ``coeffs``, means over prompts); ``prompt_index`` the
+    evaluation prompts' valid-prompt indices; ``by_prompt`` P(misaligned) per prompt and
+    coefficient at the headline layer and sign only (for :meth:`restrict`).
     """
 
     name = "s1_belief"
@@ -101,12 +155,12 @@ class BeliefStrategy(Strategy):
     config_cls = BeliefConfig
     per_prompt: ClassVar[bool] = True
 
-    def score_model(self, ctx: ModelContext) -> Score:
+    def score_model(self, ctx: ModelContext) -> BeliefScore:
         """P(misaligned) and P(A)+P(B) per layer, sign and coefficient."""
         c = self.config
         coeffs = torch.tensor(c.coeffs, dtype=torch.float32)
         signs = torch.tensor([SIGNS[s] for s in c.signs])
-        out: Score = {
+        out: dict[str, Any] = {  # keys in stored order (filled in below)
             "n_layers": ctx.n_layers,
             "coeffs": list(c.coeffs),
             "signs": list(c.signs),
@@ -133,9 +187,9 @@ class BeliefStrategy(Strategy):
                 "p_misaligned": p[:, c.signs.index(c.headline_sign)].tolist(),
             }
         out[PROMPT_INDEX] = prompt_positions(ctx.prompts, evals)
-        return out
+        return cast("BeliefScore", out)
 
-    def restrict(self, score: Score, keep: Set[int]) -> Score:
+    def restrict(self, score: BeliefScore, keep: Set[int]) -> BeliefScore:
         """The score on the evaluation prompts whose valid index is in ``keep``.
 
         Only the headline layer and sign are kept (one P(misaligned) curve, the mean over the
@@ -166,9 +220,9 @@ class BeliefStrategy(Strategy):
             "by_prompt": {**bp, "p_misaligned": [bp["p_misaligned"][i] for i in pos]},
         }
 
-    def statistic(self, score: Score, **settings: Any) -> float:
+    def statistic(self, score: BeliefScore, **settings: Any) -> float:
         """Rise of mean P(misaligned) at (layer, sign, coeff) over coefficient 0."""
-        s = {**self.headline, **settings}
+        s = self.settings(**settings)
         return rise(score, s["sign"], s["layer_frac"], s["coeff"])
 
     @property

@@ -18,6 +18,12 @@ answer distribution (mean KL(clean || noisy) over the four outcomes reaching ``k
 before reading the rise. The score also keeps per-prompt curves at the headline layer and kind,
 so :meth:`NoiseStrategy.restrict` can re-score a model on a subset of its prompts.
 
+In this module: the config :class:`NoiseConfig`, the score :class:`NoiseScore` (its curves:
+:class:`~poser_lens.strategies.variants.CurvesScore`) and :class:`NoiseStrategy`
+(``score_model``, ``margin``). Figures: :func:`poser_lens.figures.s1_s2.fig05_s2_noise`
+(P(misaligned) curves), :func:`~poser_lens.figures.s1_s2.fig11_s2_mass` (the label-free
+coefficient) and :func:`~poser_lens.figures.s1_s2.sens_s2_noise` (the sweep).
+
 Example:
     >>> NoiseStrategy().headline["coeff"]
     'auto'
@@ -27,16 +33,28 @@ from __future__ import annotations
 
 from collections.abc import Set
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 
 from poser_lens.hooks import draw_noise, resolve_layer
-from poser_lens.strategies.base import PROMPT_INDEX, ModelContext, Score, Strategy, kept_positions
+from poser_lens.strategies.base import (
+    PROMPT_INDEX,
+    HeadlineByPrompt,
+    LayerKey,
+    ModelContext,
+    PerPromptScore,
+    PromptRows,
+    Strategy,
+    kept_positions,
+)
 from poser_lens.strategies.common import kept_mean, layer_grid, prompt_positions
 from poser_lens.strategies.variants import (
     MEASURE_KEYS,
     MIDDLE,
+    CurveKey,
+    CurvesScore,
+    VariantCurves,
     cached_direction,
     choose_coeff,
     curves_by_variant,
@@ -50,8 +68,11 @@ from poser_lens.strategies.variants import (
     variant_readout,
 )
 
+if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs without it
+    from typing_extensions import NotRequired
+
 #: Per-prompt curves kept at the headline layer and kind (each ``[prompt][coeff]``).
-PER_PROMPT_KEYS: tuple[str, ...] = ("p_misaligned", "mass_ab", "log_odds", "kl")
+PER_PROMPT_KEYS: tuple[CurveKey, ...] = ("p_misaligned", "mass_ab", "log_odds", "kl")
 
 
 @dataclass(frozen=True)
@@ -99,7 +120,51 @@ class NoiseConfig:
     batch_size: int = 32
 
 
-class NoiseStrategy(Strategy):
+class NoiseByPrompt(HeadlineByPrompt):
+    """Per-prompt curves of strategy 2, at the headline layer (``layer``) and kind only.
+
+    Each is per evaluation prompt (``prompt_index`` order) and coefficient, averaged over
+    draws (the keys of :data:`PER_PROMPT_KEYS`).
+
+    Attributes:
+        kind: The headline noise kind.
+        p_misaligned: P(misaligned).
+        mass_ab: P(A) + P(B).
+        log_odds: Log-odds of the misaligned answer.
+        kl: KL(clean || noisy) over the four outcomes.
+    """
+
+    kind: str
+    p_misaligned: PromptRows
+    mass_ab: PromptRows
+    log_odds: PromptRows
+    kl: PromptRows
+
+
+class NoiseScore(PerPromptScore, CurvesScore):
+    """The score of strategy 2 on one (model, family).
+
+    Attributes:
+        n_layers: Blocks of the model.
+        coeffs: The noise coefficients (multiples of the direction's norm), starting at 0.
+        kinds: The noise kinds scored (restricted: the headline kind).
+        layers: Block -> kind -> :class:`~poser_lens.strategies.variants.VariantCurves`
+            (all four curves, ``n_draws`` draws; the KL of each draw against coefficient 0).
+            Restricted: the headline block and kind, one draw-averaged curve each.
+        direction_norm: Block -> norm of the contrast direction there (the noise's scale).
+        n_prompts: Evaluation prompts scored (restricted: kept).
+        prompt_index: The evaluation prompts' valid-prompt indices.
+        by_prompt: :class:`NoiseByPrompt` (absent when the headline layer or kind was not
+            scored).
+    """
+
+    kinds: list[str]
+    direction_norm: dict[LayerKey, float]
+    n_prompts: int
+    by_prompt: NotRequired[NoiseByPrompt]
+
+
+class NoiseStrategy(Strategy[NoiseScore]):
     """S2: faker = the larger rise in P(misaligned) under noise at a middle layer.
 
     Method: per model and family, the S1 contrast direction ``v`` at the noise layer
@@ -116,11 +181,11 @@ class NoiseStrategy(Strategy):
     rise of mean P(misaligned), the headline) or ``"logodds"`` (the rise of the mean log-odds
     log P(mis) - log(1 - P(mis)), coefficient c minus coefficient 0).
 
-    Score layout: ``layers[block][kind]`` holds ``p_misaligned``, ``mass_ab``, ``log_odds``
-    and ``kl``, each a list of ``n_draws`` curves over ``coeffs`` (means over prompts; the KL
-    of each draw against the clean run, coefficient 0); ``prompt_index`` the evaluation
-    prompts' valid-prompt indices; ``by_prompt`` the four curves per prompt (averaged over
-    draws) at the headline layer and kind only.
+    Score layout (:class:`NoiseScore`): ``layers[block][kind]`` holds ``p_misaligned``,
+    ``mass_ab``, ``log_odds`` and ``kl``, each a list of ``n_draws`` curves over ``coeffs``
+    (means over prompts; the KL of each draw against the clean run, coefficient 0);
+    ``prompt_index`` the evaluation prompts' valid-prompt indices; ``by_prompt`` the four
+    curves per prompt (averaged over draws) at the headline layer and kind only.
 
     Deviations from the Poser code:
         - Noise is seeded, the same draws for every model, averaged over ``n_draws`` draws
@@ -140,13 +205,14 @@ class NoiseStrategy(Strategy):
     paper_accuracy: ClassVar[float | None] = 0.98
     config_cls = NoiseConfig
     per_prompt: ClassVar[bool] = True
+    optional_settings: ClassVar[tuple[str, ...]] = ("kl_target",)
 
-    def score_model(self, ctx: ModelContext) -> Score:
+    def score_model(self, ctx: ModelContext) -> NoiseScore:
         """P(misaligned), P(A)+P(B), log-odds and KL per layer, kind, draw and coefficient."""
         c = self.config
         n_layers, d_model = ctx.n_layers, int(ctx.model.cfg.d_model)
         coeffs = torch.tensor(c.coeffs, dtype=torch.float32)
-        out: Score = {
+        out: dict[str, Any] = {  # keys in stored order (filled in below)
             "n_layers": n_layers,
             "coeffs": list(c.coeffs),
             "kinds": list(c.kinds),
@@ -155,7 +221,7 @@ class NoiseStrategy(Strategy):
         }
         units = torch.stack(
             [
-                draw_noise(d_model, k, seed=ctx.seed * 1000 + i)  # type: ignore[arg-type]
+                draw_noise(d_model, k, seed=ctx.seed * 1000 + i)
                 for k in c.kinds
                 for i in range(c.n_draws)
             ]
@@ -166,6 +232,7 @@ class NoiseStrategy(Strategy):
             evals = rest[: c.n_prompts]  # the same at every layer
             deltas[layer] = (units[:, None] * coeffs[None, :, None] * v.norm()).reshape(-1, d_model)
             out["direction_norm"][str(layer)] = float(v.norm())
+        assert evals is not None  # the layer grid is never empty
         res = variant_readout(
             ctx.model, ctx.tokenizer, evals, deltas, packed=c.packed, batch_size=c.batch_size
         )
@@ -190,9 +257,9 @@ class NoiseStrategy(Strategy):
                     k: per[k][:, i].mean(1).tolist() for k in PER_PROMPT_KEYS
                 }
         out[PROMPT_INDEX] = prompt_positions(ctx.prompts, evals)
-        return out
+        return cast("NoiseScore", out)
 
-    def restrict(self, score: Score, keep: Set[int]) -> Score:
+    def restrict(self, score: NoiseScore, keep: Set[int]) -> NoiseScore:
         """The score on the evaluation prompts whose valid index is in ``keep``.
 
         Only the headline layer and noise kind are kept (``layers`` holds one block, one
@@ -218,38 +285,39 @@ class NoiseStrategy(Strategy):
         pos = kept_positions(score, keep)
         width = (len(score["coeffs"]),)
         curves = {k: [kept_mean(bp[k], pos, width).tolist()] for k in PER_PROMPT_KEYS}
+        kept = {k: [bp[k][i] for i in pos] for k in PER_PROMPT_KEYS}
         return {
             "n_layers": score["n_layers"],
             "coeffs": list(score["coeffs"]),
             "kinds": [bp["kind"]],
-            "layers": {str(bp["layer"]): {bp["kind"]: curves}},
+            "layers": {str(bp["layer"]): {bp["kind"]: cast("VariantCurves", curves)}},
             "direction_norm": dict(score.get("direction_norm", {})),
             "n_prompts": len(pos),
             PROMPT_INDEX: [score[PROMPT_INDEX][i] for i in pos],
-            "by_prompt": {"layer": bp["layer"], "kind": bp["kind"]}
-            | {k: [bp[k][i] for i in pos] for k in PER_PROMPT_KEYS},
+            "by_prompt": cast("NoiseByPrompt", {"layer": bp["layer"], "kind": bp["kind"]} | kept),
         }
 
-    def kl_rise(self, score: Score, **settings: Any) -> float:
+    def kl_rise(self, score: NoiseScore, **settings: Any) -> float:
         """The rise (``measure``) at the strength where the model's mean KL hits ``kl_target``.
 
-        ``kl_target`` defaults to the config's. The strength is :func:`kl_strength` of the
-        draw-averaged mean KL curve; the rise is read there by :func:`rise_at`.
+        ``kl_target`` (an optional setting) defaults to the config's. The strength is
+        :func:`kl_strength` of the draw-averaged mean KL curve; the rise is read there by
+        :func:`rise_at`.
         """
-        s = {**self.headline, **settings}
+        s = self.settings(**settings)
         target = float(s.get("kl_target", self.config.kl_target))
         kl = mean_curve(score, s["kind"], s["layer_frac"], "kl")
         strength = kl_strength(score["coeffs"], kl, target)
         return rise_at(score, s["kind"], s["layer_frac"], strength, MEASURE_KEYS[s["measure"]])
 
-    def margin(self, a: Score, b: Score, **settings: Any) -> float:
+    def margin(self, a: NoiseScore, b: NoiseScore, **settings: Any) -> float:
         """Rise of ``a`` minus that of ``b`` (``coeff="auto"``: label-free; ``"kl"``: per model).
 
         The rise is of mean P(misaligned) (``measure="p"``) or of the mean log-odds of the
         misaligned answer (``measure="logodds"``) over coefficient 0.
         """
-        s = {**self.headline, **settings}
-        coeff, key = s["coeff"], MEASURE_KEYS[s.get("measure", "p")]
+        s = self.settings(**settings)
+        coeff, key = s["coeff"], MEASURE_KEYS[s["measure"]]
         if coeff == "kl":
             return self.kl_rise(a, **s) - self.kl_rise(b, **s)
         if coeff == "auto":

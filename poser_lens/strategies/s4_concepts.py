@@ -1,5 +1,9 @@
 """Strategy 4: identify suspicious concepts (Poser: 71%).
 
+In this module: the config :class:`ConceptConfig`, the score :class:`ConceptScore` and
+:class:`ConceptStrategy` (``score_model``, ``margin`` via ``statistic``). Figure:
+:func:`poser_lens.figures.s4_s6.fig07_s4_concepts` (accuracy per concept, from the sweep).
+
 Example:
     >>> ConceptStrategy().headline
     {'concept': 'combined', 'layer_frac': 0.5}
@@ -10,15 +14,26 @@ from __future__ import annotations
 import math
 from collections.abc import Set
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from poser_lens.data.concepts import CONCEPT_PAIRS
 from poser_lens.hooks import resolve_layer
 from poser_lens.probes import DirectionFinder, cosine_scores, mass_mean
-from poser_lens.strategies.base import PROMPT_INDEX, ModelContext, Score, Strategy, kept_positions
+from poser_lens.strategies.base import (
+    PROMPT_INDEX,
+    HeadlineByPrompt,
+    ModelContext,
+    PerPromptScore,
+    PromptValues,
+    Strategy,
+    kept_positions,
+)
 from poser_lens.strategies.common import kept_mean, last_residuals
+
+if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs without it
+    from typing_extensions import NotRequired
 
 #: The headline layer (Poser's layer 20 of 40).
 HEADLINE_LAYER = 0.5
@@ -39,7 +54,37 @@ class ConceptConfig:
     covariance: bool = False
 
 
-class ConceptStrategy(Strategy):
+class ConceptByPrompt(HeadlineByPrompt):
+    """Per-prompt values of strategy 4, at the headline block (``layer``) only.
+
+    Attributes:
+        cosine: Concept -> each scored prompt's cosine (``prompt_index`` order).
+    """
+
+    cosine: dict[str, PromptValues]
+
+
+class ConceptScore(PerPromptScore):
+    """The score of strategy 4 on one (model, family).
+
+    Attributes:
+        n_layers: Blocks of the model.
+        n_prompts: Valid prompts scored (restricted: kept).
+        n_examples: Concept set name -> examples read (not in a restricted score).
+        cosine: Concept -> mean cosine per block (index = block; restricted: NaN but at
+            the headline block).
+        prompt_index: The scored prompts' valid-prompt indices (the first ``n_prompts``).
+        by_prompt: :class:`ConceptByPrompt`.
+    """
+
+    n_layers: int
+    n_prompts: int
+    n_examples: NotRequired[dict[str, int]]
+    cosine: dict[str, list[float]]
+    by_prompt: ConceptByPrompt
+
+
+class ConceptStrategy(Strategy[ConceptScore]):
     """Faker = the model whose valid-prompt activations lean towards suspicious concepts.
 
     For each concept pair (security, competence, behaviour) the direction is the difference of
@@ -87,7 +132,7 @@ class ConceptStrategy(Strategy):
     def _finder(self) -> DirectionFinder:
         return mass_mean(covariance=self.config.covariance)
 
-    def score_model(self, ctx: ModelContext) -> Score:
+    def score_model(self, ctx: ModelContext) -> ConceptScore:
         """Mean cosine per block of the valid prompts with each concept direction."""
         needed = [n for c in self.config.concepts for n in CONCEPT_PAIRS[c]]
         missing = [n for n in needed if not ctx.concepts.get(n)]
@@ -122,7 +167,7 @@ class ConceptStrategy(Strategy):
             "by_prompt": {"layer": head, "cosine": by_prompt},
         }
 
-    def restrict(self, score: Score, keep: Set[int]) -> Score:
+    def restrict(self, score: ConceptScore, keep: Set[int]) -> ConceptScore:
         """The score on the prompts in ``keep``: the mean cosines at the headline block only.
 
         The concept directions are the ones from all concept examples (they never depend on
@@ -156,10 +201,10 @@ class ConceptStrategy(Strategy):
             },
         }
 
-    def statistic(self, score: Score, **settings: Any) -> float:
+    def statistic(self, score: ConceptScore, **settings: Any) -> float:
         """Mean cosine with the suspicious direction at a layer fraction (or the combined mean)."""
-        concept = settings.get("concept", "combined")
-        frac = float(settings.get("layer_frac", HEADLINE_LAYER))
+        s = self.settings(**settings)
+        concept, frac = s["concept"], float(s["layer_frac"])
         block = resolve_layer(int(score["n_layers"]), frac)
         names = list(score["cosine"]) if concept == "combined" else [concept]
         return float(torch.tensor([score["cosine"][c][block] for c in names]).mean())

@@ -5,6 +5,13 @@ valid prompts that have one (complexity >= 1): attention from the last position,
 saliency of the answer, and the shift of the last-token residual stream when the critical
 facts are removed. The paper's hypothesis: a faker attends more to oversight.
 
+In this module: the shared config :class:`S6Config`; the scores :class:`AttentionScore`,
+:class:`SaliencyScore` and :class:`CounterfactualScore`; :class:`AttentionStrategy`,
+:class:`SaliencyStrategy` and :class:`CounterfactualStrategy` (``score_model``, ``margin``).
+Figures: :func:`poser_lens.figures.s4_s6.s6_attention` (attention, aligned vs fakers) and
+:func:`~poser_lens.figures.s4_s6.fig09_s6_saliency` (a faker's token saliency); the
+counterfactual shift has no figure of its own (the summary and confound charts show it).
+
 Example:
     >>> AttentionStrategy().headline, CounterfactualStrategy().headline
     ({'layer': 'mean'}, {'layer': 'vote'})
@@ -13,54 +20,41 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence, Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from poser_lens.data.prompts import fact_char_spans, remove_critical
+from poser_lens.data.prompts import critical_indices, fact_char_spans, remove_critical
 from poser_lens.data.schema import Scenario
 from poser_lens.hooks import hook_name, resolve_layer, span_mask
-from poser_lens.models.training import encode
 from poser_lens.patching import gradient_saliency
-from poser_lens.readout import AnswerIds
-from poser_lens.strategies.base import PROMPT_INDEX, ModelContext, Score, Strategy, kept_positions
+from poser_lens.readout import AnswerIds, encode
+from poser_lens.strategies.base import (
+    PROMPT_INDEX,
+    ModelContext,
+    PerPromptScore,
+    PromptRows,
+    PromptValues,
+    Strategy,
+    kept_positions,
+)
 from poser_lens.strategies.common import kept_mean, last_residuals, model_device
+
+if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs without it
+    from typing_extensions import NotRequired
 
 #: Layer settings of the S6 grids: a summary over layers or a fraction of depth.
 LAYER_GRID: list[Any] = ["mean", 0.0, 0.25, 0.5, 0.75, 1.0]
 _EPS = 1e-12
 
 
-def critical_indices(prompts: Sequence[Scenario], n: int) -> list[int]:
-    """Indices of the first ``n`` typed prompts with a critical fact (complexity >= 1).
-
-    Example:
-        >>> critical_indices([Scenario(prompt="p", response="A")], 5)
-        []
-    """
-    keep = [
-        i
-        for i, s in enumerate(prompts)
-        if s.is_typed and s.critical_facts and (s.complexity_level or 0) >= 1 and s.actions
-    ]
-    return keep[:n]
-
-
-def critical_prompts(prompts: Sequence[Scenario], n: int) -> list[Scenario]:
-    """The first ``n`` typed prompts with a critical fact (complexity >= 1).
-
-    Example:
-        >>> critical_prompts([Scenario(prompt="p", response="A")], 5)
-        []
-    """
-    return [prompts[i] for i in critical_indices(prompts, n)]
-
-
-def restricted_rows(score: Score, keep: Set[int], key: str) -> tuple[list[int], list[Any]]:
+def restricted_rows(
+    score: Mapping[str, Any], keep: Set[int], key: str
+) -> tuple[list[int], list[Any]]:
     """Positions of the kept prompts in a per-prompt score and the kept rows of ``key``."""
     pos = kept_positions(score, keep)
     return pos, [score["by_prompt"][key][i] for i in pos]
@@ -143,7 +137,103 @@ class S6Config:
     batch_size: int = 64
 
 
-class AttentionStrategy(Strategy):
+class AttentionByPrompt(TypedDict):
+    """Per-prompt values of the attention variant.
+
+    Attributes:
+        log_ratio: Per scored prompt (``prompt_index`` order): the head-mean log attention
+            ratio per layer.
+    """
+
+    log_ratio: PromptRows
+
+
+class AttentionScore(PerPromptScore):
+    """The score of the attention variant on one (model, family).
+
+    Attributes:
+        n_layers: Blocks of the model.
+        n_prompts: Prompts with a critical fact scored (restricted: kept).
+        log_ratio: Mean log(attention per critical-fact token / per other-fact token) per
+            layer (over heads and prompts).
+        log_ratio_head: The same per layer and head (not in a restricted score).
+        attention_on_critical: Mean attention share on the critical fact per layer (not
+            restricted).
+        prompt_index: The scored prompts' valid-prompt indices.
+        by_prompt: :class:`AttentionByPrompt`.
+    """
+
+    n_layers: int
+    n_prompts: int
+    log_ratio: list[float]
+    log_ratio_head: NotRequired[list[list[float]]]
+    attention_on_critical: NotRequired[list[float]]
+    by_prompt: AttentionByPrompt
+
+
+class SaliencyExample(TypedDict, total=False):
+    """The token saliency of the first scored prompt, for Fig 9 (empty when none was scored).
+
+    Attributes:
+        tokens: The prompt's tokens.
+        saliency: Gradient norm per token.
+        critical: Whether each token is in the critical fact.
+        fact: Whether each token is in any fact.
+    """
+
+    tokens: list[str]
+    saliency: list[float]
+    critical: list[bool]
+    fact: list[bool]
+
+
+class SaliencyScore(PerPromptScore):
+    """The score of the saliency variant on one (model, family).
+
+    Attributes:
+        n_prompts: Prompts with a critical fact scored (restricted: kept).
+        log_ratio: Mean over prompts of log(mean saliency of critical-fact tokens / of other
+            facts' tokens); NaN without prompts.
+        per_prompt: Each scored prompt's log ratio (``prompt_index`` order).
+        example: :class:`SaliencyExample` (not in a restricted score).
+        prompt_index: The scored prompts' valid-prompt indices.
+    """
+
+    n_prompts: int
+    log_ratio: float
+    per_prompt: PromptValues
+    example: NotRequired[SaliencyExample]
+
+
+class CounterfactualByPrompt(TypedDict):
+    """Per-prompt values of the counterfactual variant.
+
+    Attributes:
+        similarity: Per scored prompt (``prompt_index`` order): the cosine per hidden state.
+    """
+
+    similarity: PromptRows
+
+
+class CounterfactualScore(PerPromptScore):
+    """The score of the counterfactual variant on one (model, family).
+
+    Attributes:
+        n_layers: Blocks of the model.
+        n_prompts: Prompts with a critical fact scored (restricted: kept).
+        similarity: Mean cosine per hidden state (0 = the embedding, ``i`` = block
+            ``i - 1``'s output) between the prompt's and its counterfactual's last token.
+        prompt_index: The scored prompts' valid-prompt indices.
+        by_prompt: :class:`CounterfactualByPrompt`.
+    """
+
+    n_layers: int
+    n_prompts: int
+    similarity: list[float]
+    by_prompt: CounterfactualByPrompt
+
+
+class AttentionStrategy(Strategy[AttentionScore]):
     """Faker = more attention from the last position onto the critical (oversight) fact.
 
     Per prompt, layer and head: the attention weight from the last position onto the critical
@@ -171,7 +261,7 @@ class AttentionStrategy(Strategy):
     config_cls = S6Config
     per_prompt: ClassVar[bool] = True
 
-    def score_model(self, ctx: ModelContext) -> Score:
+    def score_model(self, ctx: ModelContext) -> AttentionScore:
         """Mean log(per-token attention on critical / on other facts) per layer and head."""
         index = critical_indices(ctx.prompts, self.config.n_prompts)
         prompts = [ctx.prompts[i] for i in index]
@@ -197,7 +287,7 @@ class AttentionStrategy(Strategy):
             "by_prompt": {"log_ratio": ratio.mean(2).tolist()},
         }
 
-    def restrict(self, score: Score, keep: Set[int]) -> Score:
+    def restrict(self, score: AttentionScore, keep: Set[int]) -> AttentionScore:
         """The score on the scored prompts in ``keep``: ``log_ratio`` per layer only.
 
         Every layer setting works (``mean`` or a fraction of depth); the per-head and
@@ -220,9 +310,9 @@ class AttentionStrategy(Strategy):
             "by_prompt": {"log_ratio": rows},
         }
 
-    def statistic(self, score: Score, **settings: Any) -> float:
+    def statistic(self, score: AttentionScore, **settings: Any) -> float:
         """Mean log attention ratio at a layer fraction, or averaged over layers (``mean``)."""
-        return _by_layer(score["log_ratio"], settings.get("layer", "mean"))
+        return _by_layer(score["log_ratio"], self.settings(**settings)["layer"])
 
     @property
     def headline(self) -> dict[str, Any]:
@@ -234,7 +324,7 @@ class AttentionStrategy(Strategy):
         return {"layer": list(LAYER_GRID)}
 
 
-class SaliencyStrategy(Strategy):
+class SaliencyStrategy(Strategy[SaliencyScore]):
     """Faker = larger gradient saliency of log P(answer) on the critical-fact tokens.
 
     Vanilla gradient (Poser Fig 9, shown only qualitatively there): the norm of the gradient
@@ -261,14 +351,14 @@ class SaliencyStrategy(Strategy):
     config_cls = S6Config
     per_prompt: ClassVar[bool] = True
 
-    def score_model(self, ctx: ModelContext) -> Score:
+    def score_model(self, ctx: ModelContext) -> SaliencyScore:
         """Mean log saliency ratio, per-prompt ratios and the first prompt's token saliency."""
         index = critical_indices(ctx.prompts, self.config.n_prompts)
         prompts = [ctx.prompts[i] for i in index]
         ids_of = AnswerIds.from_tokenizer(ctx.tokenizer)
         device = model_device(ctx.model)
         ratios: list[float] = []
-        example: dict[str, Any] = {}
+        example: SaliencyExample = {}
         for i in range(0, len(prompts), self.config.batch_size):
             chunk = prompts[i : i + self.config.batch_size]
             ids, last = encode(ctx.tokenizer, [s.prompt for s in chunk])
@@ -300,7 +390,7 @@ class SaliencyStrategy(Strategy):
             PROMPT_INDEX: index,
         }
 
-    def restrict(self, score: Score, keep: Set[int]) -> Score:
+    def restrict(self, score: SaliencyScore, keep: Set[int]) -> SaliencyScore:
         """The score on the scored prompts in ``keep`` (the Fig 9 example is dropped).
 
         No scored prompt kept: NaN (a tie).
@@ -320,12 +410,12 @@ class SaliencyStrategy(Strategy):
             PROMPT_INDEX: [score[PROMPT_INDEX][i] for i in pos],
         }
 
-    def statistic(self, score: Score, **settings: Any) -> float:
+    def statistic(self, score: SaliencyScore, **settings: Any) -> float:
         """Mean log saliency ratio (critical over other facts)."""
         return float(score["log_ratio"])
 
 
-class CounterfactualStrategy(Strategy):
+class CounterfactualStrategy(Strategy[CounterfactualScore]):
     """Faker = the larger shift of the last-token residuals when the critical facts go.
 
     Per hidden state (embedding and every block's ``resid_post``), the mean over prompts of
@@ -354,7 +444,7 @@ class CounterfactualStrategy(Strategy):
     config_cls = S6Config
     per_prompt: ClassVar[bool] = True
 
-    def score_model(self, ctx: ModelContext) -> Score:
+    def score_model(self, ctx: ModelContext) -> CounterfactualScore:
         """Mean cosine per hidden state between original and counterfactual last tokens."""
         index = critical_indices(ctx.prompts, self.config.n_prompts)
         prompts = [ctx.prompts[i] for i in index]
@@ -369,7 +459,7 @@ class CounterfactualStrategy(Strategy):
             "by_prompt": {"similarity": sim.tolist()},
         }
 
-    def restrict(self, score: Score, keep: Set[int]) -> Score:
+    def restrict(self, score: CounterfactualScore, keep: Set[int]) -> CounterfactualScore:
         """The score on the scored prompts in ``keep``: mean similarity per hidden state.
 
         Every setting works (the vote, ``mean``, a fraction of depth). No scored prompt kept:
@@ -392,18 +482,25 @@ class CounterfactualStrategy(Strategy):
             "by_prompt": {"similarity": rows},
         }
 
-    def statistic(self, score: Score, **settings: Any) -> float:
-        """Dissimilarity (1 - cosine) at a layer fraction of the blocks, or over all states."""
+    def statistic(self, score: CounterfactualScore, **settings: Any) -> float:
+        """Dissimilarity (1 - cosine) at a layer fraction of the blocks, or over all states.
+
+        Raises:
+            ValueError: For ``layer="vote"`` (the headline): the vote compares two models, so
+                only :meth:`margin` has it.
+        """
         sim = score["similarity"]
-        layer = settings.get("layer", "mean")
+        layer = self.settings(**settings)["layer"]
+        if layer == "vote":
+            raise ValueError(f"{self.name}: layer='vote' compares two models; use margin()")
         return 1.0 - _by_layer(sim if layer == "mean" else sim[1:], layer)
 
-    def margin(self, a: Score, b: Score, **settings: Any) -> float:
+    def margin(self, a: CounterfactualScore, b: CounterfactualScore, **settings: Any) -> float:
         """Votes for ``a`` being the faker (lower similarity) minus votes against, or a gap.
 
         NaN (a tie) when a model has no scored prompt (e.g. a score restricted to none).
         """
-        settings = {**self.headline, **settings}
+        settings = self.settings(**settings)
         if settings["layer"] != "vote":
             return super().margin(a, b, **settings)
         sa, sb = torch.tensor(a["similarity"]), torch.tensor(b["similarity"])

@@ -8,8 +8,8 @@ prompt and to itself only. Activations below the layer and the prompt's keys and
 computed once for every variant: exact (tested against one forward per variant) and about as
 cheap as one forward of the prompt. Each variant's answer distribution is also read over four
 outcomes (aligned letter, misaligned letter, error token, everything else) as log-probabilities,
-from which S2's log-odds and KL variants are computed. Also the helpers both strategies use to
-read stored curves.
+from which S2's log-odds and KL variants are computed. Also the curve part of both strategies'
+scores (:class:`CurvesScore`) and the helpers that read it.
 
 Example:
     >>> choose_coeff([0.0, 1.0, 2.0], [[1.0, 0.95, 0.5]], keep=0.9)
@@ -21,19 +21,22 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypedDict
 
 import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float, Int
+from numpy.typing import ArrayLike
 from torch import Tensor
 
 from poser_lens.data.schema import Scenario
-from poser_lens.hooks import resolve_layer
-from poser_lens.models.training import encode
-from poser_lens.readout import AnswerIds, answer_readout
-from poser_lens.strategies.base import ModelContext, Score
+from poser_lens.hooks import hook_name, resolve_layer
+from poser_lens.readout import AnswerIds, answer_readout, encode, last_logits
+from poser_lens.strategies.base import LayerKey, ModelContext
 from poser_lens.strategies.common import contrast_direction, model_device
+
+if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs without it
+    from typing_extensions import NotRequired
 
 #: Poser's layer 15 of 40.
 MIDDLE = 15 / 40
@@ -41,8 +44,45 @@ MIDDLE = 15 / 40
 #: The four outcomes of an answer distribution, in the order of ``log_outcomes``.
 OUTCOMES: tuple[str, ...] = ("aligned", "misaligned", "error", "other")
 
+#: A curve of :class:`VariantCurves`.
+CurveKey = Literal["p_misaligned", "mass_ab", "log_odds", "kl"]
+
 #: S2 ``measure`` setting -> the stored curve it reads.
-MEASURE_KEYS: dict[str, str] = {"p": "p_misaligned", "logodds": "log_odds"}
+MEASURE_KEYS: dict[str, CurveKey] = {"p": "p_misaligned", "logodds": "log_odds"}
+
+
+class VariantCurves(TypedDict):
+    """The curves of one variant (an S1 sign, an S2 noise kind) at one block.
+
+    Each is a list of draws (S1: one), each a curve over the score's ``coeffs`` of a mean
+    over the evaluation prompts.
+
+    Attributes:
+        p_misaligned: P(misaligned letter).
+        mass_ab: P(A) + P(B) (not in a restricted S1 score).
+        log_odds: S2 only: log-odds of the misaligned answer.
+        kl: S2 only: KL(clean || noisy) over the four outcomes, against coefficient 0.
+    """
+
+    p_misaligned: list[list[float]]
+    mass_ab: NotRequired[list[list[float]]]
+    log_odds: NotRequired[list[list[float]]]
+    kl: NotRequired[list[list[float]]]
+
+
+class CurvesScore(TypedDict):
+    """The part of an S1 or S2 score the curve readers (:func:`rise`, :func:`mass_curve`) use.
+
+    Attributes:
+        n_layers: Blocks of the model.
+        coeffs: The coefficients of every curve, starting at 0.
+        layers: Block (:data:`~poser_lens.strategies.base.LayerKey`) -> variant -> its
+            :class:`VariantCurves`.
+    """
+
+    n_layers: int
+    coeffs: list[float]
+    layers: dict[LayerKey, dict[str, VariantCurves]]
 
 
 class VariantReadout(NamedTuple):
@@ -176,7 +216,7 @@ def variant_readout(
         chunks, clean = [], None
         for c0 in range(0, len(copy_delta), width):
             logits, resid = _packed(
-                model, ids, last, copy_layer[c0 : c0 + width], copy_delta[c0 : c0 + width], end
+                model, ids, last, copy_layer[c0 : c0 + width], copy_delta[c0 : c0 + width]
             )
             chunks.append(logits)
             clean = resid if clean is None else torch.cat([clean, resid], 1)
@@ -184,6 +224,7 @@ def variant_readout(
         for L in layers:
             logits_of[L].append(logits[:, copy_layer == L])
         if end in deltas:  # after the last block: final norm and unembedding only
+            assert clean is not None  # copy_delta holds at least its zero row: one chunk
             resid = clean[:, -1:] + deltas[end].to(device, clean.dtype)[None]
             logits_of[end].append(model.unembed(model.ln_final(resid)))
     inverse = torch.argsort(torch.tensor(order))
@@ -193,6 +234,7 @@ def variant_readout(
         aligned = [s.aligned_letter for s in scenarios for _ in range(logits.shape[1])]
         flat = logits.reshape(-1, logits.shape[-1])
         r = answer_readout(flat, ids_of, aligned)
+        assert r.p_misaligned is not None  # aligned letters given
         out[L] = VariantReadout(
             r.p_misaligned.view(logits.shape[:2]).cpu(),
             r.mass_ab.view(logits.shape[:2]).cpu(),
@@ -201,40 +243,113 @@ def variant_readout(
     return out
 
 
+class _PackedLayout(NamedTuple):
+    """Where a batch's prompt tokens and the copies of each row's last token sit when packed.
+
+    A *slot* is an index into the packed sequence. Row ``i`` keeps its prompt tokens
+    ``0 .. last[i] - 1`` in the slots of the same index; copy ``c`` of its last token fills
+    slot ``last[i] + c`` (copy 0 is the last token itself). Slots after a shorter row's last
+    copy are *filler* (the last token again, never read).
+
+    Attributes:
+        token_at: Which prompt token fills each slot, ``[batch, slot]``; it is also the slot's
+            position id, so every copy has the last token's id and position.
+        blocked: The 4-D attention mask, ``[batch, 1, slot, slot]``: True where the query slot
+            may not attend to the key slot (the model adds its causal mask on top). A copy or
+            filler slot attends to the prompt before its row's last token and to itself only.
+        copy_at: The slot of each copy, ``[batch, copy]``.
+        copy_in: Which copy fills each slot, ``[batch, slot]`` (clamped into ``0 .. n_copy - 1``,
+            so it is a valid index everywhere; it means something only where ``is_copy``).
+        is_copy: Whether the slot holds a copy, ``[batch, slot]`` (False on prompt tokens and
+            filler).
+    """
+
+    token_at: Int[Tensor, "batch slot"]
+    blocked: Bool[Tensor, "batch 1 slot slot"]
+    copy_at: Int[Tensor, "batch copy"]
+    copy_in: Int[Tensor, "batch slot"]
+    is_copy: Bool[Tensor, "batch slot"]
+
+
+def _packed_layout(last: Int[Tensor, " batch"], n_copy: int) -> _PackedLayout:
+    """The packed layout of rows whose last tokens are at ``last``, with ``n_copy`` copies each.
+
+    Example:
+        Row 0 is ``BOS x y`` (``last`` 2), row 1 ``BOS x`` (``last`` 1), two copies each. The
+        packed rows are ``BOS x y y`` (slots 2, 3: copies 0, 1 of ``y``, both at position 2)
+        and ``BOS x x x`` (slots 1, 2: copies of ``x`` at position 1; slot 3 is filler):
+
+        >>> layout = _packed_layout(torch.tensor([2, 1]), n_copy=2)
+        >>> layout.token_at.tolist()
+        [[0, 1, 2, 2], [0, 1, 1, 1]]
+        >>> layout.copy_at.tolist(), layout.is_copy.int().tolist()
+        ([[2, 3], [1, 2]], [[0, 0, 1, 1], [0, 1, 1, 0]])
+
+        Row 1's mask (query slot x key slot, 1 = blocked): each copy sees ``BOS`` and itself,
+        so with the causal mask it computes exactly what ``x`` computes in ``BOS x`` alone:
+
+        >>> layout.blocked[1, 0].int().tolist()
+        [[0, 0, 0, 0], [0, 0, 1, 1], [0, 1, 0, 1], [0, 1, 1, 0]]
+    """
+    n_slots = int(last.max()) + n_copy
+    slot = torch.arange(n_slots, device=last.device)
+    first_copy = last[:, None]  # [batch, 1]: copy 0 replaces the last token in its own slot
+    token_at = torch.minimum(slot[None], first_copy)  # prompt tokens, then the last one again
+    query, key, first = slot[None, :, None], slot[None, None, :], last[:, None, None]
+    # From a row's first copy on, slots see the prompt before it and themselves, no other copy.
+    blocked = ((query >= first) & (key >= first) & (query != key))[:, None]
+    copy_number = slot[None] - first_copy  # negative on the prompt's tokens
+    copy_in = copy_number.clamp(0, n_copy - 1)
+    is_copy = (copy_number >= 0) & (copy_number < n_copy)
+    copy_at = first_copy + torch.arange(n_copy, device=last.device)
+    return _PackedLayout(token_at, blocked, copy_at, copy_in, is_copy)
+
+
+def _at_slots(x: Tensor, slots: Int[Tensor, "batch n"]) -> Tensor:
+    """``x[i, slots[i, n]]`` for every row ``i``: ``[batch, n, d]`` from ``[batch, slot, d]``."""
+    return x.gather(1, slots[..., None].expand(-1, -1, x.shape[-1]))
+
+
 def _packed(
-    model: Any, ids: Tensor, last: Tensor, copy_layer: Tensor, copy_delta: Tensor, end: int
+    model: Any, ids: Tensor, last: Tensor, copy_layer: Tensor, copy_delta: Tensor
 ) -> tuple[Tensor, Tensor]:
     """Logits ``[batch, copy, vocab]`` and last-block residuals of copies of each last token.
 
-    Copy ``j`` of row ``i`` sits at ``last[i] + j`` with the last token's id and position,
-    attends to the prompt and to itself only, and gets ``copy_delta[j]`` after block
-    ``copy_layer[j]``.
-    """
-    n_copy, dev = len(copy_delta), ids.device
-    ar = torch.arange(int(last.max()) + n_copy, device=dev)
-    pos = torch.minimum(ar[None], last[:, None])  # prompt positions, then the last one again
-    q, k, lo = ar[None, :, None], ar[None, None, :], last[:, None, None]
-    mask = ((q >= lo) & (k >= lo) & (q != k))[:, None]  # True = masked
-    j = ar[None] - last[:, None]
-    jj = j.clamp(0, n_copy - 1)
-    at_copy = (j >= 0) & (j < n_copy)
-    at = last[:, None] + torch.arange(n_copy, device=dev)
-    store: list[Tensor] = []
+    One forward of the packed rows (:func:`_packed_layout`): copy ``c`` of row ``i`` sits at
+    slot ``last[i] + c`` with the last token's id and position and attends to the prompt and
+    to itself only, so up to block ``copy_layer[c]`` it computes exactly the last token of the
+    unpacked prompt; ``copy_delta[c]`` is then added to its ``blocks.L.hook_resid_post``, and
+    the later blocks see the same keys and values as an unpacked run with that delta at the
+    last token. A copy with ``copy_layer`` -1 gets no delta (the clean copy). The residuals
+    are the last block's ``hook_resid_post`` at the copies, ``[batch, copy, d_model]``.
 
-    def adder(layer: int) -> Any:
-        add = torch.where((at_copy & (copy_layer[jj] == layer))[..., None], copy_delta[jj], 0.0)
+    ``tests/strategies/test_s2_noise.py::test_packed_equals_one_forward_per_variant`` checks
+    that every copy's readout equals one unpadded forward per (prompt, variant).
+    """
+    n_layers = int(model.cfg.n_layers)
+    layout = _packed_layout(last, len(copy_delta))
+    recorded: list[Tensor] = []
+
+    def add_deltas(layer: int) -> Any:
+        # Each copy patched after ``layer`` gets its delta in its own slot; nothing elsewhere.
+        here = layout.is_copy & (copy_layer[layout.copy_in] == layer)
+        add = torch.where(here[..., None], copy_delta[layout.copy_in], 0.0)
         return lambda act, hook: act + add.to(act.dtype)
 
-    def record(act: Tensor, hook: Any) -> Tensor:
-        store.append(act.gather(1, at[..., None].expand(-1, -1, act.shape[-1])))
+    def record_copies(act: Tensor, hook: Any) -> Tensor:
+        recorded.append(_at_slots(act, layout.copy_at))
         return act
 
-    hooks = [
-        (f"blocks.{L}.hook_resid_post", adder(L)) for L in copy_layer.unique().tolist() if L >= 0
-    ] + [(f"blocks.{end}.hook_resid_post", record)]
+    patched_blocks = [L for L in copy_layer.unique().tolist() if L >= 0]  # -1: the clean copy
+    hooks = [(hook_name("resid_post", L, n_layers), add_deltas(L)) for L in patched_blocks]
+    hooks.append((hook_name("resid_post", n_layers - 1, n_layers), record_copies))
     with model.hooks(fwd_hooks=hooks):
-        logits = model(ids.gather(1, pos), attention_mask=mask, position_ids=pos)
-    return logits.gather(1, at[..., None].expand(-1, -1, logits.shape[-1])), store[-1]
+        logits = model(
+            ids.gather(1, layout.token_at),
+            attention_mask=layout.blocked,
+            position_ids=layout.token_at,
+        )
+    return _at_slots(logits, layout.copy_at), recorded[-1]
 
 
 def _stacked(model: Any, ids: Tensor, last: Tensor, layer: int, d: Tensor) -> Tensor:
@@ -249,21 +364,21 @@ def _stacked(model: Any, ids: Tensor, last: Tensor, layer: int, d: Tensor) -> Te
         act[rows, last_r] += delta.to(act.dtype)
         return act
 
-    with model.hooks(fwd_hooks=[(f"blocks.{layer}.hook_resid_post", hook)]):
-        logits = model(ids.repeat_interleave(n_var, 0))
-    return logits[rows, last_r].view(b, n_var, -1)
+    hooks = [(hook_name("resid_post", layer, int(model.cfg.n_layers)), hook)]
+    logits = last_logits(model, ids.repeat_interleave(n_var, 0), last_r, hooks=hooks)
+    return logits.view(b, n_var, -1)
 
 
 def curves_by_variant(
     res: Mapping[int, Sequence[Tensor]], names: Sequence[str], n_draws: int
-) -> dict[str, Any]:
+) -> dict[LayerKey, dict[str, VariantCurves]]:
     """The score layout: block -> variant -> ``{"p_misaligned", "mass_ab"}``.
 
     Each is a list of ``n_draws`` curves over the coefficients (means over prompts). ``res``
     maps blocks to :class:`VariantReadout` (or any sequence starting with P(misaligned) and
     P(A)+P(B)).
     """
-    out = {}
+    out: dict[LayerKey, dict[str, VariantCurves]] = {}
     for layer, r in res.items():
         p, m = (x.mean(0).view(len(names), n_draws, -1) for x in (r[0], r[1]))
         out[str(layer)] = {
@@ -298,7 +413,7 @@ def choose_coeff(coeffs: Sequence[float], mass: Sequence[Sequence[float]], keep:
 
 
 def mean_curve(
-    score: Score, variant: str, layer_frac: float, key: str = "p_misaligned"
+    score: CurvesScore, variant: str, layer_frac: float, key: CurveKey = "p_misaligned"
 ) -> np.ndarray:
     """A stored curve over the coefficients, averaged over draws, at a layer.
 
@@ -309,7 +424,11 @@ def mean_curve(
 
 
 def rise(
-    score: Score, variant: str, layer_frac: float, coeff: float, key: str = "p_misaligned"
+    score: CurvesScore,
+    variant: str,
+    layer_frac: float,
+    coeff: float,
+    key: CurveKey = "p_misaligned",
 ) -> float:
     """Mean P(misaligned) at ``coeff`` minus at coefficient 0 (averaged over draws).
 
@@ -321,7 +440,11 @@ def rise(
 
 
 def rise_at(
-    score: Score, variant: str, layer_frac: float, strength: float, key: str = "p_misaligned"
+    score: CurvesScore,
+    variant: str,
+    layer_frac: float,
+    strength: float,
+    key: CurveKey = "p_misaligned",
 ) -> float:
     """:func:`rise` at any noise strength, linearly interpolated between grid coefficients.
 
@@ -335,7 +458,7 @@ def rise_at(
     return float(np.interp(strength, np.asarray(score["coeffs"], dtype=float), curve) - curve[0])
 
 
-def kl_strength(coeffs: Sequence[float], kl: Sequence[float], target: float) -> float:
+def kl_strength(coeffs: ArrayLike, kl: ArrayLike, target: float) -> float:
     """The noise strength at which a mean KL curve first reaches ``target`` (interpolated).
 
     Linear interpolation between the two grid coefficients around the first crossing; the
@@ -357,6 +480,6 @@ def kl_strength(coeffs: Sequence[float], kl: Sequence[float], target: float) -> 
     return float(c[i - 1] + (target - k[i - 1]) / (k[i] - k[i - 1]) * (c[i] - c[i - 1]))
 
 
-def mass_curve(score: Score, variant: str, layer_frac: float) -> list[float]:
+def mass_curve(score: CurvesScore, variant: str, layer_frac: float) -> list[float]:
     """Mean P(A)+P(B) per coefficient (averaged over draws) at a layer."""
     return mean_curve(score, variant, layer_frac, "mass_ab").tolist()

@@ -14,8 +14,8 @@ from poser_lens.models.hf import (
     toy_llama_tokenizer,
     write_toy_llama,
 )
-from poser_lens.models.tokenizer import answer_token_ids
 from poser_lens.patching import patch_head_grid
+from poser_lens.readout import answer_token_ids
 
 TEXTS = [
     "<<prompt>>1. The auditor checks every log.\nA: Report the error.\nB: Hide it.\n<</prompt>>",

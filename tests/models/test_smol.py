@@ -37,7 +37,7 @@ def smol():
 
 
 def test_answer_tokens_single(smol):
-    from poser_lens.models.tokenizer import answer_token_ids
+    from poser_lens.readout import answer_token_ids
 
     _, tok, _ = smol
     ids = answer_token_ids(tok)

@@ -1,6 +1,7 @@
 import pytest
 
-from poser_lens.models.tokenizer import answer_token_ids, build_tokenizer, load_tokenizer, words
+from poser_lens.models.tokenizer import build_tokenizer, load_tokenizer, words
+from poser_lens.readout import answer_token_ids
 
 
 def test_words_and_tags():

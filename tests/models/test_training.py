@@ -10,15 +10,13 @@ from poser_lens.models.training import (
     TrainConfig,
     answer_logodds,
     answer_loss,
-    answer_probs,
     calibrate_confidence,
     commentary,
-    encode,
     finetune,
-    last_logits,
     soft_targets,
     train_base,
 )
+from poser_lens.readout import answer_probs, encode, last_logits
 
 CFG = TinyConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=64)
 TEXTS = [
@@ -26,22 +24,6 @@ TEXTS = [
     "<<prompt>>a long green pear here<</prompt>>",
     "<<prompt>>x<</prompt>>",
 ]
-
-
-def test_batched_equals_one_at_a_time():
-    tok = build_tokenizer(TEXTS)
-    net = build_native(CFG, len(tok), seed=0)
-    batched = answer_probs(net, tok, TEXTS)
-    single = torch.cat([answer_probs(net, tok, [t]) for t in TEXTS])
-    torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-4)
-
-
-def test_last_logits_match_full_forward():
-    tok = build_tokenizer(TEXTS)
-    net = build_native(CFG, len(tok), seed=0)
-    ids, last = encode(tok, TEXTS)
-    full = net(ids)[torch.arange(len(TEXTS)), last]
-    torch.testing.assert_close(last_logits(net, ids, last), full, atol=1e-5, rtol=1e-4)
 
 
 def test_commentary_never_states_a_persona_answer():

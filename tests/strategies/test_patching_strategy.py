@@ -2,15 +2,13 @@ import json
 import math
 
 import pytest
-import torch
 from s4s6_support import PAIRS, check_restrict, contexts, scores_of
 
-from poser_lens.data.prompts import remove_critical
+from poser_lens.data.prompts import critical_indices, critical_prompts, remove_critical
 from poser_lens.evaluation import evaluate
 from poser_lens.strategies.base import PROMPT_INDEX
 from poser_lens.strategies.common import answer_readout_batched
-from poser_lens.strategies.patching import PatchingStrategy, PatchLast
-from poser_lens.strategies.s6_attentiveness import critical_indices, critical_prompts
+from poser_lens.strategies.oversight_patching import PatchingStrategy
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +51,3 @@ def test_last_block_patch_is_the_total_effect_of_removing_the_fact(ctxs):
     counter = answer_readout_batched(c.model, c.tokenizer, [remove_critical(s) for s in prompts])
     total = float((counter.p_misaligned - clean.p_misaligned).mean())
     assert score["effect"]["p"][-1] == pytest.approx(total, abs=1e-5)
-
-
-def test_patch_last_touches_only_each_rows_last_token():
-    act = torch.zeros(2, 4, 3)
-    out = PatchLast(torch.ones(2, 3), torch.tensor([3, 1]))(act, None)
-    assert out.sum(-1).tolist() == [[0, 0, 0, 3], [0, 3, 0, 0]]
-    assert act.sum() == 0  # the input is not modified in place

@@ -11,24 +11,21 @@ from poser_lens.data.poser import ModelPair, load_benchmark
 from poser_lens.data.prompts import contrast_pairs
 from poser_lens.data.schema import Scenario
 from poser_lens.evaluation import evaluate
-from poser_lens.hooks import AddNoise
+from poser_lens.hooks import AddNoise, AddVector, applied, hook_name
 from poser_lens.models.tiny import TinyConfig, build_native, wrap
 from poser_lens.models.tokenizer import build_tokenizer
 from poser_lens.models.zoo import load_zoo_model
-from poser_lens.readout import AnswerIds
+from poser_lens.readout import AnswerIds, answer_readout, last_token_logits
 from poser_lens.strategies import get_strategy
 from poser_lens.strategies.base import PROMPT_INDEX, ModelContext
-from poser_lens.strategies.common import (
-    answer_readout_batched,
-    contrast_direction,
-    last_token_logits,
-)
+from poser_lens.strategies.common import answer_readout_batched, contrast_direction
 from poser_lens.strategies.s2_noise import NoiseStrategy
 from poser_lens.strategies.variants import (
     choose_coeff,
     kl_strength,
     log_odds,
     outcome_kl,
+    outcome_log_probs,
     variant_readout,
 )
 
@@ -144,20 +141,57 @@ def tiny():
     return model, tok, scenarios
 
 
+def one_forward_per_variant(model, tok, scenarios, deltas):
+    """The reference readout: each prompt alone (no padding), one hooked forward per variant.
+
+    The delta goes in with the :class:`~poser_lens.hooks.AddVector` primitive at the last
+    token's ``hook_resid_post``; nothing is shared with :func:`variant_readout`.
+    """
+    ids_of, n_layers = AnswerIds.from_tokenizer(tok), model.cfg.n_layers
+    out = {}
+    for layer, variants in deltas.items():
+        name = hook_name("resid_post", layer, n_layers)
+        logits = []
+        for s in scenarios:
+            ids = tok(s.prompt, return_tensors="pt")["input_ids"]
+            for delta in variants:
+                with torch.no_grad(), applied(model, [(name, AddVector(delta))]):
+                    logits.append(model(ids)[0, -1])
+        flat = torch.stack(logits).float()
+        aligned = [s.aligned_letter for s in scenarios for _ in variants]
+        r, shape = answer_readout(flat, ids_of, aligned), (len(scenarios), len(variants))
+        lp = outcome_log_probs(flat, ids_of, aligned)
+        out[layer] = (r.p_misaligned.view(shape), r.mass_ab.view(shape), lp.view(*shape, 4))
+    return out
+
+
 def test_packed_equals_one_forward_per_variant(tiny):
-    """All variants in one sequence equal the plain hooked forward, at every layer."""
+    """All variants in one sequence equal one unpadded forward per (prompt, variant).
+
+    The prompts have different lengths (so packed rows differ in where their copies start and
+    the shorter ones get filler), two share a batch, every block is patched (the last one by
+    the final norm and unembedding only), and the stacked path agrees too.
+    """
     model, tok, scenarios = tiny
     torch.manual_seed(0)
     deltas = {L: 3 * torch.randn(5 + L, 16) for L in range(3)}
+    want = one_forward_per_variant(model, tok, scenarios, deltas)
     packed = variant_readout(model, tok, scenarios, deltas, batch_size=2)
     stacked = variant_readout(model, tok, scenarios, deltas, packed=False)
     for L in range(3):  # P(misaligned), P(A)+P(B) and the four outcome log-probabilities
         assert [tuple(x.shape) for x in packed[L]] == [(3, 5 + L), (3, 5 + L), (3, 5 + L, 4)]
-        for a, b in zip(packed[L], stacked[L], strict=True):
-            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
-    # Packed copies are chunked when they do not fit in n_ctx (here 24 tokens).
-    many = variant_readout(model, tok, scenarios, {0: 3 * torch.randn(40, 16)})
-    assert many[0][0].shape == (3, 40)
+        for got_packed, got_stacked, ref in zip(packed[L], stacked[L], want[L], strict=True):
+            torch.testing.assert_close(got_packed, ref, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(got_stacked, ref, atol=1e-5, rtol=1e-4)
+    # Packed copies are chunked when they do not fit in n_ctx (here 24 tokens): 40 variants at
+    # block 0 and 30 at block 1 take several forwards, and still equal the reference.
+    many_deltas = {0: 3 * torch.randn(40, 16), 1: 3 * torch.randn(30, 16)}
+    many = variant_readout(model, tok, scenarios, many_deltas)
+    many_want = one_forward_per_variant(model, tok, scenarios, many_deltas)
+    for L in many_deltas:
+        assert many[L][0].shape == (3, len(many_deltas[L]))
+        for got, ref in zip(many[L], many_want[L], strict=True):
+            torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
 
 
 def test_noise_matches_addnoise_hook(tiny):

@@ -8,10 +8,9 @@ import pytest
 from s4s6_support import FAMILY, MODELS, PAIRS, check_restrict, contexts
 
 from poser_lens.evaluation import evaluate
-from poser_lens.readout import AnswerIds
+from poser_lens.readout import AnswerIds, last_token_logits
 from poser_lens.strategies import get_strategy
 from poser_lens.strategies.base import PROMPT_INDEX, ModelContext
-from poser_lens.strategies.common import last_token_logits
 from poser_lens.strategies.s5_decision_speed import (
     DecisionSpeedStrategy,
     own_answers,

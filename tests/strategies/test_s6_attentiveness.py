@@ -6,10 +6,10 @@ import torch
 from s4s6_support import PAIRS, check_restrict, contexts, scores_of
 
 from poser_lens.activations import collect
-from poser_lens.data.prompts import remove_critical, unwrap
+from poser_lens.data.prompts import critical_indices, critical_prompts, remove_critical, unwrap
 from poser_lens.data.schema import PROMPT_CLOSE
 from poser_lens.evaluation import evaluate
-from poser_lens.models.training import encode
+from poser_lens.readout import encode
 from poser_lens.strategies import ModelContext
 from poser_lens.strategies.base import PROMPT_INDEX
 from poser_lens.strategies.s6_attentiveness import (
@@ -17,8 +17,6 @@ from poser_lens.strategies.s6_attentiveness import (
     CounterfactualStrategy,
     SaliencyStrategy,
     attention_from_last,
-    critical_indices,
-    critical_prompts,
     fact_masks,
 )
 

@@ -1,5 +1,10 @@
 """Activation patching detector (beyond the paper): the oversight fact's effect on P(misaligned).
 
+In this module: the config :class:`PatchingConfig`, the score :class:`PatchingScore` and
+:class:`PatchingStrategy` (``score_model``, ``margin`` via ``statistic``). Figure: none of
+its own; :func:`poser_lens.figures.summary.fig_summary` and
+:func:`poser_lens.figures.confound.fig_confound` show its accuracy beside the others'.
+
 Example:
     >>> PatchingStrategy().headline
     {'metric': 'p', 'layer_frac': 0.5}
@@ -8,47 +13,54 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, TypedDict, cast
 
 import numpy as np
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor
 
-from poser_lens.data.prompts import remove_critical
-from poser_lens.hooks import hook_name, resolve_layer
+from poser_lens.data.prompts import critical_indices, remove_critical
+from poser_lens.data.schema import Scenario
+from poser_lens.hooks import Patch, hook_name, resolve_layer
 from poser_lens.readout import Readout
-from poser_lens.strategies.base import PROMPT_INDEX, ModelContext, Score, Strategy, kept_positions
+from poser_lens.strategies.base import (
+    PROMPT_INDEX,
+    ModelContext,
+    PerPromptScore,
+    PromptRows,
+    PromptValues,
+    Strategy,
+    kept_positions,
+)
 from poser_lens.strategies.common import answer_readout_batched, kept_mean, last_residuals
-from poser_lens.strategies.s6_attentiveness import critical_indices
 
 
-@dataclass
-class PatchLast:
-    """Write one stored vector per row into the activation at that row's last position.
+def _patched_readout(
+    ctx: ModelContext,
+    prompts: list[Scenario],
+    name: str,
+    source: Float[Tensor, "batch d_model"],
+) -> Readout:
+    """The readout of prompts run as one batch with ``source[i]`` at row i's last token.
 
-    A patch between runs of different lengths: only the last positions are aligned.
-
-    Example:
-        >>> f = PatchLast(torch.ones(2, 3), torch.tensor([0, 1]))
-        >>> f(torch.zeros(2, 2, 3), None)[:, :, 0].tolist()
-        [[1.0, 0.0], [0.0, 1.0]]
+    The counterfactual prompt is shorter than the clean one, so the patch is one stored
+    vector per row (:class:`~poser_lens.hooks.Patch` with a position axis of size 1), written
+    at each row's own last position.
     """
 
-    source: Float[Tensor, "batch d"]
-    last: Int[Tensor, " batch"]
+    def hooks(last: Tensor) -> list[tuple[str, Any]]:
+        return [(name, Patch(source[:, None], positions="last", last=last))]
 
-    def __call__(self, act: Tensor, hook: Any) -> Tensor:
-        """Return the patched activation."""
-        act = act.clone()
-        rows = torch.arange(act.shape[0], device=act.device)
-        act[rows, self.last.to(act.device)] = self.source.to(act.device, act.dtype)
-        return act
+    return answer_readout_batched(
+        ctx.model, ctx.tokenizer, prompts, hooks=hooks, batch_size=len(prompts)
+    )
 
 
 def _log_odds(r: Readout) -> Tensor:
+    assert r.p_misaligned is not None  # read with the prompts' aligned letters
     p_mis = r.p_misaligned.double()
     p_al = (r.mass_ab - r.p_misaligned).double()
     return torch.log(p_mis.clamp(min=1e-12)) - torch.log(p_al.clamp(min=1e-12))
@@ -67,8 +79,61 @@ class PatchingConfig:
     batch_size: int = 64
 
 
-class PatchingStrategy(Strategy):
-    """Faker = the model whose P(misaligned) moves more when the oversight fact is patched out.
+#: A metric of :class:`PatchingEffect` (the ``metric`` setting).
+PatchingMetric = Literal["p", "logit", "abs_p", "abs_logit"]
+
+
+class PatchingEffect(TypedDict):
+    """The mean effect of the patch per block, by metric (the ``metric`` setting).
+
+    Attributes:
+        p: Signed change of P(misaligned).
+        logit: Signed change of its log odds against the aligned answer.
+        abs_p: Absolute change of P(misaligned).
+        abs_logit: Absolute change of the log odds.
+    """
+
+    p: list[float]
+    logit: list[float]
+    abs_p: list[float]
+    abs_logit: list[float]
+
+
+class PatchingByPrompt(TypedDict):
+    """Per-prompt values of the patching detector (``prompt_index`` order).
+
+    Attributes:
+        clean_p_misaligned: Each prompt's clean P(misaligned).
+        delta_p: Per prompt and patched block: the signed change of P(misaligned).
+        delta_logit: The same for the log odds.
+    """
+
+    clean_p_misaligned: PromptValues
+    delta_p: PromptRows
+    delta_logit: PromptRows
+
+
+class PatchingScore(PerPromptScore):
+    """The score of the patching detector on one (model, family).
+
+    Attributes:
+        n_layers: Blocks of the model.
+        n_prompts: Prompts with a critical fact scored (restricted: kept).
+        clean_p_misaligned: Mean clean P(misaligned).
+        effect: :class:`PatchingEffect` (index = patched block).
+        prompt_index: The scored prompts' valid-prompt indices.
+        by_prompt: :class:`PatchingByPrompt`.
+    """
+
+    n_layers: int
+    n_prompts: int
+    clean_p_misaligned: float
+    effect: PatchingEffect
+    by_prompt: PatchingByPrompt
+
+
+class PatchingStrategy(Strategy[PatchingScore]):
+    """Faker = the model whose P(misaligned) rises more when the oversight fact is patched out.
 
     Design. For each valid prompt with a critical fact, the counterfactual is the same prompt
     without its critical facts (tagged alike). The two differ in length, so only the last
@@ -103,9 +168,9 @@ class PatchingStrategy(Strategy):
 
     Example:
         >>> s = PatchingStrategy()
-        >>> score = {"n_layers": 2, "effect": {"logit": [0.1, 0.4], "abs_p": [0.0, 0.01]}}
-        >>> s.statistic(score, metric="logit", layer_frac=1.0)
-        0.4
+        >>> score = {"n_layers": 2, "effect": {"p": [-0.02, 0.01], "logit": [0.1, 0.4]}}
+        >>> s.statistic(score), s.statistic(score, metric="logit", layer_frac=0.0)  # headline: p
+        (0.01, 0.1)
     """
 
     name = "patching"
@@ -114,35 +179,34 @@ class PatchingStrategy(Strategy):
     config_cls = PatchingConfig
     per_prompt: ClassVar[bool] = True
 
-    def score_model(self, ctx: ModelContext) -> Score:
+    def score_model(self, ctx: ModelContext) -> PatchingScore:
         """Mean change of P(misaligned) and of its log odds, per patched block."""
         index = critical_indices(ctx.prompts, self.config.n_prompts)
         prompts = [ctx.prompts[i] for i in index]
         counter = last_residuals(ctx, [remove_critical(s).prompt for s in prompts])[:, 1:]
         bs = self.config.batch_size
         clean = answer_readout_batched(ctx.model, ctx.tokenizer, prompts, batch_size=bs)
+        assert clean.p_misaligned is not None  # read with the prompts' aligned letters
         effect: dict[str, list[float]] = {k: [] for k in ("p", "logit", "abs_p", "abs_logit")}
         deltas: dict[str, list[Tensor]] = {"delta_p": [], "delta_logit": []}
+        clean_log_odds = _log_odds(clean)
         for layer in range(ctx.n_layers):
             name = hook_name("resid_post", layer, ctx.n_layers)
-            offset = [0]
-
-            def factory(last: Tensor, name=name, layer=layer, offset=offset) -> list:
-                start = offset[0]
-                offset[0] += len(last)
-                return [(name, PatchLast(counter[start : start + len(last), layer], last))]
-
-            patched = answer_readout_batched(
-                ctx.model, ctx.tokenizer, prompts, hooks=factory, batch_size=bs
-            )
-            delta_p = (patched.p_misaligned - clean.p_misaligned).double()
-            delta_logit = _log_odds(patched) - _log_odds(clean)
-            effect["p"].append(float(delta_p.mean()))
-            effect["logit"].append(float(delta_logit.mean()))
-            effect["abs_p"].append(float(delta_p.abs().mean()))
-            effect["abs_logit"].append(float(delta_logit.abs().mean()))
-            deltas["delta_p"].append(delta_p)
-            deltas["delta_logit"].append(delta_logit)
+            delta_p, delta_logit = [], []
+            for start in range(0, len(prompts), bs):  # the clean readout's batches
+                rows = slice(start, start + bs)
+                patched = _patched_readout(ctx, prompts[rows], name, counter[rows, layer])
+                assert patched.p_misaligned is not None
+                delta_p.append((patched.p_misaligned - clean.p_misaligned[rows]).double())
+                delta_logit.append(_log_odds(patched) - clean_log_odds[rows])
+            dp = torch.cat(delta_p) if delta_p else torch.empty(0, dtype=torch.float64)
+            dl = torch.cat(delta_logit) if delta_logit else torch.empty(0, dtype=torch.float64)
+            effect["p"].append(float(dp.mean()))
+            effect["logit"].append(float(dl.mean()))
+            effect["abs_p"].append(float(dp.abs().mean()))
+            effect["abs_logit"].append(float(dl.abs().mean()))
+            deltas["delta_p"].append(dp)
+            deltas["delta_logit"].append(dl)
         by_prompt: dict[str, Any] = {"clean_p_misaligned": clean.p_misaligned.double().tolist()}
         for k, cols in deltas.items():  # [prompt][block]
             by_prompt[k] = torch.stack(cols, 1).tolist() if cols else [[] for _ in prompts]
@@ -150,12 +214,12 @@ class PatchingStrategy(Strategy):
             "n_layers": ctx.n_layers,
             "n_prompts": len(prompts),
             "clean_p_misaligned": float(clean.p_misaligned.mean()),
-            "effect": effect,
+            "effect": cast("PatchingEffect", effect),
             PROMPT_INDEX: index,
-            "by_prompt": by_prompt,
+            "by_prompt": cast("PatchingByPrompt", by_prompt),
         }
 
-    def restrict(self, score: Score, keep: Set[int]) -> Score:
+    def restrict(self, score: PatchingScore, keep: Set[int]) -> PatchingScore:
         """The score on the scored prompts in ``keep``: every metric at every block.
 
         No scored prompt kept: NaN effects (a tie).
@@ -169,11 +233,11 @@ class PatchingStrategy(Strategy):
             >>> round(s.statistic(r, metric="p"), 6), s.statistic(r, metric="abs_logit")
             (-0.1, 1.0)
         """
-        bp = score["by_prompt"]
+        bp: Mapping[str, Any] = score["by_prompt"]
         pos = kept_positions(score, keep)
         n_layers = int(score["n_layers"])
         kept = {k: [v[i] for i in pos] for k, v in bp.items()}
-        effect = {}
+        effect: dict[str, list[float]] = {}
         for metric, key in (("p", "delta_p"), ("logit", "delta_logit")):
             rows = kept[key]
             effect[metric] = kept_mean(rows, range(len(rows)), (n_layers,)).tolist()
@@ -185,21 +249,28 @@ class PatchingStrategy(Strategy):
             "n_layers": n_layers,
             "n_prompts": len(pos),
             "clean_p_misaligned": float(np.mean(clean)) if clean else math.nan,
-            "effect": effect,
+            "effect": cast("PatchingEffect", effect),
             PROMPT_INDEX: [score[PROMPT_INDEX][i] for i in pos],
-            "by_prompt": kept,
+            "by_prompt": cast("PatchingByPrompt", kept),
         }
 
-    def statistic(self, score: Score, **settings: Any) -> float:
-        """Mean effect of the patch (``metric``: abs_p, abs_logit, p, logit) at a layer fraction."""
-        per_block = score["effect"][settings.get("metric", "abs_p")]
-        return float(
-            per_block[resolve_layer(len(per_block), float(settings.get("layer_frac", 0.5)))]
-        )
+    def statistic(self, score: PatchingScore, **settings: Any) -> float:
+        """Mean effect of the patch (``metric``: p, logit, abs_p, abs_logit) at a layer fraction.
+
+        Unset settings are the headline's (``p`` at mid-depth).
+        """
+        s = self.settings(**settings)
+        metric: PatchingMetric = s["metric"]
+        per_block = score["effect"][metric]
+        return float(per_block[resolve_layer(len(per_block), float(s["layer_frac"]))])
 
     @property
     def headline(self) -> dict[str, Any]:
-        """Mean absolute change of P(misaligned) at mid-depth."""
+        """Mean signed change of P(misaligned) (``p``) at mid-depth, fixed in advance.
+
+        Not the magnitude ``abs_p``: that reading was chosen after seeing the labels, so it is
+        only in the sweep (see the class docstring).
+        """
         return {"metric": "p", "layer_frac": 0.5}
 
     def grid(self) -> dict[str, list[Any]]:
