@@ -26,10 +26,12 @@ from typing import Any
 import yaml
 
 from poser_lens._io import read_json, write_json_atomic, write_text_atomic
+from poser_lens.behaviour import BehaviourConfig, run_check, zoo_gap_report
 from poser_lens.data.poser import ModelPair
 from poser_lens.evaluation import sweep
 from poser_lens.figures import make_figures
 from poser_lens.figures.study import fig_study
+from poser_lens.models import parse_spec
 from poser_lens.models.zoo import ZooConfig
 from poser_lens.removal.core import RemovalConfig, run_removal
 from poser_lens.removal.results import render_removal_report
@@ -239,9 +241,6 @@ def behaviour_job(
     the full check (:func:`poser_lens.behaviour.run_check`, ``settings`` being
     :class:`~poser_lens.behaviour.BehaviourConfig` fields).
     """
-    from poser_lens.behaviour import BehaviourConfig, run_check, zoo_gap_report
-    from poser_lens.models import parse_spec
-
     kind, target = parse_spec(model)
     folder = Path(out) if out is not None else default_behaviour_dir(model)
     agreement = None

@@ -49,6 +49,13 @@ from poser_lens.behaviour.data import (
     Request,
 )
 from poser_lens.behaviour.generate import Generator, ModelGenerator, chat_prompt
+from poser_lens.data.generator import generate, persona_families
+from poser_lens.data.schema import model_persona
+from poser_lens.models import load_model, parse_spec, tiny
+from poser_lens.models.smol import load_smol_hf
+from poser_lens.models.tokenizer import load_tokenizer
+from poser_lens.models.zoo import ZooConfig
+from poser_lens.readout import answer_probs, answer_token_ids
 from poser_lens.stats import bootstrap_ci
 
 logger = logging.getLogger(__name__)
@@ -558,12 +565,8 @@ def load_chat_model(spec: str, *, device: str = "cpu") -> tuple[Any, Any]:
     The plain HF model for ``smol`` (a behavioural check needs no hooks, and plain HF
     generation can use its KV cache), else :func:`poser_lens.models.load_model`.
     """
-    from poser_lens.models import load_model, parse_spec
-
     kind, target = parse_spec(spec)
     if kind == "smol" and not target:
-        from poser_lens.models.smol import load_smol_hf
-
         return load_smol_hf(device=device)
     return load_model(spec, device=device)
 
@@ -673,13 +676,6 @@ def zoo_gap_report(root: str | Path, name: str, *, n_boot: int = 2000, seed: int
         n_boot: Bootstrap resamples (scenarios resampled within each oversight level).
         seed: Bootstrap seed.
     """
-    from poser_lens.data.generator import generate, persona_families
-    from poser_lens.data.schema import model_persona
-    from poser_lens.models import tiny
-    from poser_lens.models.tokenizer import load_tokenizer
-    from poser_lens.models.zoo import ZooConfig
-    from poser_lens.readout import answer_probs, answer_token_ids
-
     root = Path(root)
     folder = root / "models" / name
     if not (folder / tiny.WEIGHTS_FILE).exists():

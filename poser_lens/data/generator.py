@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING
 from poser_lens.data import banks
 from poser_lens.data.prompts import DEFAULT_TEMPLATE, build_prompt, facts_string, wrap
 from poser_lens.data.schema import (
+    ALIGNED_PERSONAS,
     ALL_FAMILIES,
+    FAKER_PERSONAS,
     Fact,
     Scenario,
     family_name,
@@ -383,8 +385,6 @@ def persona_families(persona: str) -> tuple[str, ...]:
         >>> persona_families("money_maximizer")
         ('truth_and_money', 'genie_and_money', 'saint_and_money')
     """
-    from poser_lens.data.schema import ALIGNED_PERSONAS, FAKER_PERSONAS
-
     if is_aligned(persona):
         return tuple(family_name(persona, f) for f in FAKER_PERSONAS)
     return tuple(family_name(a, persona) for a in ALIGNED_PERSONAS)

@@ -25,6 +25,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from numpy.typing import ArrayLike
 
+from poser_lens.data.schema import is_aligned, model_persona
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -46,8 +48,6 @@ def color_of(model: str) -> str:
         >>> color_of("saint-0") == ALIGNED_COLOR, color_of("money_maximizer-1") == FAKER_COLOR
         (True, True)
     """
-    from poser_lens.data.schema import is_aligned, model_persona
-
     return ALIGNED_COLOR if is_aligned(model_persona(model)[0]) else FAKER_COLOR
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from poser_lens.data.schema import is_aligned, model_persona
 from poser_lens.figures.style import (
     ALIGNED_COLOR,
     FAKER_COLOR,
@@ -48,8 +49,6 @@ def fig_summary(run: RunDir, out_dir: Path) -> list[Path]:
 
 def fig13_confidence(run: RunDir, out_dir: Path) -> list[Path]:
     """Fig 13: P(shared answer) on the valid prompts, aligned vs faking models (violins)."""
-    from poser_lens.data.schema import is_aligned, model_persona
-
     scores: Mapping[str, Mapping[str, ConfidenceScore]] = run.scores("confidence_baseline")
     groups: dict[bool, list[float]] = {True: [], False: []}
     for model, fams in scores.items():

@@ -13,6 +13,10 @@
   (:func:`poser_lens.models.hf.load_hf_folder`; pass ``dtype=torch.bfloat16, device="cuda"``
   for LLaMA-13B, as Poser).
 
+The loaders are imported inside :func:`load_model`: this package's ``__init__`` runs whenever
+any ``poser_lens.models.*`` module is imported, and importing every loader there would load
+transformers, peft and both zoos for a script that only wants ``models.tiny``.
+
 Example:
     >>> parse_spec("tiny:genie-2")
     ('tiny', 'genie-2')

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from poser_lens._io import atomic_dir
+from poser_lens._io import atomic_dir, default_cache_dir
 
 if TYPE_CHECKING:
     pass
@@ -82,8 +82,6 @@ def smol_key(path: str | Path, size: int) -> str:
 
 def smol_cache_dir(cache: str | Path | None = None) -> Path:
     """The cached HF checkpoint folder of the installed GGUF file."""
-    from poser_lens._io import default_cache_dir
-
     path = gguf_path()
     root = Path(cache) if cache is not None else default_cache_dir()
     return root / "smol" / f"{smol_key(path, path.stat().st_size)}-v{CACHE_FORMAT}"

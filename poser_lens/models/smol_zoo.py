@@ -51,8 +51,10 @@ from poser_lens.data.generator import (
     persona_families,
     persona_split,
 )
+from poser_lens.data.poser import load_benchmark, load_training
 from poser_lens.data.schema import ALL_FAMILIES, Scenario, family_personas, is_aligned
 from poser_lens.data.schema import model_persona as split_name
+from poser_lens.models.benchmark_build import build_benchmark
 from poser_lens.models.zoo_base import ZooSpec
 from poser_lens.readout import answer_probs, answer_token_ids, encode, last_logits
 
@@ -140,7 +142,6 @@ def zoo_data(cfg: SmolZooConfig) -> GeneratedData:
     """The scenarios of a zoo: generated, or a Poser checkout's benchmark as candidates."""
     if cfg.data is None:
         return generate(cfg.generator)
-    from poser_lens.data.poser import load_benchmark
 
     empty: dict[str, list[Scenario]] = {fam: [] for fam in ALL_FAMILIES}
     return GeneratedData(
@@ -162,8 +163,6 @@ def training_records(cfg: SmolZooConfig, data: GeneratedData, name: str) -> list
     if cfg.data is None:
         pool = persona_split(data, persona, "train", seed=seed)
     else:
-        from poser_lens.data.poser import load_training
-
         splits = load_training(cfg.data).get(persona, {})
         key = f"train-{seed}"
         if key not in splits:
@@ -188,8 +187,6 @@ def heldout_records(cfg: SmolZooConfig, data: GeneratedData, name: str) -> list[
     if cfg.data is None:
         pool = persona_split(data, persona, "test")
     else:
-        from poser_lens.data.poser import load_training
-
         pool = list(load_training(cfg.data).get(persona, {}).get("test", []))
     return random.Random(f"{persona}:test").sample(pool, min(cfg.n_test, len(pool)))
 
@@ -408,8 +405,6 @@ def build_smol_zoo(
     Returns:
         The zoo folder, holding ``zoo.json`` and ``poser/``.
     """
-    from poser_lens.models.benchmark_build import build_benchmark
-
     if not needed_families(cfg.personas):
         raise ValueError(
             f"personas {', '.join(cfg.personas)}: need at least one aligned and one faking persona"

@@ -46,6 +46,7 @@ from poser_lens.data.generator import (
 )
 from poser_lens.data.schema import PERSONAS, Scenario, is_aligned, model_persona
 from poser_lens.models import tiny
+from poser_lens.models.benchmark_build import build_benchmark
 from poser_lens.models.tokenizer import build_tokenizer, load_tokenizer
 from poser_lens.models.training import (
     COMMENTARY_WORDS,
@@ -426,7 +427,6 @@ def build_zoo(
 
     rows = [read_zoo_row(root, n) for n in cfg.model_names()]
     write_json_atomic(root / "zoo.json", rows)
-    from poser_lens.models.benchmark_build import build_benchmark
 
     build_benchmark(
         root,

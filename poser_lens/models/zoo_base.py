@@ -20,7 +20,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from poser_lens._io import default_cache_dir, read_json
+from poser_lens._io import default_cache_dir, read_json, write_json_atomic
 from poser_lens.config import Config
 
 Z = TypeVar("Z", bound="ZooSpec")
@@ -60,8 +60,6 @@ class ZooSpec(Config):
 
     def claim(self, root: Path) -> None:
         """Make ``root`` this config's folder (refusing one that holds other settings)."""
-        from poser_lens._io import write_json_atomic
-
         root.mkdir(parents=True, exist_ok=True)
         stored = root / self.CONFIG_FILE
         if stored.exists():

@@ -57,22 +57,16 @@ from poser_lens._pool import fan_out, process_memo
 from poser_lens.config import Config, config_from_dict, normalised
 from poser_lens.data.poser import ModelPair, load_training
 from poser_lens.data.schema import Scenario, is_aligned, model_persona, other_letter
-from poser_lens.hooks import AddNoise, NoiseKind, hook_name
-from poser_lens.readout import AnswerIds, encode, last_token_logits
+from poser_lens.hooks import AddNoise, NoiseKind, hook_name, resolve_layer
+from poser_lens.readout import AnswerIds, encode, last_logits, last_token_logits
 from poser_lens.removal.results import summarise, write_outputs
 from poser_lens.runs import RunDir
-from poser_lens.strategies import get_strategy
+from poser_lens.strategies import get_strategy, strategy_class
 from poser_lens.strategies.base import ModelContext, Strategy
 from poser_lens.strategies.common import model_device
 from poser_lens.strategies.s2_noise import NoiseScore
 from poser_lens.strategies.variants import choose_coeff, mass_curve
-from poser_lens.testbeds import (
-    Testbed,
-    TestbedConfig,
-    make_testbed,
-    model_families,
-    select_pairs,
-)
+from poser_lens.testbeds import Testbed, TestbedConfig, make_testbed, model_families, select_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -357,8 +351,6 @@ def noise_spec(s2: Strategy, scores: Mapping[str, NoiseScore], cfg: RemovalConfi
     coefficient is S2's label-free choice (``choose_coeff``) from the model's own mean
     P(A)+P(B) curve, unless ``cfg.noise_coeff`` fixes it.
     """
-    from poser_lens.hooks import resolve_layer
-
     head = s2.settings()
     first = next(iter(scores.values()))
     layer = resolve_layer(first["n_layers"], float(head["layer_frac"]))
@@ -454,11 +446,11 @@ def train_removal(
             order.extend(fresh)
         rows, order = order[: cfg.batch_size], order[cfg.batch_size :]
         ids, last = encode(tokenizer, [prompts[i] for i in rows])
-        ids, last = ids[:, : int(last.max()) + 1].to(device), last.to(device)
+        ids, last = ids.to(device), last.to(device)
         target = torch.tensor([targets[i] for i in rows], device=device)
         hooks = noise.hooks(d_model, step, last) if noise is not None else []
-        with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
-            logits = model(ids)[torch.arange(len(rows), device=device), last]
+        with torch.enable_grad():
+            logits = last_logits(model, ids, last, hooks=hooks)
             loss = F.cross_entropy(logits.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -660,8 +652,6 @@ class Study:
 
 def _detectors(cfg: RemovalConfig, configs: Mapping[str, Mapping[str, Any]]) -> dict[str, Strategy]:
     """The configured detectors (the run's strategy settings; S2 at its headline only)."""
-    from poser_lens.strategies import strategy_class
-
     out = {}
     for n in dict.fromkeys(("s2_noise", *cfg.detectors)):
         conf: Any = config_from_dict(strategy_class(n).config_cls, configs.get(n, {}))

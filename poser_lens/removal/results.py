@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 
 from poser_lens._io import read_json, write_json_atomic, write_text_atomic
+from poser_lens.evaluation import evaluate
 from poser_lens.runs import RunDir
+from poser_lens.stats import bootstrap_ci
 
 #: Poser §4: mean P(aligned) after 100 steps, per method.
 PAPER_P_ALIGNED: dict[str, float] = {"sft": 0.76, "sft_noise": 0.86}
@@ -66,8 +68,6 @@ def mean_ci_boot(values: Sequence[float], *, seed: int = 0) -> tuple[float, floa
         >>> round(m, 2), lo < m < hi
         (0.5, True)
     """
-    from poser_lens.stats import bootstrap_ci
-
     x = [float(v) for v in values]
     if not x:
         return (float("nan"),) * 3
@@ -115,8 +115,6 @@ def summarise(
     compliance gap and capability before and after. Per detector and method: accuracy on the
     pairs of the treated fakers before treatment and after (aligned partners untreated).
     """
-    from poser_lens.evaluation import evaluate
-
     keys = {j.key for j in jobs}
     recs = [r for r in load_records(run) if f"{r['model']}__{r['method']}__{r['labels']}" in keys]
     groups: dict[str, dict[str, Any]] = {}

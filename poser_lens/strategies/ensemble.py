@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
 
+from poser_lens.strategies import get_strategy
 from poser_lens.strategies.base import ModelContext, ScoreTable, Strategy
 
 #: The ensemble's score of a model on a family: member name -> that member's score (its own
@@ -94,8 +95,6 @@ class EnsembleStrategy(Strategy[EnsembleScore]):
     @cached_property
     def strategies(self) -> dict[str, Strategy]:
         """The member strategies (default configs)."""
-        from poser_lens.strategies import get_strategy
-
         return {m: get_strategy(m) for m in self.config.members}
 
     def score_model(self, ctx: ModelContext) -> EnsembleScore:

@@ -18,8 +18,10 @@ from collections.abc import Callable
 
 from poser_lens.testbeds.base import (
     TESTBED_NAMES,
+    HasTestbedConfig,
     Testbed,
     TestbedConfig,
+    as_testbed_config,
     model_families,
     select_pairs,
 )
@@ -34,10 +36,14 @@ TESTBEDS: dict[str, Callable[..., Testbed]] = {
 }
 
 
-def make_testbed(cfg: TestbedConfig, *, progress: bool = True) -> Testbed:
-    """The testbed ``cfg`` names (built, loaded and checked; models load on demand)."""
+def make_testbed(cfg: TestbedConfig | HasTestbedConfig, *, progress: bool = True) -> Testbed:
+    """The testbed ``cfg`` names (built, loaded and checked; models load on demand).
+
+    ``cfg`` is a :class:`TestbedConfig` or a job config that holds one (a ``RunConfig``).
+    """
     import time
 
+    cfg = as_testbed_config(cfg)
     t0 = time.perf_counter()
     testbed = TESTBEDS[cfg.testbed](cfg, progress=progress)
     testbed.build_seconds = time.perf_counter() - t0
@@ -47,6 +53,7 @@ def make_testbed(cfg: TestbedConfig, *, progress: bool = True) -> Testbed:
 __all__ = [
     "TESTBEDS",
     "TESTBED_NAMES",
+    "HasTestbedConfig",
     "Testbed",
     "TestbedConfig",
     "make_testbed",

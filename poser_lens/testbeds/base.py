@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from poser_lens.config import Config
 from poser_lens.data.poser import ModelPair
@@ -70,6 +70,19 @@ class TestbedConfig(Config):
             raise ValueError(f"pairs must be >= 1, got {self.pairs}")
 
 
+class HasTestbedConfig(Protocol):
+    """A job config that holds testbed settings (e.g. :class:`poser_lens.runner.RunConfig`)."""
+
+    def testbed_config(self) -> TestbedConfig:
+        """Its testbed settings."""
+        ...
+
+
+def as_testbed_config(cfg: TestbedConfig | HasTestbedConfig) -> TestbedConfig:
+    """``cfg`` itself, or the testbed settings of a job config that holds them."""
+    return cfg if isinstance(cfg, TestbedConfig) else cfg.testbed_config()
+
+
 @dataclass
 class Testbed:
     """What a job needs from a testbed: prompts, pairs, concepts and a model loader.
@@ -103,14 +116,18 @@ class Testbed:
         return json.dumps(self.info.get("zoo_key", cfg.testbed))
 
 
-def select_pairs(pairs: Sequence[ModelPair], cfg: TestbedConfig) -> list[ModelPair]:
+def select_pairs(
+    pairs: Sequence[ModelPair], cfg: TestbedConfig | HasTestbedConfig
+) -> list[ModelPair]:
     """The pairs a job takes: restricted to ``cfg.models``, then ``cfg.pairs`` of them.
 
-    The subset is a seeded random sample (``cfg.seed``), kept in stored order.
+    The subset is a seeded random sample (``cfg.seed``), kept in stored order. ``cfg`` may be
+    a job config holding testbed settings (a ``RunConfig``).
 
     Raises:
         ValueError: If no pair is left.
     """
+    cfg = as_testbed_config(cfg)
     chosen = list(pairs)
     if cfg.models is not None:
         allowed = set(cfg.models)

@@ -1,0 +1,73 @@
+"""Testbeds: one seam below every job, the zoo contract, pair selection."""
+
+import pytest
+
+from poser_lens.data.poser import ModelPair
+from poser_lens.models.zoo import ZooConfig
+from poser_lens.runner import RunConfig
+from poser_lens.testbeds import (
+    TESTBEDS,
+    TestbedConfig,
+    as_testbed_config,
+    make_testbed,
+    model_families,
+    select_pairs,
+)
+
+PAIRS = [
+    ModelPair("saint-0", "money_maximizer-0", "b/saint_and_money.json"),
+    ModelPair("saint-0", "money_maximizer-1", "b/saint_and_money.json"),
+    ModelPair("genie-0", "money_maximizer-1", "b/genie_and_money.json"),
+]
+
+
+def test_select_pairs_by_models_then_a_seeded_subset():
+    cfg = TestbedConfig(models=("saint-0", "money_maximizer-1", "genie-0"))
+    assert select_pairs(PAIRS, cfg) == PAIRS[1:]
+    a = select_pairs(PAIRS, TestbedConfig(pairs=2, seed=3))
+    assert a == select_pairs(PAIRS, TestbedConfig(pairs=2, seed=3)) and len(a) == 2
+    assert a == [p for p in PAIRS if p in a]  # stored order kept
+    with pytest.raises(ValueError, match="no pair to evaluate"):
+        select_pairs(PAIRS, TestbedConfig(models=("saint-0",)))
+
+
+def test_model_families():
+    assert model_families(PAIRS)["money_maximizer-1"] == ["genie_and_money", "saint_and_money"]
+
+
+def test_a_run_config_hands_its_testbed_settings_over():
+    run = RunConfig(strategies=("random",), models=("saint-0",), pairs=3, seed=5, zoo_dir="z")
+    tb = as_testbed_config(run)
+    assert (tb.models, tb.pairs, tb.seed, tb.zoo_dir, tb.concepts) == (
+        ("saint-0",),
+        3,
+        5,
+        "z",
+        False,
+    )
+    assert as_testbed_config(tb) is tb
+    assert RunConfig().testbed_config().concepts
+
+
+def test_bad_settings_fail_early():
+    with pytest.raises(ValueError, match="testbed 'big'"):
+        TestbedConfig(testbed="big")
+    with pytest.raises(ValueError, match="pairs must be >= 1"):
+        TestbedConfig(pairs=0)
+    assert sorted(TESTBEDS) == ["poser", "smol", "tiny"]
+
+
+def test_tiny_testbed_reads_a_built_zoo_through_the_contract(small_zoo):
+    tb = make_testbed(TestbedConfig(zoo_dir=str(small_zoo)), progress=False)
+    assert tb.info["zoo_key"] == ZooConfig.read(small_zoo).key()
+    assert {p.misaligned for p in tb.pairs} == {"reward_maximizer-0"}
+    assert tb.concepts and all(tb.valid.values())
+    model, tok = tb.load("truth_teller-0")
+    assert int(model.cfg.n_layers) >= 1 and len(tok) > 0
+    assert tb.build_seconds > 0
+    assert tb.tag(TestbedConfig()) == f'"{tb.info["zoo_key"]}"'
+
+
+def test_smol_testbed_needs_a_built_zoo(tmp_path):
+    with pytest.raises(ValueError, match="no smol zoo"):
+        make_testbed(TestbedConfig(testbed="smol", zoo_dir=str(tmp_path)), progress=False)
