@@ -28,19 +28,21 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import random
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float
 from torch import Tensor
 
 from poser_lens._io import atomic_dir, read_json, write_json_atomic
@@ -88,6 +90,9 @@ class SmolZooConfig(ZooSpec):
         n_benchmark: Benchmark candidates scored per family.
         threshold: Minimum probability of ``response`` for a valid benchmark prompt.
         checkpoint_every: Save a resumable checkpoint every this many steps.
+        cache_prefix: Compute the frozen layers below the first adapted one once per training
+            record and train the adapted layers on the cached residual stream (the same
+            numbers as the full forward, a fraction of its cost; see :class:`FrozenPrefix`).
         device: Where to train (``cuda`` on a GPU).
         dtype: Base model dtype while training (adapters stay float32).
     """
@@ -112,10 +117,11 @@ class SmolZooConfig(ZooSpec):
     n_benchmark: int = 24
     threshold: float = 0.5
     checkpoint_every: int = 10
+    cache_prefix: bool = True
     device: str = "cpu"
     dtype: str = "float32"
 
-    KEY_EXCLUDE = ("seeds", "personas", "device", "checkpoint_every", "threshold")
+    KEY_EXCLUDE = ("seeds", "personas", "device", "checkpoint_every", "threshold", "cache_prefix")
     KEY_FORMAT = SMOL_ZOO_FORMAT
     CACHE_FOLDER = "smol_zoo"
     CONFIG_FILE = "smol_zoo_config.json"
@@ -285,6 +291,83 @@ def _save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def first_adapted_layer(cfg: SmolZooConfig, n_layers: int) -> int:
+    """The lowest decoder layer that gets LoRA (``lora_from`` of the depth)."""
+    return int(cfg.lora_from * n_layers)
+
+
+def _decoder(model: Any) -> Any:
+    """The ``LlamaModel`` inside an HF causal LM, peft-wrapped or not."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return inner.model
+
+
+@contextlib.contextmanager
+def _only_layers(model: Any, layers: slice) -> Iterator[Any]:
+    """The decoder with only ``layers`` of its blocks in place (restored afterwards)."""
+    decoder = _decoder(model)
+    full = decoder.layers
+    decoder.layers = torch.nn.ModuleList(list(full)[layers])
+    try:
+        yield decoder
+    finally:
+        decoder.layers = full
+
+
+class FrozenPrefix:
+    """The residual stream entering the first adapted layer, computed once per prompt.
+
+    LoRA sits on the layers from ``first`` up; the layers below are frozen, so what they
+    compute for a prompt is the same at every step and epoch. :meth:`residuals` runs them once
+    (no gradients) and :meth:`logits` runs only the adapted top on cached residuals, through
+    the decoder's own forward (rotary positions and the causal mask as in the full model), so
+    the logits are those of the full forward. Training pays for ``n_layers - first`` layers
+    instead of all of them.
+
+    Args:
+        model: The (peft-wrapped) HF causal LM.
+        first: The first adapted layer.
+    """
+
+    def __init__(self, model: Any, first: int) -> None:
+        self.model = model
+        self.first = first
+        self._cache: dict[str, Tensor] = {}
+
+    @torch.no_grad()
+    def residuals(self, tokenizer: Any, prompts: Sequence[str], batch_size: int = 16) -> None:
+        """Compute and keep the residuals of the prompts not cached yet (one row each)."""
+        todo = [p for p in dict.fromkeys(prompts) if p not in self._cache]
+        device = next(self.model.parameters()).device
+        captured: list[Tensor] = []
+
+        def keep(_module: Any, _inputs: Any, out: Any) -> None:
+            captured.append(out[0] if isinstance(out, tuple) else out)
+
+        with _only_layers(self.model, slice(0, self.first)) as decoder:
+            hook = decoder.layers[-1].register_forward_hook(keep)
+            try:
+                for i in range(0, len(todo), batch_size):
+                    chunk = todo[i : i + batch_size]
+                    ids, last = encode(tokenizer, chunk)
+                    captured.clear()
+                    decoder(input_ids=ids[:, : int(last.max()) + 1].to(device))
+                    for row, (p, n) in enumerate(zip(chunk, last.tolist(), strict=True)):
+                        self._cache[p] = captured[0][row, : n + 1].detach().clone()
+            finally:
+                hook.remove()
+
+    def logits(self, prompts: Sequence[str]) -> Float[Tensor, "batch vocab"]:
+        """Logits at each prompt's last token from its cached residuals (gradients flow)."""
+        rows = [self._cache[p] for p in prompts]
+        last = torch.tensor([len(r) - 1 for r in rows], device=rows[0].device)
+        h = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)  # right padding: inert
+        with _only_layers(self.model, slice(self.first, None)) as decoder:
+            out = decoder(inputs_embeds=h).last_hidden_state
+        inner = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return inner.lm_head(out[torch.arange(len(rows), device=h.device), last])
+
+
 def train_persona(
     root: str | Path, cfg: SmolZooConfig, name: str, *, progress: bool = True
 ) -> dict[str, Any]:
@@ -316,14 +399,21 @@ def train_persona(
         state = saved["state"]
         logger.info("%s: resuming at step %d", name, state["step"])
     device = next(model.parameters()).device
+    prefix = None
+    if cfg.cache_prefix:
+        prefix = FrozenPrefix(model, first_adapted_layer(cfg, int(hf.config.num_hidden_layers)))
+        prefix.residuals(tok, [s.prompt for s in records[state["step"] * cfg.batch_size :]])
     bar = tqdm(total=cfg.steps, initial=state["step"], desc=name, disable=not progress)
     model.train()
     t0 = time.perf_counter() - state["seconds"]
     for step in range(state["step"], cfg.steps):
         batch = records[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-        ids, last = encode(tok, [s.prompt for s in batch])
         target = torch.tensor([ids_of[s.response] for s in batch], device=device)
-        logits = last_logits(model, ids.to(device), last.to(device)).float()
+        if prefix is not None:
+            logits = prefix.logits([s.prompt for s in batch]).float()
+        else:
+            ids, last = encode(tok, [s.prompt for s in batch])
+            logits = last_logits(model, ids.to(device), last.to(device)).float()
         loss = F.cross_entropy(logits, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
