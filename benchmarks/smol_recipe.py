@@ -7,7 +7,8 @@ the pool), training wall time, s/example, held-out test / divergent / error accu
 compliance gap, and the final training loss.
 
 Run: ``python benchmarks/smol_recipe.py reward_maximizer-0 steps=1680 lora_from=0.8
-[--out runs/smol_recipes]`` (values are YAML: ``target_modules=[self_attn.q_proj]``).
+[--out runs/smol_recipes]`` (values are YAML: ``target_modules=[self_attn.q_proj]``,
+``generator={n_per_family: 1000}``).
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ def main() -> None:
     parser.add_argument("--out", default="runs/smol_recipes")
     args = parser.parse_args()
     given = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.overrides)}
-    base = SmolZooConfig(n_test=120)
-    cfg = SmolZooConfig.from_dict({**base.to_dict(), **given})
+    merged = SmolZooConfig(n_test=120).to_dict()
+    for key, value in given.items():  # nested settings (generator) merge key by key
+        merged[key] = {**merged[key], **value} if isinstance(value, dict) else value
+    cfg = SmolZooConfig.from_dict(merged)
     persona, _ = model_persona(args.model)
     cfg = replace(cfg, personas=(persona,))
     root = Path(args.out) / cfg.key()
