@@ -1,22 +1,7 @@
 import torch
+from conftest import tiny_llama
 
 from poser_lens.models.lora import peft_lora
-
-
-def tiny_llama(seed=0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=50,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return LlamaForCausalLM(cfg).eval()
 
 
 def test_peft_lora_starts_as_the_base_and_trains_only_the_adapter():

@@ -1,28 +1,12 @@
 """The smol zoo's training machinery on a tiny random LLaMA (no SmolLM2 needed)."""
 
 import torch
+from conftest import tiny_llama
 
 from poser_lens.models.lora import peft_lora
 from poser_lens.models.smol_zoo import FrozenPrefix, SmolZooConfig, first_adapted_layer
 from poser_lens.models.tokenizer import build_tokenizer
 from poser_lens.readout import encode, last_logits
-
-
-def tiny_llama(vocab: int):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=vocab,
-        attn_implementation="eager",
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return LlamaForCausalLM(cfg).eval()
 
 
 def test_first_adapted_layer_follows_lora_from():
@@ -32,7 +16,9 @@ def test_first_adapted_layer_follows_lora_from():
 
 def test_frozen_prefix_gives_the_full_forward_and_trains_the_adapters():
     tok = build_tokenizer(["a b c d e f <<prompt>> <</prompt>> A B error"])
-    model = peft_lora(tiny_llama(len(tok)), layers=[2, 3], rank=2, seed=1)
+    model = peft_lora(
+        tiny_llama(len(tok), n_layers=4, attn_implementation="eager"), layers=[2, 3], rank=2, seed=1
+    )
     with torch.no_grad():  # a non-zero adapter, so the top really differs from the base
         for name, p in model.named_parameters():
             if "lora_B" in name:
