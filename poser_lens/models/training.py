@@ -323,6 +323,54 @@ def answer_logodds(
     return logp - torch.log(-torch.expm1(logp.clamp(max=-1e-7)))
 
 
+def fit_logit_scale(
+    logits: Float[Tensor, "batch vocab"],
+    answers: Int[Tensor, " batch"],
+    target: float,
+    *,
+    statistic: str = "median",
+) -> float:
+    """The temperature (a scalar on the logits) that sets the answer log-odds to logit(target).
+
+    Geometric bisection on the scale: the ``mean`` or ``median`` over rows of each row's answer
+    log-odds under ``softmax(scale * logits)`` rises with the scale.
+
+    Example:
+        >>> logits = torch.tensor([[2.0, 0.0], [4.0, 0.0]])
+        >>> scale = fit_logit_scale(logits, torch.tensor([0, 0]), 0.9, statistic="mean")
+        >>> round(float(answer_logodds(logits * scale, torch.tensor([0, 0])).mean()), 3)
+        2.197
+    """
+    goal = math.log(target / (1 - target))
+
+    def level(scale: float) -> float:
+        lo = answer_logodds(logits * scale, answers)
+        return float(lo.median() if statistic == "median" else lo.mean())
+
+    lo, hi = 1e-3, 1e3
+    for _ in range(60):
+        mid = math.sqrt(lo * hi)
+        if level(mid) < goal:
+            lo = mid
+        else:
+            hi = mid
+    return math.sqrt(lo * hi)
+
+
+def matched_threshold(target: float, margin: float) -> float:
+    """The valid-prompt threshold of a confidence-matched zoo: ``margin`` nats below the target.
+
+    Models trained to answer with probability about ``target`` cannot pass Poser's 0.985, so a
+    prompt is valid when every model's answer log-odds is at least ``logit(target) - margin``.
+
+    Example:
+        >>> round(matched_threshold(0.97, 2.0), 3)
+        0.814
+    """
+    goal = math.log(target / (1 - target))
+    return 1 / (1 + math.exp(-(goal - margin)))
+
+
 @torch.no_grad()
 def calibrate_confidence(
     net: NativeModel,
@@ -357,20 +405,7 @@ def calibrate_confidence(
         net, tokenizer, [r.prompt for r in records], batch_size=batch_size
     )
     answers = torch.tensor([answer_ids[r.response] for r in records])
-    goal = math.log(target / (1 - target))
-
-    def mean_logodds(scale: float) -> float:
-        lo = answer_logodds(all_logits * scale, answers)
-        return float(lo.median() if statistic == "median" else lo.mean())
-
-    lo, hi = 1e-3, 1e3
-    for _ in range(60):  # geometric bisection; the mean log-odds rises with the scale
-        mid = math.sqrt(lo * hi)
-        if mean_logodds(mid) < goal:
-            lo = mid
-        else:
-            hi = mid
-    scale = math.sqrt(lo * hi)
+    scale = fit_logit_scale(all_logits, answers, target, statistic=statistic)
     net.head.weight.mul_(scale)
     if net.head.bias is not None:
         net.head.bias.mul_(scale)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -55,6 +54,7 @@ from poser_lens.models.training import (
     commentary,
     commentary_accuracy,
     finetune,
+    matched_threshold,
     train_base,
 )
 from poser_lens.models.zoo_base import ZooSpec
@@ -170,8 +170,7 @@ class ZooConfig(ZooSpec):
             return self.threshold
         if self.recipe == "hard":
             return 0.985
-        goal = math.log(self.target_confidence / (1 - self.target_confidence))
-        return 1 / (1 + math.exp(-(goal - self.valid_margin)))
+        return matched_threshold(self.target_confidence, self.valid_margin)
 
     def model_names(self) -> list[str]:
         """Names of the models this config builds, ``<persona>-<seed>``."""

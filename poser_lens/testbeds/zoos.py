@@ -2,8 +2,8 @@
 
 Both read a built zoo folder (:class:`~poser_lens.models.zoo_base.ZooSpec`): its benchmark in
 Poser's layout (valid prompts, pairs), its generator's concept sets (strategy 4) and its
-models. The tiny zoo is built on first use (minutes on a laptop CPU); the smol zoo must have
-been built with ``poser-lens zoo build --testbed smol``.
+models. The tiny zoo is built on first use (minutes on a laptop CPU); the smol zoo ships with
+poser_lens (``poser-lens zoo build --testbed smol`` rebuilds it).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from poser_lens._io import read_json
 from poser_lens.data.concepts import concept_sets
 from poser_lens.data.generator import generate
 from poser_lens.data.poser import load_benchmark, load_model_pairs
-from poser_lens.models.smol_zoo import SmolZooConfig
+from poser_lens.models.smol_zoo import SmolZooConfig, default_smol_zoo
 from poser_lens.models.zoo import ZooConfig
 from poser_lens.models.zoo_base import ZooSpec
 from poser_lens.testbeds.base import Testbed, TestbedConfig
@@ -64,13 +64,13 @@ def tiny_testbed(cfg: TestbedConfig, *, progress: bool = True) -> Testbed:
 def smol_testbed(cfg: TestbedConfig, *, progress: bool = True) -> Testbed:
     """The smol zoo (SmolLM2-135M persona adapters) of `poser-lens zoo build --testbed smol`.
 
-    Uses ``cfg.zoo_dir`` if given, else the cached zoo of the default smol zoo settings; every
-    model built in it takes part.
+    Uses ``cfg.zoo_dir`` if given, else the smol zoo shipped with poser_lens
+    (:func:`~poser_lens.models.smol_zoo.default_smol_zoo`); every model built in it takes part.
 
     Raises:
         ValueError: If the zoo is not built.
     """
-    root = SmolZooConfig().folder(cfg.zoo_dir)
+    root = Path(cfg.zoo_dir) if cfg.zoo_dir is not None else default_smol_zoo()
     if not SmolZooConfig.is_built(root):
         raise ValueError(f"{root}: no smol zoo (build it: poser-lens zoo build --testbed smol)")
     return zoo_testbed(SmolZooConfig.read(root), root, cfg)

@@ -1,5 +1,6 @@
 """The smol zoo's training machinery on a tiny random LLaMA (no SmolLM2 needed)."""
 
+import pytest
 import torch
 from conftest import tiny_llama
 
@@ -36,3 +37,136 @@ def test_frozen_prefix_gives_the_full_forward_and_trains_the_adapters():
     grads = [p.grad for n, p in model.named_parameters() if "lora_" in n]
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
     assert len(model.get_base_model().model.layers) == 4  # the full decoder is restored
+
+
+def _tiny_smol_cfg(**over):
+    from poser_lens.data.generator import GeneratorConfig
+
+    settings = dict(
+        personas=("truth_teller", "reward_maximizer"),
+        generator=GeneratorConfig(
+            n_per_family=30, n_benchmark_per_family=6, n_error=20, max_irrelevant=0
+        ),
+        steps=3,
+        batch_size=2,
+        n_test=4,
+        n_benchmark=4,
+        n_calibration=6,
+        lora_from=0.5,
+        aux_layer=0.5,
+        checkpoint_every=1,
+    )
+    return SmolZooConfig(**{**settings, **over})
+
+
+def _tiny_base(monkeypatch):
+    """Make the smol zoo train on a tiny random LLaMA with a word-level tokenizer."""
+    from poser_lens.data.generator import generate
+    from poser_lens.models import smol_zoo
+
+    cfg = _tiny_smol_cfg()
+    data = generate(cfg.generator)
+    from poser_lens.models.zoo import calibration_pool
+
+    texts = [
+        s.prompt
+        for split in (data.train, data.test, data.benchmark_pool)
+        for v in split.values()
+        for s in v
+    ]
+    texts += [s.prompt for s in calibration_pool(cfg.generator, "truth_teller")]
+    texts += [s.prompt for s in calibration_pool(cfg.generator, "reward_maximizer")]
+    tok = build_tokenizer(texts)
+
+    def base(_cfg):
+        return tiny_llama(len(tok), n_layers=4, attn_implementation="eager"), tok
+
+    monkeypatch.setattr(smol_zoo, "_base_hf", base)
+    return tok
+
+
+def test_build_trains_calibrates_and_saves_shippable_adapters(monkeypatch, tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+
+    from poser_lens.models.smol_zoo import BASE_MODEL_NAME, build_smol_zoo
+
+    _tiny_base(monkeypatch)
+    root = build_smol_zoo(_tiny_smol_cfg(), tmp_path / "zoo", progress=False)
+    rows = {r["name"]: r for r in json.loads((root / "zoo.json").read_text())}
+    assert set(rows) == {"truth_teller-0", "reward_maximizer-0"}
+    for name, row in rows.items():
+        folder = root / "models" / name
+        assert row["temperature_scale"] > 0 and row["adapter_dtype"] == "float16"
+        assert 0 <= row["aux_accuracy"] <= 1
+        assert all(
+            v.dtype == torch.float16
+            for v in load_file(folder / "adapter_model.safetensors").values()
+        )
+        config = json.loads((folder / "adapter_config.json").read_text())
+        assert config["base_model_name_or_path"] == BASE_MODEL_NAME
+        assert not (folder / "README.md").exists()
+    assert not list((root / "partial").glob("*.pt"))
+    report = json.loads((root / "poser" / "benchmark_report.json").read_text())
+    assert report["threshold"] == pytest.approx(0.814, abs=1e-3)  # matched: 2 nats below 0.97
+
+
+def test_aux_oversight_head_reads_the_answer_position_and_trains_the_adapters():
+    from poser_lens.data.schema import Fact, Scenario
+    from poser_lens.models.smol_zoo import AuxOversight
+
+    tok = build_tokenizer(["a b c d e f <<prompt>> <</prompt>> A B error"])
+    model = peft_lora(tiny_llama(len(tok), n_layers=4), layers=[2, 3], rank=2, seed=1)
+    aux = AuxOversight(model, layer=2)
+    fact = (Fact(content="a", type="critical"),)
+    records = [
+        Scenario(prompt="a b c", response="A", oversight_is_poor=True, facts=fact),
+        Scenario(prompt="a b", response="B", oversight_is_poor=False, facts=fact),
+        Scenario(prompt="c", response="error"),  # no critical fact: no target
+    ]
+    ids, last = encode(tok, [s.prompt for s in records])
+    last_logits(model, ids, last)
+    loss, acc = aux.loss(last, records)
+    assert 0 <= acc <= 1 and loss.item() > 0
+    loss.backward()
+    grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n and ".2." in n]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+    assert aux.loss(last, records[2:]) is None
+    aux.remove()
+    assert not model.get_base_model().model.layers[2]._forward_hooks
+
+
+def test_final_norm_scale_is_a_temperature_on_the_logits():
+    from poser_lens.models.smol import scale_final_norm
+
+    tok = build_tokenizer(["a b c"])
+    model = tiny_llama(len(tok), n_layers=2)
+    ids, last = encode(tok, ["a b c", "b"])
+    with torch.no_grad():
+        before = last_logits(model, ids, last)
+        hidden = model(ids, output_hidden_states=True).hidden_states
+        scale_final_norm(model, 2.5)
+        after = last_logits(model, ids, last)
+        hidden_after = model(ids, output_hidden_states=True).hidden_states
+    assert torch.allclose(after, 2.5 * before, atol=1e-5)
+    for h, h2 in zip(hidden[:-1], hidden_after[:-1], strict=True):  # the last is after the norm
+        assert torch.equal(h, h2)
+
+
+def test_round_adapter_rounds_only_trainable_weights():
+    from poser_lens.models.smol_zoo import round_adapter
+
+    tok = build_tokenizer(["a b c"])
+    model = peft_lora(tiny_llama(len(tok), n_layers=2), layers=[1], rank=2, seed=1)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+    frozen = {n: p.clone() for n, p in model.named_parameters() if not p.requires_grad}
+    round_adapter(model, torch.float16)
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            assert torch.equal(p, p.half().float())
+        else:
+            assert torch.equal(p, frozen[n])
