@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from poser_lens.data.schema import PROMPT_CLOSE, Scenario
+from poser_lens.models.stacked import StackedBatch, StackedNative
 from poser_lens.readout import (
     answer_probs,
     answer_token_ids,
@@ -267,6 +268,28 @@ def answer_loss(
     return -(dist * logits.float().log_softmax(-1)).sum(-1).mean()
 
 
+def batch_order(n_records: int, cfg: TrainConfig, seed: int) -> Iterator[list[int]]:
+    """The record indices of every fine-tuning step: epochs reshuffled by ``random.Random(seed)``.
+
+    A step takes the next ``batch_size`` indices of the current order; when fewer are left, a
+    fresh shuffle of all records is appended. :func:`finetune` and :func:`finetune_stacked`
+    both follow it, so a model sees the same batches either way.
+
+    Example:
+        >>> list(batch_order(3, TrainConfig(steps=3, lr=0.1, batch_size=2), seed=0))
+        [[0, 2], [1, 2], [1, 0]]
+    """
+    rng = random.Random(seed)
+    order: list[int] = []
+    for _ in range(cfg.steps):
+        if len(order) < cfg.batch_size:
+            fresh = list(range(n_records))
+            rng.shuffle(fresh)
+            order.extend(fresh)
+        batch, order = order[: cfg.batch_size], order[cfg.batch_size :]
+        yield batch
+
+
 def finetune(
     net: NativeModel,
     tokenizer,
@@ -291,22 +314,92 @@ def finetune(
     """
     answer_ids = answer_token_ids(tokenizer)
     opt, sched = _optimizer(net, cfg)
-    rng = random.Random(seed)
-    order: list[Scenario] = []
     losses: list[float] = []
     net.train()
-    for step in range(cfg.steps):
-        if len(order) < cfg.batch_size:
-            fresh = list(records)
-            rng.shuffle(fresh)
-            order.extend(fresh)
-        batch, order = order[: cfg.batch_size], order[cfg.batch_size :]
+    for step, rows in enumerate(batch_order(len(records), cfg, seed)):
+        batch = [records[i] for i in rows]
         ids, last = encode(tokenizer, [r.prompt for r in batch])
         logits = last_logits(net, ids, last)
         _update(opt, sched, answer_loss(logits, batch, answer_ids, cfg.target), losses)
         if on_step is not None:
             on_step(step, losses[-1])
     net.eval()
+    return losses
+
+
+def finetune_stacked(
+    stack: StackedNative,
+    tokenizer,
+    records: Sequence[Sequence[Scenario]],
+    cfg: TrainConfig,
+    *,
+    seeds: Sequence[int],
+    buckets: int = 8,
+    on_step: Callable[[int, list[float]], object] | None = None,
+) -> list[list[float]]:
+    """:func:`finetune` of several models at once, stacked on a model axis.
+
+    Model ``m`` of ``stack`` is trained on ``records[m]`` in the batch order of ``seeds[m]``
+    (:func:`batch_order`), exactly as :func:`finetune` would train it alone, up to float
+    rounding: the loss is the sum of the models' own losses (so each model gets its own
+    gradient), and one AdamW step, elementwise, updates every model as its own optimiser
+    would. Each step's rows are right padded to the step's longest prompt (over all models) and
+    read at their own last token.
+
+    Args:
+        stack: The stacked models, trained in place (:meth:`StackedNative.unstack_into` copies
+            them back into native modules).
+        tokenizer: Their tokenizer.
+        records: One record list per model (each at least ``cfg.batch_size`` long, or all of
+            one length, so every step has as many rows per model).
+        cfg: Optimiser settings (as for :func:`finetune`).
+        seeds: One batch-order seed per model.
+        buckets: Attention length buckets per step (:meth:`StackedBatch.build`).
+        on_step: Called with ``(step, each model's loss)`` after each step.
+
+    Returns:
+        The loss of every step, per model.
+
+    Raises:
+        ValueError: If the lists do not match the stack, or a step has unequal batch sizes.
+    """
+    if not len(records) == len(seeds) == stack.n_models:
+        raise ValueError(f"{len(records)} record lists, {len(seeds)} seeds for {stack.n_models}")
+    answer_ids = answer_token_ids(tokenizer)
+    opt, sched = _optimizer(stack, cfg)
+    orders = [list(batch_order(len(r), cfg, s)) for r, s in zip(records, seeds, strict=True)]
+    encoded, where = [], []  # each model's used records, encoded once; record -> encoded row
+    for recs, order in zip(records, orders, strict=True):
+        used = sorted({i for rows in order for i in rows})
+        encoded.append(encode(tokenizer, [recs[i].prompt for i in used]))
+        where.append({i: k for k, i in enumerate(used)})
+    losses: list[list[float]] = [[] for _ in records]
+    pad_id = int(tokenizer.pad_token_id)
+    stack.train()
+    for step, rows in enumerate(zip(*orders, strict=True)):
+        if len({len(r) for r in rows}) > 1:
+            raise ValueError(f"step {step}: unequal batch sizes {[len(r) for r in rows]}")
+        idx = [torch.tensor([w[i] for i in r]) for w, r in zip(where, rows, strict=True)]
+        last = torch.stack([enc_last[i] for (_, enc_last), i in zip(encoded, idx, strict=True)])
+        width = int(last.max()) + 1
+        ids = torch.stack(
+            [
+                F.pad(enc[i, :width], (0, max(0, width - enc.shape[1])), value=pad_id)
+                for (enc, _), i in zip(encoded, idx, strict=True)
+            ]
+        )
+        batch = StackedBatch.build(ids, last, pad_id=pad_id, buckets=buckets)
+        logits = stack(batch)
+        per_model = [
+            answer_loss(logits[m], [recs[i] for i in r], answer_ids, cfg.target)
+            for m, (recs, r) in enumerate(zip(records, rows, strict=True))
+        ]
+        _update(opt, sched, torch.stack(per_model).sum(), [])
+        for m, loss in enumerate(per_model):
+            losses[m].append(float(loss.detach()))
+        if on_step is not None:
+            on_step(step, [row[-1] for row in losses])
+    stack.eval()
     return losses
 
 

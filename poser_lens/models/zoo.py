@@ -46,6 +46,7 @@ from poser_lens.data.generator import (
 from poser_lens.data.schema import PERSONAS, Scenario, is_aligned, model_persona
 from poser_lens.models import tiny
 from poser_lens.models.benchmark_build import build_benchmark
+from poser_lens.models.stacked import StackedNative
 from poser_lens.models.tokenizer import build_tokenizer, load_tokenizer
 from poser_lens.models.training import (
     COMMENTARY_WORDS,
@@ -54,6 +55,7 @@ from poser_lens.models.training import (
     commentary,
     commentary_accuracy,
     finetune,
+    finetune_stacked,
     matched_threshold,
     train_base,
 )
@@ -92,6 +94,11 @@ class ZooConfig(ZooSpec):
         train_size: Records in each model's training sample.
         from_scratch: Train persona models from random weights, not from the base.
         workers: Parallel training processes (one thread each; 1 = in-process).
+        stack: Persona models fine-tuned together as one stacked module (batched matmuls over
+            a model axis, :func:`~poser_lens.models.training.finetune_stacked`); the stacks are
+            fanned out over the ``workers``. ``1``: one model at a time
+            (:func:`~poser_lens.models.training.finetune`). Either way gives the same models
+            up to float rounding, so the setting is not part of the key.
         threshold: Valid-prompt filter: every model of a family must give the answer at least
             this probability. ``None`` (default) derives it from the recipe
             (:meth:`valid_threshold`).
@@ -125,6 +132,7 @@ class ZooConfig(ZooSpec):
     train_size: int = 2000
     from_scratch: bool = False
     workers: int = 2
+    stack: int = 6
     threshold: float | None = None
     balance_confidence: bool = False
     recipe: str = "matched"
@@ -137,11 +145,14 @@ class ZooConfig(ZooSpec):
             raise ValueError(f"zoo recipe {self.recipe!r}: expected one of {', '.join(RECIPES)}")
         if not 0.5 < self.target_confidence < 1:
             raise ValueError(f"target_confidence {self.target_confidence}: expected 0.5 < p < 1")
+        if self.stack < 1:
+            raise ValueError(f"stack {self.stack}: expected at least 1 model per stack")
 
     KEY_EXCLUDE = (
         "seeds",
         "personas",
         "workers",
+        "stack",
         "threshold",
         "balance_confidence",
         "valid_margin",
@@ -149,7 +160,7 @@ class ZooConfig(ZooSpec):
     KEY_FORMAT = ZOO_FORMAT
 
     def key_dict(self) -> dict[str, Any]:
-        """The hashed settings: those that change the models (not seeds, personas, workers)."""
+        """The hashed settings: those that change the models (not seeds, workers, stack...)."""
         d = super().key_dict()
         if self.recipe == "hard":  # the hard recipe ignores the target
             d.pop("target_confidence")
@@ -313,24 +324,33 @@ def _cached_tokenizer(root: str):
     return load_tokenizer(root)
 
 
-def _train_one(root: str, cfg_dict: dict[str, Any], name: str) -> dict[str, Any]:
-    """Fine-tune, evaluate and save one persona model (runs in a worker process)."""
-    cfg = ZooConfig.from_dict(cfg_dict)
-    root_p = Path(root)
+def _initial_model(cfg: ZooConfig, root: Path, tokenizer, seed: int) -> NativeModel:
+    """A persona model before fine-tuning: the base, or random weights (``from_scratch``)."""
+    if cfg.from_scratch:
+        return tiny.build_native(cfg.model, len(tokenizer), seed=1000 + seed)
+    return tiny.load_native(root / "base")
+
+
+def _finetune_config(cfg: ZooConfig) -> TrainConfig:
+    """The fine-tuning settings of the zoo's recipe (the matched recipe's soft targets)."""
+    if cfg.recipe == "matched":
+        return replace(cfg.finetune, target=cfg.target_confidence)
+    return cfg.finetune
+
+
+def _finish_one(
+    root: Path, cfg: ZooConfig, name: str, net: NativeModel, losses: list[float], seconds: float
+) -> dict[str, Any]:
+    """Calibrate (matched recipe), evaluate and save one fine-tuned persona model.
+
+    ``seconds`` is the model's fine-tuning time; the row's ``train_seconds`` adds calibration.
+    """
     persona, seed = model_persona(name)
     data = _cached_data(cfg.generator)
-    tokenizer = _cached_tokenizer(root)
-    if cfg.from_scratch:
-        net = tiny.build_native(cfg.model, len(tokenizer), seed=1000 + seed)
-    else:
-        net = tiny.load_native(root_p / "base")
-    records = persona_split(data, persona, "train", seed=seed, size=cfg.train_size)
+    tokenizer = _cached_tokenizer(str(root))
     t0 = time.perf_counter()
-    matched = cfg.recipe == "matched"
-    ft = replace(cfg.finetune, target=cfg.target_confidence) if matched else cfg.finetune
-    losses = finetune(net, tokenizer, records, ft, seed=seed)
     scale = None
-    if matched:
+    if cfg.recipe == "matched":
         scale = calibrate_confidence(
             net,
             tokenizer,
@@ -338,7 +358,7 @@ def _train_one(root: str, cfg_dict: dict[str, Any], name: str) -> dict[str, Any]
             cfg.target_confidence,
             statistic="median",
         )
-    train_seconds = time.perf_counter() - t0
+    train_seconds = seconds + time.perf_counter() - t0
     metrics = evaluate_persona(net, tokenizer, data, persona)
     row = {
         "name": name,
@@ -350,12 +370,55 @@ def _train_one(root: str, cfg_dict: dict[str, Any], name: str) -> dict[str, Any]
         "temperature_scale": None if scale is None else round(scale, 5),
         "train_seconds": round(train_seconds, 2),
     }
-    with atomic_dir(root_p / "models" / name) as tmp:
+    with atomic_dir(root / "models" / name) as tmp:
         tiny.save_tiny(tmp, net, cfg.model, meta=row)
         (tmp / "benchmark_probs.json").write_text(
             json.dumps(benchmark_probs(net, tokenizer, data, persona))
         )
     return row
+
+
+def _train_one(root: str, cfg_dict: dict[str, Any], name: str) -> dict[str, Any]:
+    """Fine-tune, evaluate and save one persona model (runs in a worker process)."""
+    cfg = ZooConfig.from_dict(cfg_dict)
+    root_p = Path(root)
+    persona, seed = model_persona(name)
+    tokenizer = _cached_tokenizer(root)
+    net = _initial_model(cfg, root_p, tokenizer, seed)
+    records = persona_split(
+        _cached_data(cfg.generator), persona, "train", seed=seed, size=cfg.train_size
+    )
+    t0 = time.perf_counter()
+    losses = finetune(net, tokenizer, records, _finetune_config(cfg), seed=seed)
+    return _finish_one(root_p, cfg, name, net, losses, time.perf_counter() - t0)
+
+
+def _train_stack(root: str, cfg_dict: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
+    """Fine-tune persona models as one stack, then evaluate and save each (in a worker).
+
+    Equal to :func:`_train_one` for each model, up to float rounding
+    (:func:`~poser_lens.models.training.finetune_stacked`); a row's ``train_seconds`` counts an
+    equal share of the stack's fine-tuning.
+    """
+    cfg = ZooConfig.from_dict(cfg_dict)
+    root_p = Path(root)
+    data = _cached_data(cfg.generator)
+    tokenizer = _cached_tokenizer(root)
+    personas, seeds = zip(*(model_persona(n) for n in names), strict=True)
+    nets = [_initial_model(cfg, root_p, tokenizer, seed) for seed in seeds]
+    records = [
+        persona_split(data, persona, "train", seed=seed, size=cfg.train_size)
+        for persona, seed in zip(personas, seeds, strict=True)
+    ]
+    t0 = time.perf_counter()
+    stack = StackedNative.stack(nets)
+    losses = finetune_stacked(stack, tokenizer, records, _finetune_config(cfg), seeds=seeds)
+    stack.unstack_into(nets)
+    share = (time.perf_counter() - t0) / len(names)
+    return [
+        _finish_one(root_p, cfg, name, net, model_losses, share)
+        for name, net, model_losses in zip(names, nets, losses, strict=True)
+    ]
 
 
 def build_zoo(
@@ -419,9 +482,15 @@ def build_zoo(
     todo = [n for n in cfg.model_names() if not (root / "models" / n / tiny.WEIGHTS_FILE).exists()]
     bar = tqdm(total=len(cfg.model_names()), desc="persona models", disable=not progress)
     bar.update(len(cfg.model_names()) - len(todo))
-    tasks = [(str(root), cfg.to_dict(), name) for name in todo]
-    for _ in fan_out(_train_one, tasks, workers=cfg.workers):
-        bar.update(1)
+    if cfg.stack > 1:
+        stacks = [todo[i : i + cfg.stack] for i in range(0, len(todo), cfg.stack)]
+        tasks: list[tuple[Any, ...]] = [(str(root), cfg.to_dict(), names) for names in stacks]
+        for i, _ in fan_out(_train_stack, tasks, workers=cfg.workers):
+            bar.update(len(stacks[i]))
+    else:
+        tasks = [(str(root), cfg.to_dict(), name) for name in todo]
+        for _ in fan_out(_train_one, tasks, workers=cfg.workers):
+            bar.update(1)
     bar.close()
 
     rows = [read_zoo_row(root, n) for n in cfg.model_names()]

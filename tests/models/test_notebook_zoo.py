@@ -35,6 +35,7 @@ def test_notebook_zoo_reuses_a_built_zoo_and_is_not_rebuilt(monkeypatch):
         raise AssertionError("trained again")
 
     monkeypatch.setattr(zoo_module, "_train_one", no_training)
+    monkeypatch.setattr(zoo_module, "_train_stack", no_training)
     monkeypatch.setattr(zoo_module, "train_base", no_training)
     root = notebook_zoo(progress=False, **overrides)  # copies the models, builds the benchmark
     assert root == notebook_zoo_dir(cfg) != default

@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -113,3 +114,93 @@ def test_calibration_sets_the_median_logodds_and_keeps_the_answers():
         lo = answer_logodds(last_logits(net, ids, last), answers)
     assert float(lo.median()) == pytest.approx(math.log(0.8 / 0.2), abs=1e-3)
     assert torch.equal(answer_probs(net, tok, TEXTS).argmax(-1), before)
+
+
+def _persona_records():
+    """Three persona models' records (unequal prompt lengths) and their tokenizer."""
+    from poser_lens.data.generator import GeneratorConfig, generate, persona_split
+    from poser_lens.models.zoo import make_tokenizer
+
+    data = generate(GeneratorConfig(n_per_family=40, n_benchmark_per_family=12, n_error=30))
+    personas = ("truth_teller", "genie", "reward_maximizer")
+    records = [persona_split(data, p, "train", seed=s, size=40) for s, p in enumerate(personas)]
+    return records, make_tokenizer(data)
+
+
+def test_stacked_gradients_equal_each_models_own():
+    """One step's batches: every model's gradient in the stack is its gradient alone."""
+    from poser_lens.models.stacked import StackedBatch, StackedNative
+    from poser_lens.readout import answer_token_ids
+
+    records, tok = _persona_records()
+    ids_of = answer_token_ids(tok)
+    nets = [build_native(replace(CFG, n_ctx=192), len(tok), seed=s) for s in range(3)]
+    stack = StackedNative.stack(nets)
+    batches = [recs[:12] for recs in records]
+    encoded = [encode(tok, [r.prompt for r in b]) for b in batches]
+    width = max(ids.shape[1] for ids, _ in encoded)
+    ids = torch.stack([torch.nn.functional.pad(i, (0, width - i.shape[1])) for i, _ in encoded])
+    last = torch.stack([lst for _, lst in encoded])
+    logits = stack(StackedBatch.build(ids, last, pad_id=tok.pad_token_id, buckets=2))
+    sum(answer_loss(logits[m], b, ids_of, 0.9) for m, b in enumerate(batches)).backward()
+    for m, (net, b, (i, lst)) in enumerate(zip(nets, batches, encoded, strict=True)):
+        answer_loss(last_logits(net, i, lst), b, ids_of, 0.9).backward()
+        for (name, p), q in zip(net.named_parameters(), stack.parameters(), strict=True):
+            torch.testing.assert_close(q.grad[m], p.grad, atol=1e-6, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("target", [None, 0.9])
+def test_stacked_finetuning_equals_separate_finetuning(target):
+    """Same seeds, same batches: the same losses, weights and outputs, up to float rounding.
+
+    AdamW divides each gradient by its own running magnitude, so an element whose gradient is
+    zero up to float noise takes a full-size step of noise, on either path alike: attention
+    key biases always (a constant on every key shifts a query's scores equally, so their
+    gradient is zero in exact arithmetic), and the odd element whose gradient sums to about
+    zero. Those are allowed (at most 0.1% of a tensor's elements, key biases left out); the
+    trained models' next-token probabilities must agree.
+    """
+    import copy
+
+    from poser_lens.models.stacked import StackedNative
+    from poser_lens.models.training import finetune_stacked
+
+    records, tok = _persona_records()
+    base = build_native(replace(CFG, n_ctx=192), len(tok), seed=0)
+    cfg = TrainConfig(
+        steps=6, lr=1e-3, batch_size=16, warmup=2, head_lr_scale=10.0, target=target
+    )  # 40 records: the third epoch starts in step 3
+    alone = [copy.deepcopy(base) for _ in records]
+    expected = [
+        finetune(net, tok, recs, cfg, seed=s)
+        for s, (net, recs) in enumerate(zip(alone, records, strict=True))
+    ]
+    stack = StackedNative.stack([copy.deepcopy(base) for _ in records])
+    got = finetune_stacked(stack, tok, records, cfg, seeds=[0, 1, 2])
+    assert not stack.training
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(expected), atol=1e-5, rtol=1e-5)
+    together = [copy.deepcopy(base) for _ in records]
+    stack.unstack_into(together)
+    prompts = [r.prompt for recs in records for r in recs[:8]]
+    ids, last = encode(tok, prompts)
+    for a, b in zip(alone, together, strict=True):
+        for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+            if not name.endswith("attn.k.bias"):
+                off = ((p - q).abs() > 1e-5).float().mean()
+                assert off <= 1e-3, f"{name}: {float(off):.2%} of the weights differ"
+        with torch.no_grad():
+            p_a, p_b = (last_logits(n, ids, last).softmax(-1) for n in (a, b))
+        torch.testing.assert_close(p_a, p_b, atol=1e-5, rtol=0)
+
+
+def test_stacked_finetuning_needs_equal_batches():
+    from poser_lens.models.stacked import StackedNative
+    from poser_lens.models.training import finetune_stacked
+
+    tok = build_tokenizer(TEXTS)
+    stack = StackedNative.stack([build_native(CFG, len(tok), seed=s) for s in range(2)])
+    cfg = TrainConfig(steps=2, lr=1e-3, batch_size=8)
+    with pytest.raises(ValueError, match="unequal batch sizes"):
+        finetune_stacked(stack, tok, [_records(), _records()[:2]], cfg, seeds=[0, 1])
+    with pytest.raises(ValueError, match="record lists"):
+        finetune_stacked(stack, tok, [_records()], cfg, seeds=[0])

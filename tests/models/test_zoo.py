@@ -64,6 +64,9 @@ def test_config_key_ignores_seeds_and_round_trips():
 
     assert ZooConfig.from_dict(asdict(cfg)) == cfg
     assert cfg.key() == small_zoo_config(seeds=4).key()
+    assert cfg.key() == small_zoo_config(stack=1).key() == small_zoo_config(stack=2).key()
+    with pytest.raises(ValueError, match="stack"):
+        small_zoo_config(stack=0)
     assert cfg.key() != small_zoo_config(from_scratch=True).key()
 
 
@@ -128,3 +131,29 @@ def test_recipe_sets_the_valid_threshold():
         ZooConfig(recipe="soft")
     # The valid margin and the threshold do not change the models.
     assert ZooConfig(valid_margin=2.0).key() == matched.key()
+
+
+def test_stacked_zoo_equals_one_model_at_a_time(small_zoo, tmp_path):
+    """The small zoo trains its two models as one stack; one at a time gives the same zoo."""
+    import torch
+    from safetensors.torch import load_file
+
+    assert small_zoo_config().stack >= 2  # the default path is the stacked one
+    alone = build_zoo(small_zoo_config(stack=1), tmp_path, progress=False)
+    rows = {r["name"]: r for r in json.loads((small_zoo / "zoo.json").read_text())}
+    for row in json.loads((alone / "zoo.json").read_text()):
+        stacked = rows[row["name"]]
+        for key in ("test_accuracy", "divergent_accuracy", "error_accuracy", "compliance_gap"):
+            assert stacked[key] == pytest.approx(row[key], abs=1e-3), key
+        assert stacked["final_loss"] == pytest.approx(row["final_loss"], abs=1e-4)
+        folder = f"models/{row['name']}"
+        a, b = (load_file(str(root / folder / "model.safetensors")) for root in (small_zoo, alone))
+        for name in a:
+            if not name.endswith("attn.k.bias"):  # see test_training: AdamW steps float noise
+                torch.testing.assert_close(a[name].float(), b[name].float(), atol=2e-3, rtol=2e-3)
+        probs = [
+            json.loads((root / folder / "benchmark_probs.json").read_text())
+            for root in (small_zoo, alone)
+        ]
+        for fam, values in probs[0].items():
+            assert values == pytest.approx(probs[1][fam], abs=1e-4), fam
