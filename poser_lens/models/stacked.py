@@ -432,17 +432,36 @@ class StackedNative(nn.Module):
         out = torch.cat(outs)[batch.unsort]
         return attn.o(out.view(n_models, batch.last.shape[1], -1))
 
-    def forward(self, batch: StackedBatch) -> Float[Tensor, "model batch vocab"]:
-        """Logits at each row's last real token, every model on its own rows."""
+    def _residual(self, batch: StackedBatch, blocks: Sequence[_Block]) -> Tensor:
+        """The residual stream of every slot after ``blocks``."""
         h = self.tok_embed(batch.ids) + self.pos(batch.positions)
-        blocks = [b for b in self.layers if isinstance(b, _Block)]
-        for block in blocks[:-1]:
+        for block in blocks:
             h = h + self._attend(block, h, batch)
             h = h + block.mlp_out(h)
+        return h
+
+    def _unembed(self, h: Float[Tensor, "model n d_model"]) -> Float[Tensor, "model n vocab"]:
+        normed = self.ln_out.normalize(h)
+        return _affine(normed, *self.ln_out.fold(self.head.weight, self.head.bias))
+
+    def forward(self, batch: StackedBatch) -> Float[Tensor, "model batch vocab"]:
+        """Logits at each row's last real token, every model on its own rows."""
+        blocks = [b for b in self.layers if isinstance(b, _Block)]
+        h = self._residual(batch, blocks[:-1])
         final = blocks[-1]
         n_models, n_slots, d_model = h.shape
         h_last = h.reshape(n_models * n_slots, d_model)[batch.last_slot]
         h_last = h_last + self._attend_last(final, h, batch)
         h_last = h_last + final.mlp_out(h_last)
-        normed = self.ln_out.normalize(h_last)
-        return _affine(normed, *self.ln_out.fold(self.head.weight, self.head.bias))
+        return self._unembed(h_last)
+
+    def slot_logits(
+        self, batch: StackedBatch, slots: Int[Tensor, "model n"]
+    ) -> Float[Tensor, "model n vocab"]:
+        """Logits at chosen slots (flattened ``[model * slot]`` indices, model ``m``'s own).
+
+        Every position runs through every layer (language-model training reads many
+        positions of a row); only the chosen slots are unembedded.
+        """
+        h = self._residual(batch, [b for b in self.layers if isinstance(b, _Block)])
+        return self._unembed(h.reshape(-1, h.shape[-1])[slots])

@@ -144,6 +144,7 @@ def train_base(
     seed: int = 0,
     on_step: Callable[[int, float], object] | None = None,
     stop: Callable[[int], bool] | None = None,
+    packed: bool = False,
 ) -> list[float]:
     """Train the base language model on scenario text + commentary.
 
@@ -156,26 +157,40 @@ def train_base(
         on_step: Called with ``(step, loss)`` after each step (progress bars).
         stop: Called with the step after each step; training ends early when it returns True
             (``cfg.steps`` is then the cap).
+        packed: Train through :class:`~poser_lens.models.stacked.StackedNative` (one model):
+            no work on padding, fused attention, only weighted positions unembedded. The same
+            training up to float rounding; ``net`` holds the current weights whenever
+            ``on_step`` and ``stop`` are called.
 
     Returns:
         The loss of every step.
     """
     close = tokenizer.convert_tokens_to_ids(PROMPT_CLOSE)
-    opt, sched = _optimizer(net, cfg)
+    stack = StackedNative.stack([net]) if packed else None
+    opt, sched = _optimizer(net if stack is None else stack, cfg)
     rng = random.Random(seed)
     losses: list[float] = []
     net.train()
     for step in range(cfg.steps):
-        ids, _ = encode(tokenizer, rng.sample(list(texts), min(cfg.batch_size, len(texts))))
+        ids, last = encode(tokenizer, rng.sample(list(texts), min(cfg.batch_size, len(texts))))
         mask = ids != tokenizer.pad_token_id
-        logits = net(ids)[:, :-1]
         target = ids[:, 1:]
+        after = (ids[:, :-1] == close).long().cumsum(1) > 0
+        weight = torch.where(after, cfg.commentary_weight, 1.0) * mask[:, 1:]
+        if stack is None:
+            logits = net(ids)[:, :-1]
+        else:  # the weighted positions only: each predicts the next slot of its row
+            rows, pos = weight.nonzero(as_tuple=True)
+            batch = StackedBatch.build(ids[None], last[None], pad_id=tokenizer.pad_token_id)
+            start = batch.last_slot[0] - last
+            logits = stack.slot_logits(batch, (start[rows] + pos)[None])[0]
+            target, weight = target[rows, pos], weight[rows, pos]
         per_tok = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none"
         ).view(target.shape)
-        after = (ids[:, :-1] == close).long().cumsum(1) > 0
-        weight = torch.where(after, cfg.commentary_weight, 1.0) * mask[:, 1:]
         _update(opt, sched, (per_tok * weight).sum() / weight.sum(), losses)
+        if stack is not None:
+            stack.unstack_into([net])
         if on_step is not None:
             on_step(step, losses[-1])
         if stop is not None and stop(step):

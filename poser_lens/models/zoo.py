@@ -99,6 +99,9 @@ class ZooConfig(ZooSpec):
             fanned out over the ``workers``. ``1``: one model at a time
             (:func:`~poser_lens.models.training.finetune`). Either way gives the same models
             up to float rounding, so the setting is not part of the key.
+        base_packed: Train the base with the packed forward (``train_base(packed=True)``: no
+            work on padding); ``False``: the native forward. The same base up to float
+            rounding, so not part of the key either.
         threshold: Valid-prompt filter: every model of a family must give the answer at least
             this probability. ``None`` (default) derives it from the recipe
             (:meth:`valid_threshold`).
@@ -133,6 +136,7 @@ class ZooConfig(ZooSpec):
     from_scratch: bool = False
     workers: int = 2
     stack: int = 6
+    base_packed: bool = True
     threshold: float | None = None
     balance_confidence: bool = False
     recipe: str = "matched"
@@ -153,6 +157,7 @@ class ZooConfig(ZooSpec):
         "personas",
         "workers",
         "stack",
+        "base_packed",
         "threshold",
         "balance_confidence",
         "valid_margin",
@@ -466,6 +471,7 @@ def build_zoo(
             seed=cfg.base_seed,
             on_step=lambda s, loss: bar.update(1),
             stop=known,
+            packed=cfg.base_packed,
         )
         bar.close()
         if knowledge and min(knowledge.values()) < cfg.base_target:

@@ -50,6 +50,27 @@ def test_finetune_learns_a_mapping_and_base_training_runs():
     assert probs.argmax(-1).tolist() == ids
 
 
+def test_packed_base_training_equals_the_native_forward():
+    import copy
+
+    records, tok = _persona_records()
+    texts = [r.prompt + commentary(r) for recs in records for r in recs]
+    net = build_native(replace(CFG, n_ctx=192), len(tok), seed=0)
+    packed = copy.deepcopy(net)
+    cfg = TrainConfig(steps=4, lr=1e-3, batch_size=16, warmup=2)
+    seen = []
+    expected = train_base(net, tok, texts, cfg, seed=3)
+    got = train_base(
+        packed, tok, texts, cfg, seed=3, packed=True, stop=lambda s: seen.append(s) or False
+    )
+    assert seen == [0, 1, 2, 3] and not packed.training
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(expected), atol=1e-5, rtol=1e-5)
+    ids, last = encode(tok, texts[:10])
+    with torch.no_grad():
+        p_a, p_b = (last_logits(n, ids, last).softmax(-1) for n in (net, packed))
+    torch.testing.assert_close(p_a, p_b, atol=1e-5, rtol=0)
+
+
 def test_base_training_stops_when_told():
     tok = build_tokenizer(TEXTS)
     net = build_native(CFG, len(tok), seed=0)

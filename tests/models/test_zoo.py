@@ -65,6 +65,7 @@ def test_config_key_ignores_seeds_and_round_trips():
     assert ZooConfig.from_dict(asdict(cfg)) == cfg
     assert cfg.key() == small_zoo_config(seeds=4).key()
     assert cfg.key() == small_zoo_config(stack=1).key() == small_zoo_config(stack=2).key()
+    assert cfg.key() == small_zoo_config(base_packed=False).key()
     with pytest.raises(ValueError, match="stack"):
         small_zoo_config(stack=0)
     assert cfg.key() != small_zoo_config(from_scratch=True).key()
@@ -134,12 +135,12 @@ def test_recipe_sets_the_valid_threshold():
 
 
 def test_stacked_zoo_equals_one_model_at_a_time(small_zoo, tmp_path):
-    """The small zoo trains its two models as one stack; one at a time gives the same zoo."""
+    """The small zoo (packed base, its two models as one stack) equals one built the old way."""
     import torch
     from safetensors.torch import load_file
 
-    assert small_zoo_config().stack >= 2  # the default path is the stacked one
-    alone = build_zoo(small_zoo_config(stack=1), tmp_path, progress=False)
+    assert small_zoo_config().stack >= 2 and small_zoo_config().base_packed  # the defaults
+    alone = build_zoo(small_zoo_config(stack=1, base_packed=False), tmp_path, progress=False)
     rows = {r["name"]: r for r in json.loads((small_zoo / "zoo.json").read_text())}
     for row in json.loads((alone / "zoo.json").read_text()):
         stacked = rows[row["name"]]
