@@ -50,6 +50,8 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from poser_lens.readout import encode
+
 if TYPE_CHECKING:
     from transformer_lens.model_bridge.sources.native import NativeModel
 
@@ -465,3 +467,37 @@ class StackedNative(nn.Module):
         """
         h = self._residual(batch, [b for b in self.layers if isinstance(b, _Block)])
         return self._unembed(h.reshape(-1, h.shape[-1])[slots])
+
+
+@torch.no_grad()
+def stacked_last_token_logits(
+    stack: StackedNative, tokenizer: Any, prompts: Sequence[str], *, batch_size: int = 128
+) -> Float[Tensor, "model prompt vocab"]:
+    """Every stacked model's logits at each prompt's last token (the same prompts for all).
+
+    Prompts are batched by token count; rows come back in the input order (float32, CPU).
+    Each model's logits equal :func:`poser_lens.readout.last_token_logits` of it alone, up to
+    float rounding.
+
+    Example:
+        >>> from poser_lens.models.tiny import TinyConfig, build_native
+        >>> from poser_lens.models.tokenizer import build_tokenizer
+        >>> tok = build_tokenizer(["a b"])
+        >>> cfg = TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=8)
+        >>> stack = StackedNative.stack([build_native(cfg, len(tok), seed=s) for s in (0, 1)])
+        >>> tuple(stacked_last_token_logits(stack, tok, ["a b", "a"]).shape) == (2, 2, len(tok))
+        True
+    """
+    stack.eval()
+    lengths = [len(ids) for ids in tokenizer(list(prompts))["input_ids"]] if prompts else []
+    order = sorted(range(len(prompts)), key=lengths.__getitem__)
+    out = torch.empty(stack.n_models, len(prompts), stack.d_vocab)
+    for i in range(0, len(order), batch_size):
+        chunk = order[i : i + batch_size]
+        ids, last = encode(tokenizer, [prompts[j] for j in chunk])
+        m = stack.n_models
+        batch = StackedBatch.build(
+            ids.expand(m, -1, -1), last.expand(m, -1), pad_id=int(tokenizer.pad_token_id)
+        )
+        out[:, chunk] = stack(batch).float()
+    return out

@@ -488,6 +488,7 @@ def calibrate_confidence(
     *,
     statistic: str = "mean",
     batch_size: int = 64,
+    logits: Float[Tensor, "record vocab"] | None = None,
 ) -> float:
     """Scale a model's unembedding so its answer log-odds on ``records`` average ``logit(target)``.
 
@@ -503,15 +504,19 @@ def calibrate_confidence(
         target: Target probability of the answer.
         statistic: ``mean`` or ``median`` of the log-odds over the records.
         batch_size: Prompts per forward.
+        logits: The model's last-token logits on the records' prompts, when already computed
+            (e.g. by :func:`~poser_lens.models.stacked.stacked_last_token_logits`).
 
     Returns:
         The scale applied.
     """
     net.eval()
     answer_ids = answer_token_ids(tokenizer)
-    all_logits = last_token_logits(
-        net, tokenizer, [r.prompt for r in records], batch_size=batch_size
-    )
+    if logits is None:
+        logits = last_token_logits(
+            net, tokenizer, [r.prompt for r in records], batch_size=batch_size
+        )
+    all_logits = logits
     answers = torch.tensor([answer_ids[r.response] for r in records])
     scale = fit_logit_scale(all_logits, answers, target, statistic=statistic)
     net.head.weight.mul_(scale)

@@ -27,11 +27,13 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import Tensor
 
 from poser_lens._io import atomic_dir, default_cache_dir, read_json, write_json_atomic
 from poser_lens._pool import fan_out
@@ -46,7 +48,7 @@ from poser_lens.data.generator import (
 from poser_lens.data.schema import PERSONAS, Scenario, is_aligned, model_persona
 from poser_lens.models import tiny
 from poser_lens.models.benchmark_build import build_benchmark
-from poser_lens.models.stacked import StackedNative
+from poser_lens.models.stacked import StackedNative, stacked_last_token_logits
 from poser_lens.models.tokenizer import build_tokenizer, load_tokenizer
 from poser_lens.models.training import (
     COMMENTARY_WORDS,
@@ -220,10 +222,17 @@ def make_tokenizer(data: GeneratedData):
 # ----------------------------------------------------------------------------- metrics
 
 
+#: Next-token probabilities of a model at each prompt's last token (``[prompt, vocab]``).
+Reader = Callable[[Sequence[str]], Tensor]
+
+
 def evaluate_persona(
-    net: NativeModel, tokenizer, data: GeneratedData, persona: str
+    net: NativeModel, tokenizer, data: GeneratedData, persona: str, *, read: Reader | None = None
 ) -> dict[str, float]:
     """Held-out metrics of one persona model.
+
+    ``read`` gives the model's probabilities when they come from elsewhere (default:
+    :func:`~poser_lens.readout.answer_probs` of ``net``).
 
     Returns:
         ``test_accuracy`` (argmax = own label on held-out combinations and error prompts),
@@ -236,7 +245,7 @@ def evaluate_persona(
     scen = [s for fam in persona_families(persona) for s in data.test[fam]]
     prompts = list(dict.fromkeys(s.prompt for s in test + scen))  # each prompt run once
     row = {p: i for i, p in enumerate(prompts)}
-    all_probs = answer_probs(net, tokenizer, prompts)
+    all_probs = _reader(net, tokenizer, read)(prompts)
     probs = all_probs[[row[s.prompt] for s in test]]
     pred = probs.argmax(-1).tolist()
     correct = [p == ids[s.response] for p, s in zip(pred, test, strict=True)]
@@ -259,16 +268,50 @@ def evaluate_persona(
 
 
 def benchmark_probs(
-    net: NativeModel, tokenizer, data: GeneratedData, persona: str
+    net: NativeModel, tokenizer, data: GeneratedData, persona: str, *, read: Reader | None = None
 ) -> dict[str, list[float]]:
-    """P(``response``) of every benchmark candidate of the persona's families."""
+    """P(``response``) of every benchmark candidate of the persona's families.
+
+    ``read``: as for :func:`evaluate_persona`.
+    """
     out = {}
+    read = _reader(net, tokenizer, read)
     for fam in persona_families(persona):
         pool = data.benchmark_pool[fam]
-        probs = answer_probs(net, tokenizer, [s.prompt for s in pool])
+        probs = read([s.prompt for s in pool])
         ids = [tokenizer.convert_tokens_to_ids(s.response) for s in pool]
         out[fam] = [float(p[i]) for p, i in zip(probs, ids, strict=True)]
     return out
+
+
+def _reader(net: NativeModel, tokenizer, read: Reader | None) -> Reader:
+    if read is not None:
+        return read
+    return lambda prompts: answer_probs(net, tokenizer, prompts)
+
+
+class _StackReader:
+    """Last-token logits of stacked models on any prompts, each prompt run once for all.
+
+    A persona's models read the same prompts (calibration, evaluation, benchmark): the first
+    model to ask for a prompt runs it through every model of the stack
+    (:func:`~poser_lens.models.stacked.stacked_last_token_logits`); the others find it here.
+    """
+
+    def __init__(self, nets: Sequence[NativeModel], tokenizer) -> None:
+        self.stack = StackedNative.stack(nets)
+        self.tokenizer = tokenizer
+        self.rows: dict[str, Tensor] = {}  # prompt -> [model, vocab]
+
+    def logits(self, model: int, prompts: Sequence[str]) -> Tensor:
+        """Model ``model``'s logits at each prompt's last token, ``[prompt, vocab]``."""
+        missing = [p for p in dict.fromkeys(prompts) if p not in self.rows]
+        if missing:
+            table = stacked_last_token_logits(self.stack, self.tokenizer, missing)
+            self.rows.update(zip(missing, table.unbind(1), strict=True))
+        if not prompts:
+            return torch.empty(0, self.stack.d_vocab)
+        return torch.stack([self.rows[p][model] for p in prompts])
 
 
 # ----------------------------------------------------------------------------- building
@@ -344,11 +387,20 @@ def _finetune_config(cfg: ZooConfig) -> TrainConfig:
 
 
 def _finish_one(
-    root: Path, cfg: ZooConfig, name: str, net: NativeModel, losses: list[float], seconds: float
+    root: Path,
+    cfg: ZooConfig,
+    name: str,
+    net: NativeModel,
+    losses: list[float],
+    seconds: float,
+    logits: Callable[[Sequence[str]], Tensor] | None = None,
 ) -> dict[str, Any]:
     """Calibrate (matched recipe), evaluate and save one fine-tuned persona model.
 
     ``seconds`` is the model's fine-tuning time; the row's ``train_seconds`` adds calibration.
+    ``logits`` gives the fine-tuned model's last-token logits on any prompts when they come
+    from elsewhere (a stack's reader); calibration then scales them (the temperature on the
+    unembedding scales the logits) and every probability is read from them.
     """
     persona, seed = model_persona(name)
     data = _cached_data(cfg.generator)
@@ -356,15 +408,20 @@ def _finish_one(
     t0 = time.perf_counter()
     scale = None
     if cfg.recipe == "matched":
+        pool = calibration_pool(cfg.generator, persona)
         scale = calibrate_confidence(
             net,
             tokenizer,
-            calibration_pool(cfg.generator, persona),
+            pool,
             cfg.target_confidence,
             statistic="median",
+            logits=None if logits is None else logits([r.prompt for r in pool]),
         )
     train_seconds = seconds + time.perf_counter() - t0
-    metrics = evaluate_persona(net, tokenizer, data, persona)
+    read: Reader | None = None
+    if logits is not None:
+        read = functools.partial(_scaled_probs, logits, 1.0 if scale is None else scale)
+    metrics = evaluate_persona(net, tokenizer, data, persona, read=read)
     row = {
         "name": name,
         "persona": persona,
@@ -378,9 +435,16 @@ def _finish_one(
     with atomic_dir(root / "models" / name) as tmp:
         tiny.save_tiny(tmp, net, cfg.model, meta=row)
         (tmp / "benchmark_probs.json").write_text(
-            json.dumps(benchmark_probs(net, tokenizer, data, persona))
+            json.dumps(benchmark_probs(net, tokenizer, data, persona, read=read))
         )
     return row
+
+
+def _scaled_probs(
+    logits: Callable[[Sequence[str]], Tensor], scale: float, prompts: Sequence[str]
+) -> Tensor:
+    """Probabilities of a model whose unembedding was scaled by ``scale``."""
+    return (logits(prompts) * scale).softmax(-1)
 
 
 def _train_one(root: str, cfg_dict: dict[str, Any], name: str) -> dict[str, Any]:
@@ -420,10 +484,16 @@ def _train_stack(root: str, cfg_dict: dict[str, Any], names: list[str]) -> list[
     losses = finetune_stacked(stack, tokenizer, records, _finetune_config(cfg), seeds=seeds)
     stack.unstack_into(nets)
     share = (time.perf_counter() - t0) / len(names)
-    return [
-        _finish_one(root_p, cfg, name, net, model_losses, share)
-        for name, net, model_losses in zip(names, nets, losses, strict=True)
-    ]
+    readers: dict[str, _StackReader] = {}  # per persona: its models read the same prompts
+    for persona in dict.fromkeys(personas):
+        group = [net for net, p in zip(nets, personas, strict=True) if p == persona]
+        readers[persona] = _StackReader(group, tokenizer)
+    rows = []
+    for i, (name, net, persona) in enumerate(zip(names, nets, personas, strict=True)):
+        index = personas[:i].count(persona)  # the model's place in its persona's group
+        logits = functools.partial(readers[persona].logits, index)
+        rows.append(_finish_one(root_p, cfg, name, net, losses[i], share, logits))
+    return rows
 
 
 def build_zoo(
