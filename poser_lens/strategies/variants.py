@@ -255,8 +255,9 @@ class _PackedLayout(NamedTuple):
         token_at: Which prompt token fills each slot, ``[batch, slot]``; it is also the slot's
             position id, so every copy has the last token's id and position.
         blocked: The 4-D attention mask, ``[batch, 1, slot, slot]``: True where the query slot
-            may not attend to the key slot (the model adds its causal mask on top). A copy or
-            filler slot attends to the prompt before its row's last token and to itself only.
+            may not attend to the key slot, causal part included (HF models take a 4-D mask as
+            it is, without adding their causal mask). A copy or filler slot attends to the
+            prompt before its row's last token and to itself only.
         copy_at: The slot of each copy, ``[batch, copy]``.
         copy_in: Which copy fills each slot, ``[batch, slot]`` (clamped into ``0 .. n_copy - 1``,
             so it is a valid index everywhere; it means something only where ``is_copy``).
@@ -285,19 +286,19 @@ def _packed_layout(last: Int[Tensor, " batch"], n_copy: int) -> _PackedLayout:
         >>> layout.copy_at.tolist(), layout.is_copy.int().tolist()
         ([[2, 3], [1, 2]], [[0, 0, 1, 1], [0, 1, 1, 0]])
 
-        Row 1's mask (query slot x key slot, 1 = blocked): each copy sees ``BOS`` and itself,
-        so with the causal mask it computes exactly what ``x`` computes in ``BOS x`` alone:
+        Row 1's mask (query slot x key slot, 1 = blocked): causal, and each copy sees ``BOS``
+        and itself, so it computes exactly what ``x`` computes in ``BOS x`` alone:
 
         >>> layout.blocked[1, 0].int().tolist()
-        [[0, 0, 0, 0], [0, 0, 1, 1], [0, 1, 0, 1], [0, 1, 1, 0]]
+        [[0, 1, 1, 1], [0, 0, 1, 1], [0, 1, 0, 1], [0, 1, 1, 0]]
     """
     n_slots = int(last.max()) + n_copy
     slot = torch.arange(n_slots, device=last.device)
     first_copy = last[:, None]  # [batch, 1]: copy 0 replaces the last token in its own slot
     token_at = torch.minimum(slot[None], first_copy)  # prompt tokens, then the last one again
     query, key, first = slot[None, :, None], slot[None, None, :], last[:, None, None]
-    # From a row's first copy on, slots see the prompt before it and themselves, no other copy.
-    blocked = ((query >= first) & (key >= first) & (query != key))[:, None]
+    # Causal; from a row's first copy on, slots see the prompt before it and themselves only.
+    blocked = ((key > query) | ((query >= first) & (key >= first) & (query != key)))[:, None]
     copy_number = slot[None] - first_copy  # negative on the prompt's tokens
     copy_in = copy_number.clamp(0, n_copy - 1)
     is_copy = (copy_number >= 0) & (copy_number < n_copy)
@@ -343,11 +344,14 @@ def _packed(
     patched_blocks = [L for L in copy_layer.unique().tolist() if L >= 0]  # -1: the clean copy
     hooks = [(hook_name("resid_post", L, n_layers), add_deltas(L)) for L in patched_blocks]
     hooks.append((hook_name("resid_post", n_layers - 1, n_layers), record_copies))
+    # An additive float mask: read alike by the native tiny model and by HF models (which
+    # would take a boolean 4-D mask as "may attend").
+    dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    mask = torch.zeros(layout.blocked.shape, dtype=dtype, device=ids.device)
+    mask = mask.masked_fill(layout.blocked, torch.finfo(dtype).min)
     with model.hooks(fwd_hooks=hooks):
         logits = model(
-            ids.gather(1, layout.token_at),
-            attention_mask=layout.blocked,
-            position_ids=layout.token_at,
+            ids.gather(1, layout.token_at), attention_mask=mask, position_ids=layout.token_at
         )
     return _at_slots(logits, layout.copy_at), recorded[-1]
 
