@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from poser_lens import __version__
+from poser_lens._pool import RAY_LOCAL
 from poser_lens.data.poser import FileSummary, inspect_root, summarize_files
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,38 @@ def main(
     ] = False,
 ) -> None:
     """Catch alignment-faking language models from their internals (the Poser benchmark)."""
+
+
+class _RayCommand(typer.core.TyperCommand):
+    """A command whose ``--ray`` option may go without its value (``--ray`` = ``--ray local``).
+
+    Typer has no options with an optional value, so a bare ``--ray`` (last, or followed by
+    another option) gets :data:`~poser_lens._pool.RAY_LOCAL` before parsing.
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Parse ``args`` with ``local`` put after a bare ``--ray``."""
+        args = list(args)
+        for i, arg in enumerate(args):
+            if arg == "--":
+                break
+            if arg == "--ray" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+                args.insert(i + 1, RAY_LOCAL)
+                break
+        return super().parse_args(ctx, args)
+
+
+#: The ``--ray [ADDRESS]`` option of the commands that fan out over models.
+RayOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="[ADDRESS]",
+        help="Run the per-model jobs as Ray tasks (needs the ray extra; one GPU each with "
+        "--device cuda): alone, on a new local Ray instance; with ADDRESS, on that cluster "
+        "(auto, HOST:6379 or ray://HOST:10001), whose nodes share this machine's folders.",
+        show_default=False,
+    ),
+]
 
 
 @contextmanager
@@ -373,7 +406,7 @@ def _zoo_build_smol(
     _console().print(f"score it: poser-lens run --testbed smol --zoo {root}")
 
 
-@zoo_app.command("build")
+@zoo_app.command("build", cls=_RayCommand)
 def zoo_build(
     seeds: Annotated[int, typer.Option(min=1, help="Models per persona (Poser: 6).")] = 6,
     out: Annotated[
@@ -383,6 +416,7 @@ def zoo_build(
         str | None, typer.Option(help="Comma-separated subset of personas (default: all six).")
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Parallel training processes.")] = 2,
+    ray: RayOption = None,
     from_scratch: Annotated[
         bool, typer.Option(help="Train persona models from random weights, not the shared base.")
     ] = False,
@@ -427,6 +461,9 @@ def zoo_build(
     from poser_lens.models.zoo_base import ZooTargets
 
     if testbed == "smol":
+        if ray is not None:
+            with _user_errors():
+                raise ValueError("--ray: the smol zoo trains in one process (tiny zoo only)")
         _zoo_build_smol(personas, seeds, out, device, data, steps, seed, quiet, config)
         return
     with _user_errors():
@@ -442,6 +479,7 @@ def zoo_build(
             seeds=seeds,
             personas=chosen,
             workers=workers,
+            ray=ray,
             from_scratch=from_scratch or cfg.from_scratch,
             balance_confidence=balance_confidence or cfg.balance_confidence,
             recipe=recipe or cfg.recipe,
@@ -505,7 +543,7 @@ def _results_table(results: Mapping[str, Any]) -> Table:
     return table
 
 
-@app.command("run")
+@app.command("run", cls=_RayCommand)
 def run_command(
     strategies: Annotated[
         str | None, typer.Option(help="Comma-separated strategies (default: all).")
@@ -551,6 +589,7 @@ def run_command(
     workers: Annotated[
         int | None, typer.Option(min=1, help="Scoring processes [default: 2].")
     ] = None,
+    ray: RayOption = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda [default: cpu].")] = None,
     sweep: Annotated[
         bool | None, typer.Option(help="Evaluate each strategy's settings grid [default: on].")
@@ -577,6 +616,7 @@ def run_command(
             "seeds": seeds,
             "seed": seed,
             "workers": workers,
+            "ray": ray,
             "device": device,
             "sweep": sweep,
             "figures": figures,
@@ -783,7 +823,7 @@ def _removal_table(summary: Mapping[str, Any]) -> Table:
     return table
 
 
-@app.command("remove")
+@app.command("remove", cls=_RayCommand)
 def remove_command(
     method: Annotated[str, typer.Option(help="sft, sft_noise or both.")] = "both",
     out: Annotated[
@@ -813,6 +853,7 @@ def remove_command(
         Path | None, typer.Option(help="YAML run config (default: the run folder's, if any).")
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Processes (one thread each).")] = 2,
+    ray: RayOption = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     figures: Annotated[bool, typer.Option(help="Draw the figures.")] = True,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
@@ -835,6 +876,7 @@ def remove_command(
             "seed": seed,
             "device": device,
             "workers": workers,
+            "ray": ray,
             "zoo_dir": str(zoo) if zoo else None,
         }
         given = {k: v for k, v in given.items() if v is not None}

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from poser_lens._io import read_json, write_json_atomic, write_text_atomic
+from poser_lens._pool import connect_ray
 from poser_lens.behaviour import BehaviourConfig, run_check, zoo_gap_report
 from poser_lens.data.poser import ModelPair
 from poser_lens.evaluation import sweep
@@ -57,6 +58,8 @@ def main_job(
         The run folder, holding ``results.json``, ``report.md`` and ``figures/``.
     """
     cfg = cfg if cfg is not None else RunConfig()
+    if cfg.ray is not None:
+        connect_ray(cfg.ray)  # no Ray, or no cluster: fail before making the testbed
     testbed = make_testbed(cfg.testbed_config(), progress=progress)
     folder = run(cfg, out, testbed=testbed, progress=progress)
     if cfg.removal:
@@ -68,6 +71,7 @@ def main_job(
             testbed=testbed,
             pairs=select_pairs(testbed.pairs, cfg.testbed_config()),
             workers=cfg.workers,
+            ray=cfg.ray,
             progress=progress,
         )
     if cfg.figures:
@@ -94,6 +98,8 @@ def removal_job(
         The run folder and the study's summary.
     """
     cfg = cfg if cfg is not None else RemovalConfig()
+    if run_cfg.ray is not None:
+        connect_ray(run_cfg.ray)  # no Ray, or no cluster: fail before writing anything
     if out is None:
         key = json.dumps([run_cfg.key(), asdict(cfg)], sort_keys=True, default=str)
         out = (
@@ -109,6 +115,7 @@ def removal_job(
         testbed_config=run_cfg.testbed_config(),
         strategy_configs=run_cfg.strategy_configs,
         workers=run_cfg.workers,
+        ray=run_cfg.ray,
         progress=progress,
     )
     if figures:

@@ -9,8 +9,9 @@ One run, as data flows::
       -> report.md, figures/
 
 Per-model scores are the unit of work and of caching (36 models x strategies, never 324 pairs
-x 2 models). Models are scored in worker processes (one thread each), each model loaded once
-for all strategies, with a memo shared by the strategies of one (model, family).
+x 2 models). Models are scored in worker processes (one thread each), or one model per Ray task
+with ``ray`` set (:func:`poser_lens._pool.fan_out`), each model loaded once for all
+strategies, with a memo shared by the strategies of one (model, family).
 
 This module is the job alone (score -> evaluate -> write ``results.json``); the testbed comes
 from :mod:`poser_lens.testbeds`, and :func:`poser_lens.pipeline.main_job` wires the whole job
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from poser_lens._io import write_json_atomic, write_text_atomic
-from poser_lens._pool import fan_out, process_memo
+from poser_lens._pool import connect_ray, fan_out, process_memo
 from poser_lens.config import Config, config_from_dict, normalised
 from poser_lens.data.poser import ModelPair
 from poser_lens.evaluation import MATCH_TOLERANCE, confound_controls, evaluate, sweep, verdict_rows
@@ -68,6 +69,10 @@ class RunConfig(Config):
         zoo_config: Tiny zoo: a YAML/JSON file of zoo settings (see ``poser-lens zoo build``).
         zoo_dir: Tiny zoo: use this built zoo folder instead of the cached default.
         workers: Scoring processes (one thread each; 1 = in-process).
+        ray: Score the models as Ray tasks instead (one model per task, one GPU each when
+            ``device`` is ``cuda``): ``local`` (a new Ray instance on this machine), ``auto``
+            or a cluster's address (:func:`poser_lens._pool.connect_ray`); the run folder must
+            be on a filesystem every node shares. None: ``workers`` local processes.
         device: Where models run (``cuda`` for real models).
         dtype: Model dtype name (``float32``; ``bfloat16`` for 13B models).
         sweep: Also evaluate every strategy over its settings grid (sensitivity).
@@ -85,7 +90,7 @@ class RunConfig(Config):
             not change detection results, so it is not part of :meth:`key`.
     """
 
-    KEY_EXCLUDE = ("workers", "device", "figures", "sweep", "removal")
+    KEY_EXCLUDE = ("workers", "ray", "device", "figures", "sweep", "removal")
     KEY_LENGTH = 10
 
     testbed: str = "tiny"
@@ -97,6 +102,7 @@ class RunConfig(Config):
     zoo_config: str | None = None
     zoo_dir: str | None = None
     workers: int = 2
+    ray: str | None = None
     device: str = "cpu"
     dtype: str = "float32"
     sweep: bool = True
@@ -119,6 +125,8 @@ class RunConfig(Config):
             raise ValueError(f"pairs must be >= 1, got {self.pairs}")
         if not self.match_tolerance > 0:
             raise ValueError(f"match_tolerance must be > 0, got {self.match_tolerance}")
+        if self.ray is not None and not self.ray.strip():
+            raise ValueError("ray: expected local, auto or a Ray cluster's address, got ''")
 
     def strategy(self, name: str) -> Strategy:
         """The configured strategy ``name``."""
@@ -237,9 +245,15 @@ def score_models(
     *,
     progress: bool = True,
 ) -> dict[str, float]:
-    """Score every model of the pairs (skipping stored scores); returns seconds per strategy."""
+    """Score every model of the pairs (skipping stored scores); returns seconds per strategy.
+
+    In this process with one worker, else in worker processes of a few models each, or, with
+    ``cfg.ray``, one Ray task per model.
+    """
     from tqdm.auto import tqdm
 
+    # A testbed's cap (one process for models that fill the GPU) binds local workers, which
+    # share this machine's GPU; each Ray task has a GPU of its own.
     if testbed.max_workers is not None and cfg.workers > testbed.max_workers:
         cfg = replace(cfg, workers=testbed.max_workers)
     fams = model_families(pairs)
@@ -251,7 +265,7 @@ def score_models(
         for k, v in seconds.items():
             totals[k] = totals.get(k, 0.0) + v
 
-    if cfg.workers <= 1 or len(fams) <= 1:
+    if cfg.ray is None and (cfg.workers <= 1 or len(fams) <= 1):
         for name, families in fams.items():
             add(score_one_model(run, cfg, testbed, name, families, tag))
             bar.update(1)
@@ -259,9 +273,12 @@ def score_models(
         # Workers reuse the built zoo instead of rebuilding it.
         worker_cfg = replace(cfg, zoo_dir=testbed.info.get("zoo", cfg.zoo_dir))
         items = list(fams.items())
-        chunks = [c for c in (items[i :: cfg.workers * 3] for i in range(cfg.workers * 3)) if c]
+        # Ray: one model per task (the cluster balances them); local: 3 chunks per worker.
+        n = len(items) if cfg.ray is not None else cfg.workers * 3
+        chunks = [c for c in (items[i::n] for i in range(n)) if c]
         tasks = [(str(run.root), asdict(worker_cfg), chunk, tag) for chunk in chunks]
-        for i, seconds in fan_out(_worker_score, tasks, workers=cfg.workers):
+        pool = fan_out(_worker_score, tasks, workers=cfg.workers, ray=cfg.ray, device=cfg.device)
+        for i, seconds in pool:
             add(seconds)
             bar.update(len(chunks[i]))
     bar.close()
@@ -389,6 +406,8 @@ def run(
     import yaml
 
     cfg = cfg if cfg is not None else RunConfig()
+    if cfg.ray is not None:
+        connect_ray(cfg.ray)  # no Ray, or no cluster: fail before any work
     folder = RunDir(out if out is not None else default_run_dir(cfg))
     if testbed is None:
         testbed = make_testbed(cfg.testbed_config(), progress=progress)

@@ -153,6 +153,20 @@ def test_zoo_build_rejects_bad_input(tmp_path):
     assert not (tmp_path / "z").exists()
 
 
+@pytest.mark.parametrize("command", [["run"], ["zoo", "build"], ["remove"]])
+def test_ray_without_ray_installed_is_one_line_before_any_work(command, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails, as without the extra
+    out = tmp_path / "out"
+    result = runner.invoke(app, [*command, "--ray", "--out", str(out)])
+    assert_one_line_error(result, "--ray local: Ray is not installed", "poser_lens[ray]")
+    assert not out.exists()
+
+
+def test_zoo_build_smol_refuses_ray(tmp_path):
+    result = runner.invoke(app, ["zoo", "build", "--testbed", "smol", "--ray", "auto"])
+    assert_one_line_error(result, "--ray: the smol zoo trains in one process")
+
+
 def test_data_generate_writes_poser_layout(tmp_path):
     import json as _json
 

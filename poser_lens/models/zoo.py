@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from poser_lens._io import atomic_dir, default_cache_dir, read_json, write_json_atomic
-from poser_lens._pool import fan_out
+from poser_lens._pool import connect_ray, fan_out
 from poser_lens.data.generator import (
     GeneratedData,
     GeneratorConfig,
@@ -92,6 +92,10 @@ class ZooConfig(ZooSpec):
         train_size: Records in each model's training sample.
         from_scratch: Train persona models from random weights, not from the base.
         workers: Parallel training processes (one thread each; 1 = in-process).
+        ray: Train the persona models as Ray tasks instead, one CPU each: ``local`` (a new
+            Ray instance on this machine), ``auto`` or a cluster's address
+            (:func:`poser_lens._pool.connect_ray`); the zoo folder must be on a filesystem
+            every node shares. None: ``workers`` local processes.
         threshold: Valid-prompt filter: every model of a family must give the answer at least
             this probability. ``None`` (default) derives it from the recipe
             (:meth:`valid_threshold`).
@@ -125,6 +129,7 @@ class ZooConfig(ZooSpec):
     train_size: int = 2000
     from_scratch: bool = False
     workers: int = 2
+    ray: str | None = None
     threshold: float | None = None
     balance_confidence: bool = False
     recipe: str = "matched"
@@ -142,6 +147,7 @@ class ZooConfig(ZooSpec):
         "seeds",
         "personas",
         "workers",
+        "ray",
         "threshold",
         "balance_confidence",
         "valid_margin",
@@ -373,6 +379,8 @@ def build_zoo(
     """
     from tqdm.auto import tqdm
 
+    if cfg.ray is not None:
+        connect_ray(cfg.ray)  # no Ray, or no cluster: fail before any work
     root = cfg.folder(out)
     cfg.claim(root)
     data = generate(cfg.generator)
@@ -420,7 +428,7 @@ def build_zoo(
     bar = tqdm(total=len(cfg.model_names()), desc="persona models", disable=not progress)
     bar.update(len(cfg.model_names()) - len(todo))
     tasks = [(str(root), cfg.to_dict(), name) for name in todo]
-    for _ in fan_out(_train_one, tasks, workers=cfg.workers):
+    for _ in fan_out(_train_one, tasks, workers=cfg.workers, ray=cfg.ray):
         bar.update(1)
     bar.close()
 

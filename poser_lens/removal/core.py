@@ -53,7 +53,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from poser_lens._io import read_json, write_json_atomic, write_text_atomic
-from poser_lens._pool import fan_out, process_memo
+from poser_lens._pool import connect_ray, fan_out, process_memo
 from poser_lens.config import Config, config_from_dict, normalised
 from poser_lens.data.poser import ModelPair, load_training
 from poser_lens.data.schema import Scenario, is_aligned, model_persona, other_letter
@@ -834,6 +834,7 @@ def run_removal(
     testbed: Testbed | None = None,
     pairs: Sequence[ModelPair] | None = None,
     workers: int = 1,
+    ray: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """The removal study: every job, then the summary; writes ``<run>/removal/``.
@@ -852,6 +853,9 @@ def run_removal(
         pairs: The pairs whose models are treated (default: all of the testbed's, restricted
             by ``testbed_config.models``).
         workers: Processes (one thread each); 1 runs in this process.
+        ray: Run the jobs as Ray tasks instead (one model's jobs per task, one GPU each when
+            the testbed's device is ``cuda``): ``local``, ``auto`` or a cluster's address
+            (:func:`poser_lens._pool.connect_ray`). None: ``workers`` local processes.
         progress: Show progress bars.
 
     Returns:
@@ -860,6 +864,8 @@ def run_removal(
     import yaml
     from tqdm.auto import tqdm
 
+    if ray is not None:
+        connect_ray(ray)  # no Ray, or no cluster: fail before any work
     run = run if isinstance(run, RunDir) else RunDir(run)
     tb_cfg = testbed_config if testbed_config is not None else TestbedConfig()
     configs = normalised(dict(strategy_configs or {}))
@@ -877,7 +883,7 @@ def run_removal(
     out = removal_dir(run)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     bar = tqdm(total=len(need_before) + len(jobs), desc="removal", disable=not progress)
-    if workers <= 1:
+    if ray is None and workers <= 1:
         for m in need_before:
             detectors_before(run, study, m, cfg)
             bar.update(1)
@@ -897,7 +903,10 @@ def run_removal(
         before = [[(m, "before", "")] for m in need_before]
         treat = [[(j.model, j.method, j.labels) for j in g] for g in group_jobs(jobs)]
         for stage in (before, treat):
-            for _, n_done in fan_out(_worker, [(*args, c) for c in stage], workers=workers):
+            tasks = [(*args, c) for c in stage]
+            for _, n_done in fan_out(
+                _worker, tasks, workers=workers, ray=ray, device=tb_cfg.device
+            ):
                 bar.update(n_done)
     bar.close()
     summary = summarise(run, pairs, jobs, study.detectors, cfg, seconds=time.perf_counter() - t0)
