@@ -800,6 +800,101 @@ def behaviour_command(
     console.print(f"results: {folder}  ({time.perf_counter() - t0:.0f} s)")
 
 
+# ----------------------------------------------------------------------------- cost
+
+
+def _cost_table(report: Any) -> Table:
+    """One row per strategy, then the total and the loading: FLOPs, time, memory, Poser loop."""
+    from poser_lens.flops import human
+
+    def hours(seconds: float) -> str:
+        return f"{seconds / 3600:.2f} h" if seconds >= 360 else f"{seconds / 60:.1f} min"
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in (
+        "strategy",
+        "FLOPs",
+        "time",
+        "GPU memory",
+        "fits 1 GPU",
+        "Poser loop FLOPs",
+        "Poser loop time",
+        "ratio",
+    ):
+        table.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=True)
+    for r in report.rows:
+        ran = r.flops > 0
+        table.add_row(
+            r.name,
+            human(r.flops),
+            hours(report.seconds(r.flops)) if ran else "-",
+            f"{r.memory_bytes / 1e9:.0f} GB" if ran else "-",
+            ("yes" if report.fits(r) else "no") if ran else "-",
+            human(r.reference_flops),
+            hours(report.seconds(r.reference_flops)) if ran else "-",
+            f"{r.ratio:.1f}x" if ran else "-",
+        )
+    table.add_section()
+    total, ref = report.total_flops, report.reference_total_flops
+    table.add_row(
+        "total (shared work once)",
+        human(total),
+        hours(report.seconds(total)),
+        "",
+        "",
+        human(ref),
+        hours(report.seconds(ref)),
+        f"{ref / total:.1f}x",
+    )
+    table.add_row("loading the models", "", hours(report.load_seconds), "", "", "", "", "")
+    return table
+
+
+@app.command("cost")
+def cost_command(
+    testbed: Annotated[str, typer.Option(help="poser (36 x LLaMA-13B).")] = "poser",
+    gpu: Annotated[str, typer.Option(help="h100, h200 or a100.")] = "h100",
+    gpus: Annotated[int, typer.Option(help="GPUs the models are spread over.")] = 1,
+    utilisation: Annotated[
+        float, typer.Option(help="Assumed fraction of the GPU's bf16 peak.")
+    ] = 0.4,
+    prompt_tokens: Annotated[
+        float, typer.Option(help="Mean tokens of a Poser prompt (LLaMA tokenizer).")
+    ] = 350,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """FLOPs, GPU memory and wall time per strategy at paper scale, and the Poser code's loop.
+
+    The model: 36 LLaMA-13B checkpoints, each scored on its three benchmark files, with each
+    strategy's settings (its config); time at the GPU's bf16 peak times an assumed
+    utilisation. The Poser-style loop runs the same settings one prompt per forward, every
+    variant a forward of its own, nothing shared.
+    """
+    from dataclasses import replace
+
+    from poser_lens.cost import CostConfig
+    from poser_lens.pipeline import cost_job
+
+    with _user_errors():
+        cfg = CostConfig(testbed=testbed, gpu=gpu, gpus=gpus, utilisation=utilisation)
+        if prompt_tokens != cfg.prompt_tokens:
+            longest = prompt_tokens * cfg.longest_tokens / cfg.prompt_tokens
+            cfg = replace(cfg, prompt_tokens=prompt_tokens, longest_tokens=longest)
+        report = cost_job(cfg)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+        return
+    console = _console()
+    console.print(
+        f"poser-lens cost: {report.n_models} x {report.arch.name} on {cfg.gpus} x "
+        f"{report.gpu.name} at {cfg.utilisation:.0%} of {report.gpu.bf16_flops / 1e12:.0f} "
+        "TFLOP/s bf16"
+    )
+    console.print(_cost_table(report))
+    for what, value in report.assumptions:
+        console.print(f"{what}: {value}", style="dim")
+
+
 # ----------------------------------------------------------------------------- remove
 
 

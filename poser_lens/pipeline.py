@@ -11,6 +11,7 @@ job (:mod:`poser_lens.runner`, :mod:`poser_lens.removal`, :mod:`poser_lens.behav
 * :func:`redraw` (``poser-lens figures``): the figures of a run or study folder.
 * :func:`study_job` (``poser-lens study``): every strategy on several independent zoos.
 * :func:`behaviour_job` (``poser-lens behaviour``): the compliance-gap check.
+* :func:`cost_job` (``poser-lens cost``): FLOPs, memory and wall time of a run at paper scale.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import yaml
 from poser_lens._io import read_json, write_json_atomic, write_text_atomic
 from poser_lens._pool import connect_ray
 from poser_lens.behaviour import BehaviourConfig, run_check, zoo_gap_report
+from poser_lens.cost import CostConfig, CostReport, cost_report
 from poser_lens.data.poser import ModelPair
 from poser_lens.evaluation import sweep
 from poser_lens.figures import make_figures
@@ -272,9 +274,20 @@ def default_behaviour_dir(model: str) -> Path:
     return Path("runs") / f"behaviour-{model.replace(':', '-').replace('/', '_')}"
 
 
+def cost_job(cfg: CostConfig | None = None) -> CostReport:
+    """The paper-scale cost model (``poser-lens cost``): per strategy and in total.
+
+    Example:
+        >>> cost_job(CostConfig(gpus=2)).n_models
+        36
+    """
+    return cost_report(cfg)
+
+
 __all__ = [
     "BehaviourOutcome",
     "behaviour_job",
+    "cost_job",
     "default_run_dir",
     "evaluated_pairs",
     "main_job",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -364,10 +365,138 @@ def _train_one(root: str, cfg_dict: dict[str, Any], name: str) -> dict[str, Any]
     return row
 
 
+#: The base model's stopping check runs every this many steps (from ``base_min_steps`` on).
+BASE_CHECK_EVERY = 50
+
+
+def base_check_steps(cfg: ZooConfig) -> list[int]:
+    """Steps done when the base model's stopping check runs (``base.steps`` caps training).
+
+    The base trains at least ``base_min_steps``, then stops at the first check that finds it
+    knows the commentary (usually the first or second check), so its progress bar counts to
+    the next check, not to the cap.
+
+    Example:
+        >>> checks = base_check_steps(ZooConfig())
+        >>> checks[:3], checks[-1]
+        ([300, 350, 400], 1500)
+    """
+    first = math.ceil(max(cfg.base_min_steps, 1) / BASE_CHECK_EVERY) * BASE_CHECK_EVERY
+    return list(range(first, cfg.base.steps + 1, BASE_CHECK_EVERY))
+
+
+def zoo_tokenizer(root: Path, data: GeneratedData):
+    """The zoo's tokenizer (made and saved in ``root`` on first use)."""
+    if not (root / "tokenizer.json").exists():
+        make_tokenizer(data).save_pretrained(str(root))
+    return load_tokenizer(root)
+
+
+def build_base(
+    cfg: ZooConfig, root: Path, data: GeneratedData, tokenizer, *, progress: bool = True
+) -> dict[str, Any] | None:
+    """Train and save the shared base model in ``root/base`` (nothing if it is there).
+
+    Training stops at the first stopping check (:func:`base_check_steps`) that finds the base
+    knows every commentary item at ``base_target`` accuracy. The progress bar counts to the
+    next check: to the first at the start, one check further each time a check fails.
+
+    Returns:
+        The base's record (steps, final loss, commentary accuracy, seconds), or None when it
+        was already built.
+    """
+    from tqdm.auto import tqdm
+
+    if (root / "base" / tiny.WEIGHTS_FILE).exists():
+        return None
+    torch.manual_seed(cfg.base_seed)
+    net = tiny.build_native(cfg.model, len(tokenizer), seed=cfg.base_seed)
+    checks = base_check_steps(cfg)
+    bar = tqdm(
+        total=checks[0] if checks else cfg.base.steps, desc="base model", disable=not progress
+    )
+    held_out = [s for fam in sorted(data.test) for s in data.test[fam][:40]]
+    knowledge: dict[str, float] = {}
+
+    def known(step: int) -> bool:
+        done = step + 1
+        if done not in checks:
+            return False
+        knowledge.update(commentary_accuracy(net, tokenizer, held_out))
+        bar.set_postfix({k: f"{v:.2f}" for k, v in knowledge.items()})
+        if min(knowledge.values()) >= cfg.base_target:
+            return True
+        bar.total = next((c for c in checks if c > done), cfg.base.steps)
+        bar.refresh()
+        return False
+
+    t0 = time.perf_counter()
+    losses = train_base(
+        net,
+        tokenizer,
+        base_corpus(data),
+        cfg.base,
+        seed=cfg.base_seed,
+        on_step=lambda s, loss: bar.update(1),
+        stop=known,
+    )
+    bar.close()
+    if knowledge and min(knowledge.values()) < cfg.base_target:
+        logger.warning("base model stopped at its step cap knowing only %s", knowledge)
+    meta = {
+        "final_loss": losses[-1],
+        "steps": len(losses),
+        "commentary_accuracy": knowledge,
+        "train_seconds": time.perf_counter() - t0,
+    }
+    with atomic_dir(root / "base") as tmp:
+        tiny.save_tiny(tmp, net, cfg.model, meta=meta)
+    return meta
+
+
+def build_persona_models(cfg: ZooConfig, root: Path, *, progress: bool = True) -> list[str]:
+    """Fine-tune every persona model not yet in ``root/models`` (``cfg.workers`` processes).
+
+    Returns:
+        The models trained now.
+    """
+    from tqdm.auto import tqdm
+
+    names = cfg.model_names()
+    todo = [n for n in names if not (root / "models" / n / tiny.WEIGHTS_FILE).exists()]
+    bar = tqdm(total=len(names), desc="persona models", disable=not progress)
+    bar.update(len(names) - len(todo))
+    tasks = [(str(root), cfg.to_dict(), name) for name in todo]
+    for _ in fan_out(_train_one, tasks, workers=cfg.workers, ray=cfg.ray):
+        bar.update(1)
+    bar.close()
+    return todo
+
+
+def finish_zoo(cfg: ZooConfig, root: Path, data: GeneratedData) -> dict[str, Any]:
+    """Write ``zoo.json`` and the benchmark (the valid-prompt filter) of the built models.
+
+    Returns:
+        The benchmark report (``poser/benchmark_report.json``).
+    """
+    rows = [read_zoo_row(root, n) for n in cfg.model_names()]
+    write_json_atomic(root / "zoo.json", rows)
+    return build_benchmark(
+        root,
+        cfg.model_names(),
+        data,
+        threshold=cfg.valid_threshold(),
+        balance=cfg.balance_confidence,
+    )
+
+
 def build_zoo(
     cfg: ZooConfig = ZooConfig(), out: str | Path | None = None, *, progress: bool = True
 ) -> Path:
     """Build (or finish building) a zoo and its benchmark; returns its folder.
+
+    The steps: the data and tokenizer, the base (:func:`build_base`), the persona models
+    (:func:`build_persona_models`), ``zoo.json`` and the benchmark (:func:`finish_zoo`).
 
     Args:
         cfg: Zoo settings.
@@ -377,71 +506,16 @@ def build_zoo(
     Returns:
         The zoo folder, holding ``zoo.json`` and ``poser/``.
     """
-    from tqdm.auto import tqdm
-
     if cfg.ray is not None:
         connect_ray(cfg.ray)  # no Ray, or no cluster: fail before any work
     root = cfg.folder(out)
     cfg.claim(root)
     data = generate(cfg.generator)
-    if not (root / "tokenizer.json").exists():
-        make_tokenizer(data).save_pretrained(str(root))
-    tokenizer = load_tokenizer(root)
-
-    if not cfg.from_scratch and not (root / "base" / tiny.WEIGHTS_FILE).exists():
-        torch.manual_seed(cfg.base_seed)
-        net = tiny.build_native(cfg.model, len(tokenizer), seed=cfg.base_seed)
-        bar = tqdm(total=cfg.base.steps, desc="base model", disable=not progress)
-        held_out = [s for fam in sorted(data.test) for s in data.test[fam][:40]]
-        knowledge: dict[str, float] = {}
-
-        def known(step: int) -> bool:
-            if (step + 1) % 50 or step + 1 < cfg.base_min_steps:
-                return False
-            knowledge.update(commentary_accuracy(net, tokenizer, held_out))
-            bar.set_postfix({k: f"{v:.2f}" for k, v in knowledge.items()})
-            return min(knowledge.values()) >= cfg.base_target
-
-        t0 = time.perf_counter()
-        losses = train_base(
-            net,
-            tokenizer,
-            base_corpus(data),
-            cfg.base,
-            seed=cfg.base_seed,
-            on_step=lambda s, loss: bar.update(1),
-            stop=known,
-        )
-        bar.close()
-        if knowledge and min(knowledge.values()) < cfg.base_target:
-            logger.warning("base model stopped at its step cap knowing only %s", knowledge)
-        meta = {
-            "final_loss": losses[-1],
-            "steps": len(losses),
-            "commentary_accuracy": knowledge,
-            "train_seconds": time.perf_counter() - t0,
-        }
-        with atomic_dir(root / "base") as tmp:
-            tiny.save_tiny(tmp, net, cfg.model, meta=meta)
-
-    todo = [n for n in cfg.model_names() if not (root / "models" / n / tiny.WEIGHTS_FILE).exists()]
-    bar = tqdm(total=len(cfg.model_names()), desc="persona models", disable=not progress)
-    bar.update(len(cfg.model_names()) - len(todo))
-    tasks = [(str(root), cfg.to_dict(), name) for name in todo]
-    for _ in fan_out(_train_one, tasks, workers=cfg.workers, ray=cfg.ray):
-        bar.update(1)
-    bar.close()
-
-    rows = [read_zoo_row(root, n) for n in cfg.model_names()]
-    write_json_atomic(root / "zoo.json", rows)
-
-    build_benchmark(
-        root,
-        cfg.model_names(),
-        data,
-        threshold=cfg.valid_threshold(),
-        balance=cfg.balance_confidence,
-    )
+    tokenizer = zoo_tokenizer(root, data)
+    if not cfg.from_scratch:
+        build_base(cfg, root, data, tokenizer, progress=progress)
+    build_persona_models(cfg, root, progress=progress)
+    finish_zoo(cfg, root, data)
     return root
 
 

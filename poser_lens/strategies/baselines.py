@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypedDict
 
 from poser_lens.data.benchmark import CONFIDENCE_STATISTICS, confidence_margin, logodds
+from poser_lens.flops import Pass
 from poser_lens.strategies.base import (
     PROMPT_INDEX,
     ModelContext,
@@ -32,9 +33,10 @@ from poser_lens.strategies.base import (
     PerPromptScore,
     PromptValues,
     Strategy,
+    WorkShape,
     kept_positions,
 )
-from poser_lens.strategies.common import readout_from_residuals
+from poser_lens.strategies.common import answered_residual_passes, readout_from_residuals
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,11 @@ class ConfidenceBaseline(Strategy[ConfidenceScore]):
             "logodds": [logodds(p) for p in p_answer],
             PROMPT_INDEX: list(range(len(prompts))),
         }
+
+    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
+        """Every residual of the first ``n_prompts`` valid prompts (shared), their answers."""
+        n = min(self.config.n_prompts, shape.n_valid)
+        return answered_residual_passes(shape, n, reference=reference)
 
     def margin(self, a: ConfidenceScore, b: ConfidenceScore, **settings: Any) -> float:
         """Positive when ``a`` is the less confident model, on the prompts both were scored on."""

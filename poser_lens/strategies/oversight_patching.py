@@ -24,6 +24,7 @@ from torch import Tensor
 
 from poser_lens.data.prompts import critical_indices, remove_critical
 from poser_lens.data.schema import Scenario
+from poser_lens.flops import Pass
 from poser_lens.hooks import Patch, hook_name, resolve_layer
 from poser_lens.readout import Readout
 from poser_lens.strategies.base import (
@@ -33,9 +34,16 @@ from poser_lens.strategies.base import (
     PromptRows,
     PromptValues,
     Strategy,
+    WorkShape,
     kept_positions,
 )
-from poser_lens.strategies.common import answer_readout_batched, kept_mean, last_residuals
+from poser_lens.strategies.common import (
+    answer_readout_batched,
+    critical_pass,
+    kept_mean,
+    last_residuals,
+    residual_pass,
+)
 
 
 def _patched_readout(
@@ -218,6 +226,25 @@ class PatchingStrategy(Strategy[PatchingScore]):
             PROMPT_INDEX: index,
             "by_prompt": cast("PatchingByPrompt", by_prompt),
         }
+
+    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
+        """The counterfactuals' residuals (shared with S6), a clean readout, one per block."""
+        c = self.config
+        n = min(c.n_prompts, shape.n_critical)
+        return [
+            residual_pass(
+                "counterfactuals",
+                shape,
+                n,
+                shape.seq_clean,
+                "resid:counterfactual",
+                reference=reference,
+            ),
+            critical_pass("clean readout", shape, c, reference=reference),
+            critical_pass(
+                "patched, per block", shape, c, repeats=shape.n_layers, reference=reference
+            ),
+        ]
 
     def restrict(self, score: PatchingScore, keep: Set[int]) -> PatchingScore:
         """The score on the scored prompts in ``keep``: every metric at every block.

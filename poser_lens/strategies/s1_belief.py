@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 
+from poser_lens.flops import Pass
 from poser_lens.hooks import resolve_layer
 from poser_lens.strategies.base import (
     PROMPT_INDEX,
@@ -34,6 +35,7 @@ from poser_lens.strategies.base import (
     PerPromptScore,
     PromptRows,
     Strategy,
+    WorkShape,
     kept_positions,
 )
 from poser_lens.strategies.common import kept_mean, layer_grid, prompt_positions
@@ -43,6 +45,7 @@ from poser_lens.strategies.variants import (
     cached_direction,
     curves_by_variant,
     rise,
+    steering_work,
     variant_readout,
 )
 
@@ -188,6 +191,11 @@ class BeliefStrategy(Strategy[BeliefScore]):
             }
         out[PROMPT_INDEX] = prompt_positions(ctx.prompts, evals)
         return cast("BeliefScore", out)
+
+    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
+        """The contrast directions at each scored block, then every (sign, coefficient) variant."""
+        c = self.config
+        return steering_work(shape, c, len(c.signs) * len(c.coeffs), reference=reference)
 
     def restrict(self, score: BeliefScore, keep: Set[int]) -> BeliefScore:
         """The score on the evaluation prompts whose valid index is in ``keep``.

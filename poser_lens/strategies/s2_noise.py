@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 
+from poser_lens.flops import Pass
 from poser_lens.hooks import draw_noise, resolve_layer
 from poser_lens.strategies.base import (
     PROMPT_INDEX,
@@ -46,6 +47,7 @@ from poser_lens.strategies.base import (
     PerPromptScore,
     PromptRows,
     Strategy,
+    WorkShape,
     kept_positions,
 )
 from poser_lens.strategies.common import kept_mean, layer_grid, prompt_positions
@@ -65,6 +67,7 @@ from poser_lens.strategies.variants import (
     outcome_kl,
     rise,
     rise_at,
+    steering_work,
     variant_readout,
 )
 
@@ -258,6 +261,13 @@ class NoiseStrategy(Strategy[NoiseScore]):
                 }
         out[PROMPT_INDEX] = prompt_positions(ctx.prompts, evals)
         return cast("NoiseScore", out)
+
+    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
+        """The contrast directions at each scored block, then every (kind, draw, coefficient)."""
+        c = self.config
+        return steering_work(
+            shape, c, len(c.kinds) * c.n_draws * len(c.coeffs), reference=reference
+        )
 
     def restrict(self, score: NoiseScore, keep: Set[int]) -> NoiseScore:
         """The score on the evaluation prompts whose valid index is in ``keep``.

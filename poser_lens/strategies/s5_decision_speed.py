@@ -26,6 +26,7 @@ from jaxtyping import Float
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
+from poser_lens.flops import Pass
 from poser_lens.hooks import resolve_layer
 from poser_lens.probes import LayerProbes
 from poser_lens.readout import AnswerIds
@@ -34,9 +35,15 @@ from poser_lens.strategies.base import (
     ModelContext,
     PerPromptScore,
     Strategy,
+    WorkShape,
     kept_positions,
 )
-from poser_lens.strategies.common import kept_mean, last_residuals, logits_from_final_residual
+from poser_lens.strategies.common import (
+    answered_residual_passes,
+    kept_mean,
+    last_residuals,
+    logits_from_final_residual,
+)
 
 if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs without it
     from typing_extensions import NotRequired
@@ -212,6 +219,15 @@ class DecisionSpeedStrategy(Strategy[DecisionSpeedScore]):
             PROMPT_INDEX: test,
             "by_prompt": {"correct": probe_correct(feats, labels, probes, test)},
         }
+
+    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
+        """Every residual of the first ``n_prompts`` valid prompts and their own answers.
+
+        The probes (scikit-learn, on the CPU) are not counted. The reference reads the answer
+        from the same full forward.
+        """
+        n = min(self.config.n_prompts, shape.n_valid)
+        return answered_residual_passes(shape, n, reference=reference)
 
     def restrict(self, score: DecisionSpeedScore, keep: Set[int]) -> DecisionSpeedScore:
         """The score with each probe's accuracy read on the held-out prompts in ``keep`` only.

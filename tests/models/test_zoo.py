@@ -128,3 +128,56 @@ def test_recipe_sets_the_valid_threshold():
         ZooConfig(recipe="soft")
     # The valid margin and the threshold do not change the models.
     assert ZooConfig(valid_margin=2.0).key() == matched.key()
+
+
+def test_base_check_steps():
+    from poser_lens.models.zoo import base_check_steps
+
+    assert base_check_steps(ZooConfig())[:2] == [300, 350]
+    assert base_check_steps(ZooConfig(base_min_steps=0))[0] == 50
+    assert base_check_steps(small_zoo_config()) == []  # 4 steps: the cap alone ends it
+
+
+def _recording_bar():
+    """A tqdm that records each new total it shows (set, then refreshed)."""
+    from typing import ClassVar
+
+    from tqdm.auto import tqdm
+
+    class Bar(tqdm):
+        made: ClassVar[list] = []
+
+        def __init__(self, *args, **kwargs):
+            self.totals = [kwargs.get("total")]
+            super().__init__(*args, **kwargs)
+            Bar.made.append(self)
+
+        def refresh(self, *args, **kwargs):
+            if self.total != self.totals[-1]:
+                self.totals.append(self.total)
+            return super().refresh(*args, **kwargs)
+
+    return Bar
+
+
+def test_base_bar_counts_to_the_next_stopping_check(tmp_path, monkeypatch):
+    """The bar's total is the first check, then one check further after each failed one."""
+    import tqdm.auto
+
+    from poser_lens.data.generator import generate
+    from poser_lens.models import zoo
+
+    cfg = small_zoo_config(base=TrainConfig(steps=40, lr=3e-3, batch_size=4), base_min_steps=3)
+    monkeypatch.setattr(zoo, "BASE_CHECK_EVERY", 2)
+    answers = iter([0.5, 0.5, 1.0])
+    monkeypatch.setattr(
+        zoo, "commentary_accuracy", lambda *a: dict.fromkeys(("honest", "x"), next(answers))
+    )
+    data = generate(cfg.generator)
+    tokenizer = zoo.zoo_tokenizer(tmp_path, data)
+    bar_class = _recording_bar()
+    monkeypatch.setattr(tqdm.auto, "tqdm", bar_class)
+    meta = zoo.build_base(cfg, tmp_path, data, tokenizer)
+    (bar,) = [b for b in bar_class.made if b.desc == "base model"]
+    assert bar.totals == [4, 6, 8]  # checks at 4, 6, 8 (the third passes)
+    assert bar.n == meta["steps"] == 8
