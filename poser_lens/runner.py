@@ -129,11 +129,11 @@ class RunConfig(Config):
             raise ValueError("ray: expected local, auto or a Ray cluster's address, got ''")
 
     def strategy(self, name: str) -> Strategy:
-        """The configured strategy ``name``."""
+        """The configured strategy ``name`` (reading other strategies' scores, as configured)."""
         cls = strategy_class(name)
         return get_strategy(
             name, config_from_dict(cls.config_cls, self.strategy_configs.get(name, {}))
-        )
+        ).with_strategies(self.strategy)
 
     def key_dict(self) -> dict[str, Any]:
         """The hashed settings (they name the default run folder)."""

@@ -307,6 +307,16 @@ class Strategy(ABC, Generic[S]):
         """
         return load(self.name)
 
+    def with_strategies(self, make: Callable[[str], Strategy]) -> Strategy:
+        """This strategy reading other strategies' scores with ``make(name)``'s strategies.
+
+        A run hands its own configured strategies here (:meth:`RunConfig.strategy
+        <poser_lens.runner.RunConfig.strategy>`), so a strategy built on others' stored
+        scores (the ensemble) reads them with the settings they were scored with. Default:
+        itself (it reads no other strategy).
+        """
+        return self
+
     # -- per pair ----------------------------------------------------------------------
 
     def settings(self, **overrides: Any) -> Settings:

@@ -94,8 +94,24 @@ class EnsembleStrategy(Strategy[EnsembleScore]):
 
     @cached_property
     def strategies(self) -> dict[str, Strategy]:
-        """The member strategies (default configs)."""
+        """The member strategies (default configs, unless built by :meth:`with_strategies`)."""
         return {m: get_strategy(m) for m in self.config.members}
+
+    def with_strategies(self, make: Callable[[str], Strategy]) -> EnsembleStrategy:
+        """The ensemble whose members are ``make(name)`` (a run's configured strategies).
+
+        Members vote with the headline settings they were scored with: a run that changes a
+        member's grid (e.g. S1's coefficients) changes its headline too.
+
+        Example:
+            >>> ens = EnsembleStrategy(members=("s1_belief",))
+            >>> custom = ens.with_strategies(lambda m: get_strategy(m, headline_coeff=4.0))
+            >>> custom.strategies["s1_belief"].config.headline_coeff
+            4.0
+        """
+        ens = EnsembleStrategy(self.config)
+        ens.__dict__["strategies"] = {m: make(m) for m in self.config.members}
+        return ens
 
     def score_model(self, ctx: ModelContext) -> EnsembleScore:
         """Not used: the ensemble reads stored member scores (see :meth:`collect_scores`)."""
