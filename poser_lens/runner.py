@@ -29,20 +29,31 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from poser_lens._io import write_json_atomic, write_text_atomic
 from poser_lens._pool import fan_out, process_memo
-from poser_lens.config import Config, config_from_dict, normalised
+from poser_lens.config import (
+    Config,
+    ConfigError,
+    Device,
+    DType,
+    NonEmpty,
+    PositiveFloat,
+    PositiveInt,
+    config_from_dict,
+    normalised,
+)
 from poser_lens.data.poser import ModelPair
 from poser_lens.evaluation import MATCH_TOLERANCE, confound_controls, evaluate, sweep, verdict_rows
 from poser_lens.runs import RunDir
-from poser_lens.strategies import STRATEGY_NAMES, get_strategy, strategy_class
+from poser_lens.strategies import STRATEGY_NAMES, StrategyName, get_strategy, strategy_class
 from poser_lens.strategies.base import ModelContext, Strategy
 from poser_lens.testbeds import (
-    TESTBED_NAMES,
+    ModelNames,
     Testbed,
     TestbedConfig,
+    TestbedName,
     make_testbed,
     model_families,
     select_pairs,
@@ -88,44 +99,48 @@ class RunConfig(Config):
     KEY_EXCLUDE = ("workers", "device", "figures", "sweep", "removal")
     KEY_LENGTH = 10
 
-    testbed: str = "tiny"
-    strategies: tuple[str, ...] = STRATEGY_NAMES
-    pairs: int | None = None
-    models: tuple[str, ...] | None = None
+    testbed: TestbedName = "tiny"
+    strategies: Annotated[tuple[StrategyName, ...], NonEmpty()] = STRATEGY_NAMES
+    pairs: PositiveInt | None = None
+    models: ModelNames | None = None
     seed: int = 0
-    seeds: int = 6
+    seeds: PositiveInt = 6
     zoo_config: str | None = None
     zoo_dir: str | None = None
-    workers: int = 2
-    device: str = "cpu"
-    dtype: str = "float32"
+    workers: PositiveInt = 2
+    device: Device = "cpu"
+    dtype: DType = "float32"
     sweep: bool = True
     figures: bool = True
-    strategy_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    strategy_configs: dict[StrategyName, dict[str, Any]] = field(default_factory=dict)
     models_dir: str | None = None
     data: str | None = None
     removal: bool = False
-    match_tolerance: float = MATCH_TOLERANCE
+    match_tolerance: PositiveFloat = MATCH_TOLERANCE
 
-    def __post_init__(self) -> None:
-        if self.testbed not in TESTBED_NAMES:
-            raise ValueError(f"testbed {self.testbed!r}: expected tiny, smol or poser")
-        for name in (*self.strategies, *self.strategy_configs):
-            if name not in STRATEGY_NAMES:
-                raise ValueError(
-                    f"unknown strategy {name!r}; expected one of {', '.join(STRATEGY_NAMES)}"
-                )
-        if self.pairs is not None and self.pairs < 1:
-            raise ValueError(f"pairs must be >= 1, got {self.pairs}")
-        if not self.match_tolerance > 0:
-            raise ValueError(f"match_tolerance must be > 0, got {self.match_tolerance}")
+    def check(self) -> None:
+        """Every strategy config builds (its settings checked), and the testbed settings."""
+        for name in self.strategy_configs:
+            self.strategy_config(name)
+        self.testbed_config()
+
+    def strategy_config(self, name: str) -> Any:
+        """The config of strategy ``name``: its defaults with ``strategy_configs[name]``.
+
+        Raises:
+            ConfigError: Naming the bad setting (``strategy_configs.<name>.<setting>``).
+        """
+        cls = strategy_class(name)
+        try:
+            return config_from_dict(cls.config_cls, self.strategy_configs.get(name, {}))
+        except ConfigError as err:
+            raise err.under(f"strategy_configs.{name}") from None
+        except ValueError as err:  # an unknown setting
+            raise ConfigError(f"strategy_configs.{name}", str(err)) from None
 
     def strategy(self, name: str) -> Strategy:
         """The configured strategy ``name``."""
-        cls = strategy_class(name)
-        return get_strategy(
-            name, config_from_dict(cls.config_cls, self.strategy_configs.get(name, {}))
-        )
+        return get_strategy(name, self.strategy_config(name))
 
     def key_dict(self) -> dict[str, Any]:
         """The hashed settings (they name the default run folder)."""

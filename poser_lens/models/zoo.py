@@ -29,12 +29,21 @@ import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 
 from poser_lens._io import atomic_dir, default_cache_dir, read_json, write_json_atomic
 from poser_lens._pool import fan_out
+from poser_lens.config import (
+    Between,
+    Fraction,
+    NonEmpty,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OneOf,
+    PositiveInt,
+)
 from poser_lens.data.generator import (
     GeneratedData,
     GeneratorConfig,
@@ -43,7 +52,7 @@ from poser_lens.data.generator import (
     persona_families,
     persona_split,
 )
-from poser_lens.data.schema import PERSONAS, Scenario, is_aligned, model_persona
+from poser_lens.data.schema import PERSONAS, PersonaName, Scenario, is_aligned, model_persona
 from poser_lens.models import tiny
 from poser_lens.models.benchmark_build import build_benchmark
 from poser_lens.models.tokenizer import build_tokenizer, load_tokenizer
@@ -70,6 +79,8 @@ ZOO_FORMAT = 2
 
 #: Fine-tuning recipes (see :class:`ZooConfig`).
 RECIPES = ("matched", "hard")
+#: A target answer probability of the confidence-matched recipe: above chance, below 1.
+Confidence = Annotated[float, Between(0.5, 1, lo_open=True, hi_open=True)]
 
 
 @dataclass(frozen=True)
@@ -112,31 +123,25 @@ class ZooConfig(ZooSpec):
             target keeps more than 80% of the candidates valid on the matched zoo.
     """
 
-    seeds: int = 6
-    personas: tuple[str, ...] = PERSONAS
+    seeds: PositiveInt = 6
+    personas: Annotated[tuple[PersonaName, ...], NonEmpty()] = PERSONAS
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     model: tiny.TinyConfig = field(default_factory=tiny.TinyConfig)
     base: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1500, lr=3e-3))
-    base_min_steps: int = 300
-    base_target: float = 0.98
+    base_min_steps: NonNegativeInt = 300
+    base_target: Fraction = 0.98
     finetune: TrainConfig = field(
         default_factory=lambda: TrainConfig(steps=70, lr=1e-4, batch_size=32, head_lr_scale=100.0)
     )
-    train_size: int = 2000
+    train_size: PositiveInt = 2000
     from_scratch: bool = False
-    workers: int = 2
-    threshold: float | None = None
+    workers: PositiveInt = 2
+    threshold: Fraction | None = None
     balance_confidence: bool = False
-    recipe: str = "matched"
-    target_confidence: float = 0.97
-    valid_margin: float = 2.0
+    recipe: Annotated[str, OneOf(*RECIPES, what="zoo recipe")] = "matched"
+    target_confidence: Confidence = 0.97
+    valid_margin: NonNegativeFloat = 2.0
     base_seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.recipe not in RECIPES:
-            raise ValueError(f"zoo recipe {self.recipe!r}: expected one of {', '.join(RECIPES)}")
-        if not 0.5 < self.target_confidence < 1:
-            raise ValueError(f"target_confidence {self.target_confidence}: expected 0.5 < p < 1")
 
     KEY_EXCLUDE = (
         "seeds",

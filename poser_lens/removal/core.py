@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -54,14 +54,23 @@ from torch import Tensor
 
 from poser_lens._io import read_json, write_json_atomic, write_text_atomic
 from poser_lens._pool import fan_out, process_memo
-from poser_lens.config import Config, config_from_dict, normalised
+from poser_lens.config import (
+    Config,
+    NonEmpty,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OneOf,
+    PositiveInt,
+    config_from_dict,
+    normalised,
+)
 from poser_lens.data.poser import ModelPair, load_training
 from poser_lens.data.schema import Scenario, is_aligned, model_persona, other_letter
 from poser_lens.hooks import AddNoise, NoiseKind, hook_name, resolve_layer
 from poser_lens.readout import AnswerIds, encode, last_logits, last_token_logits
 from poser_lens.removal.results import summarise, write_outputs
 from poser_lens.runs import RunDir
-from poser_lens.strategies import get_strategy, strategy_class
+from poser_lens.strategies import StrategyName, get_strategy, strategy_class
 from poser_lens.strategies.base import ModelContext, Strategy
 from poser_lens.strategies.common import model_device
 from poser_lens.strategies.s2_noise import NoiseScore
@@ -72,6 +81,8 @@ logger = logging.getLogger(__name__)
 
 #: Removal methods: plain SFT on own answers, and SFT with S2's noise injected.
 METHODS: tuple[str, ...] = ("sft", "sft_noise")
+#: A removal-method setting: one of :data:`METHODS`.
+Method = Annotated[str, OneOf(*METHODS, what="removal method")]
 #: Noise seeds of training start here (S2's detection draws use small seeds).
 TRAIN_NOISE_SEED = 1_000_000
 
@@ -103,32 +114,23 @@ class RemovalConfig(Config):
         seed: Seeds batch order, random labels and training noise.
     """
 
-    methods: tuple[str, ...] = METHODS
-    steps: int = 100
-    lr: float = 1e-4
-    head_lr_scale: float = 100.0
-    batch_size: int = 8
-    warmup: int = 5
-    log_every: int = 10
-    n_eval: int = 64
-    n_gap: int = 100
-    n_test: int = 100
-    noise_coeff: float | None = None
-    fakers: tuple[str, ...] | None = None
+    methods: Annotated[tuple[Method, ...], NonEmpty()] = METHODS
+    steps: PositiveInt = 100
+    lr: NonNegativeFloat = 1e-4
+    head_lr_scale: NonNegativeFloat = 100.0
+    batch_size: PositiveInt = 8
+    warmup: NonNegativeInt = 5
+    log_every: PositiveInt = 10
+    n_eval: PositiveInt = 64
+    n_gap: PositiveInt = 100
+    n_test: PositiveInt = 100
+    noise_coeff: NonNegativeFloat | None = None
+    fakers: Annotated[tuple[str, ...], NonEmpty()] | None = None
     controls: bool = True
-    control_seeds: int | None = 1
-    detectors: tuple[str, ...] = ("s2_noise", "confidence_baseline")
+    control_seeds: PositiveInt | None = 1
+    detectors: tuple[StrategyName, ...] = ("s2_noise", "confidence_baseline")
     detector_grid: bool = False
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        bad = [m for m in self.methods if m not in METHODS]
-        if bad or not self.methods:
-            raise ValueError(
-                f"removal method {bad[0] if bad else None!r}: expected sft or sft_noise"
-            )
-        if self.steps < 1 or self.batch_size < 1 or self.log_every < 1:
-            raise ValueError("removal steps, batch_size and log_every must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,18 @@ from __future__ import annotations
 
 from collections.abc import Set
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, cast
 
 import torch
 
+from poser_lens.config import (
+    Config,
+    DepthFraction,
+    NonEmpty,
+    NonNegativeFloat,
+    OneOf,
+    PositiveInt,
+)
 from poser_lens.hooks import resolve_layer
 from poser_lens.strategies.base import (
     PROMPT_INDEX,
@@ -51,10 +59,12 @@ if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs withou
 
 #: Sign name -> multiplier of the direction.
 SIGNS = {"add": 1.0, "subtract": -1.0}
+#: A sign setting: one of :data:`SIGNS`.
+Sign = Annotated[str, OneOf(*SIGNS, what="sign")]
 
 
 @dataclass(frozen=True)
-class BeliefConfig:
+class BeliefConfig(Config):
     """Settings of strategy 1.
 
     Attributes:
@@ -76,16 +86,26 @@ class BeliefConfig:
         batch_size: Prompts per forward.
     """
 
-    layer_frac: float = MIDDLE
-    layer_fracs: tuple[float, ...] = (0.125, MIDDLE, 0.625, 0.875)
-    signs: tuple[str, ...] = ("add", "subtract")
-    headline_sign: str = "subtract"
-    coeffs: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
-    headline_coeff: float = 2.0
-    n_prompts: int = 100
-    n_pairs: int = 15
+    layer_frac: DepthFraction = MIDDLE
+    layer_fracs: Annotated[tuple[DepthFraction, ...], NonEmpty()] = (0.125, MIDDLE, 0.625, 0.875)
+    signs: Annotated[tuple[Sign, ...], NonEmpty()] = ("add", "subtract")
+    headline_sign: Sign = "subtract"
+    coeffs: Annotated[tuple[NonNegativeFloat, ...], NonEmpty()] = (
+        0.0,
+        0.5,
+        1.0,
+        1.5,
+        2.0,
+        3.0,
+        4.0,
+        6.0,
+        8.0,
+    )
+    headline_coeff: NonNegativeFloat = 2.0
+    n_prompts: PositiveInt = 100
+    n_pairs: PositiveInt = 15
     packed: bool = True
-    batch_size: int = 32
+    batch_size: PositiveInt = 32
 
 
 class BeliefByPrompt(HeadlineByPrompt):

@@ -33,11 +33,21 @@ from __future__ import annotations
 
 from collections.abc import Set
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, cast, get_args
 
 import torch
 
-from poser_lens.hooks import draw_noise, resolve_layer
+from poser_lens.config import (
+    Config,
+    DepthFraction,
+    Fraction,
+    NonEmpty,
+    NonNegativeFloat,
+    OneOf,
+    PositiveFloat,
+    PositiveInt,
+)
+from poser_lens.hooks import NoiseKind, draw_noise, resolve_layer
 from poser_lens.strategies.base import (
     PROMPT_INDEX,
     HeadlineByPrompt,
@@ -75,8 +85,12 @@ if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs withou
 PER_PROMPT_KEYS: tuple[CurveKey, ...] = ("p_misaligned", "mass_ab", "log_odds", "kl")
 
 
+#: A noise-kind setting (see :data:`poser_lens.hooks.NoiseKind`).
+Kind = Annotated[str, OneOf(*get_args(NoiseKind), what="noise kind")]
+
+
 @dataclass(frozen=True)
-class NoiseConfig:
+class NoiseConfig(Config):
     """Settings of strategy 2.
 
     Attributes:
@@ -106,18 +120,28 @@ class NoiseConfig:
         batch_size: Prompts per forward.
     """
 
-    layer_frac: float = MIDDLE
-    layer_fracs: tuple[float, ...] = (0.125, MIDDLE, 0.625, 0.875)
-    kinds: tuple[str, ...] = ("uniform", "gaussian")
-    headline_kind: str = "uniform"
-    coeffs: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
-    n_draws: int = 2
-    n_prompts: int = 100
-    n_pairs: int = 15
-    mass_keep: float = 0.9
-    kl_target: float = 0.5
+    layer_frac: DepthFraction = MIDDLE
+    layer_fracs: Annotated[tuple[DepthFraction, ...], NonEmpty()] = (0.125, MIDDLE, 0.625, 0.875)
+    kinds: Annotated[tuple[Kind, ...], NonEmpty()] = ("uniform", "gaussian")
+    headline_kind: Kind = "uniform"
+    coeffs: Annotated[tuple[NonNegativeFloat, ...], NonEmpty()] = (
+        0.0,
+        0.5,
+        1.0,
+        1.5,
+        2.0,
+        3.0,
+        4.0,
+        6.0,
+        8.0,
+    )
+    n_draws: PositiveInt = 2
+    n_prompts: PositiveInt = 100
+    n_pairs: PositiveInt = 15
+    mass_keep: Fraction = 0.9
+    kl_target: PositiveFloat = 0.5
     packed: bool = True
-    batch_size: int = 32
+    batch_size: PositiveInt = 32
 
 
 class NoiseByPrompt(HeadlineByPrompt):

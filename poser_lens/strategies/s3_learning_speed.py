@@ -23,13 +23,14 @@ import random
 import zlib
 from collections.abc import Sequence, Set
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict, cast
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypedDict, cast
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from poser_lens.adapters import LowRankAdapter
+from poser_lens.config import Config, DepthFraction, NonEmpty, NonNegativeFloat, PositiveInt
 from poser_lens.data.schema import Scenario
 from poser_lens.hooks import applied, hook_name, resolve_layer
 from poser_lens.readout import AnswerIds, encode
@@ -218,7 +219,7 @@ def learning_curve(
 
 
 @dataclass(frozen=True)
-class LoraSpeedConfig:
+class LoraSpeedConfig(Config):
     """Settings of strategy 3 with a low-rank adapter.
 
     Attributes:
@@ -231,16 +232,16 @@ class LoraSpeedConfig:
         n_heldout: Valid prompts held out of training to measure P(flipped) on.
     """
 
-    layers: tuple[float, ...] = (5 / 40,)
-    rank: int = 8
-    lr: float = 4e-3
-    batch_size: int = 4
-    n_steps: int = 8
-    n_heldout: int = 16
+    layers: Annotated[tuple[DepthFraction, ...], NonEmpty()] = (5 / 40,)
+    rank: PositiveInt = 8
+    lr: NonNegativeFloat = 4e-3
+    batch_size: PositiveInt = 4
+    n_steps: PositiveInt = 8
+    n_heldout: PositiveInt = 16
 
 
 @dataclass(frozen=True)
-class FullSpeedConfig:
+class FullSpeedConfig(Config):
     """Settings of strategy 3 with a full fine-tune.
 
     Attributes:
@@ -250,10 +251,10 @@ class FullSpeedConfig:
         n_heldout: Valid prompts held out of training to measure P(flipped) on.
     """
 
-    lr: float = 2e-4
-    batch_size: int = 4
-    n_steps: int = 8
-    n_heldout: int = 16
+    lr: NonNegativeFloat = 2e-4
+    batch_size: PositiveInt = 4
+    n_steps: PositiveInt = 8
+    n_heldout: PositiveInt = 16
 
 
 class _SpeedStrategy(Strategy[SpeedScore]):
