@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
-from poser_lens._io import write_json_atomic, write_text_atomic
+from poser_lens._io import check_writable, removed_on_error, write_json_atomic, write_text_atomic
 from poser_lens._pool import fan_out, process_memo
 from poser_lens.config import (
     Config,
@@ -54,6 +54,7 @@ from poser_lens.testbeds import (
     Testbed,
     TestbedConfig,
     TestbedName,
+    check_testbed,
     make_testbed,
     model_families,
     select_pairs,
@@ -172,10 +173,23 @@ class RunConfig(Config):
 
 
 def _needs(run: RunDir, strat: Strategy, model: str, families: Sequence[str], tag: str) -> bool:
-    """Whether a model's score of a strategy is missing or stale (other config or testbed)."""
+    """Whether a model's score of a strategy is missing, stale or unreadable.
+
+    Stale: made with another config or testbed. Unreadable (a corrupt file): reported, and
+    scored again.
+    """
     if not run.has_score(strat.name, model):
         return True
-    rec = run.score_record(strat.name, model)
+    try:
+        rec = run.score_record(strat.name, model)
+    except ValueError as err:
+        logger.warning("%s; scoring it again", err)
+        return True
+    if not isinstance(rec, dict):
+        logger.warning(
+            "%s: not a score record; scoring it again", run.score_path(strat.name, model)
+        )
+        return True
     return (
         rec.get("config") != normalised(strat.config_dict())
         or rec.get("testbed") != tag
@@ -194,7 +208,7 @@ def score_one_model(
     """Score one model with every configured strategy that lacks a stored score.
 
     Returns:
-        Strategy -> seconds spent.
+        Strategy -> seconds spent (for ``timings.json``; score files hold no timings).
     """
     strategies = [cfg.strategy(n) for n in scored_strategies(cfg) if strategy_class(n).needs_model]
     todo = [s for s in strategies if _needs(run, s, model_name, families, tag)]
@@ -220,7 +234,6 @@ def score_one_model(
                 "strategy": strat.name,
                 "testbed": tag,
                 "config": normalised(strat.config_dict()),
-                "seconds": round(seconds[strat.name], 3),
                 "families": scores,
             },
         )
@@ -232,16 +245,18 @@ def score_one_model(
 
 def _worker_score(
     root: str, cfg_dict: dict[str, Any], jobs: list[tuple[str, list[str]]], tag: str
-) -> dict[str, float]:
-    """Score a chunk of models in a worker process (its testbed is built once per process)."""
+) -> dict[str, dict[str, float]]:
+    """Score a chunk of models in a worker process (its testbed is built once per process).
+
+    Returns:
+        Model -> strategy -> seconds.
+    """
     cfg = config_from_dict(RunConfig, cfg_dict)
     tb_cfg = cfg.testbed_config()
     testbed = process_memo("runner", tb_cfg.key(), lambda: make_testbed(tb_cfg, progress=False))
-    totals: dict[str, float] = {}
-    for name, fams in jobs:
-        for k, v in score_one_model(RunDir(root), cfg, testbed, name, fams, tag).items():
-            totals[k] = totals.get(k, 0.0) + v
-    return totals
+    return {
+        name: score_one_model(RunDir(root), cfg, testbed, name, fams, tag) for name, fams in jobs
+    }
 
 
 def score_models(
@@ -251,8 +266,12 @@ def score_models(
     pairs: Sequence[ModelPair],
     *,
     progress: bool = True,
-) -> dict[str, float]:
-    """Score every model of the pairs (skipping stored scores); returns seconds per strategy."""
+) -> dict[str, dict[str, float]]:
+    """Score every model of the pairs (skipping stored scores).
+
+    Returns:
+        Strategy -> model -> seconds, for the scores made by this call.
+    """
     from tqdm.auto import tqdm
 
     if testbed.max_workers is not None and cfg.workers > testbed.max_workers:
@@ -260,15 +279,15 @@ def score_models(
     fams = model_families(pairs)
     tag = testbed.tag(cfg.testbed_config())
     bar = tqdm(total=len(fams), desc="scoring models", disable=not progress)
-    totals: dict[str, float] = {}
+    seconds: dict[str, dict[str, float]] = {}
 
-    def add(seconds: Mapping[str, float]) -> None:
-        for k, v in seconds.items():
-            totals[k] = totals.get(k, 0.0) + v
+    def add(model: str, spent: Mapping[str, float]) -> None:
+        for strategy, s in spent.items():
+            seconds.setdefault(strategy, {})[model] = round(s, 3)
 
     if cfg.workers <= 1 or len(fams) <= 1:
         for name, families in fams.items():
-            add(score_one_model(run, cfg, testbed, name, families, tag))
+            add(name, score_one_model(run, cfg, testbed, name, families, tag))
             bar.update(1)
     else:
         # Workers reuse the built zoo instead of rebuilding it.
@@ -276,11 +295,12 @@ def score_models(
         items = list(fams.items())
         chunks = [c for c in (items[i :: cfg.workers * 3] for i in range(cfg.workers * 3)) if c]
         tasks = [(str(run.root), asdict(worker_cfg), chunk, tag) for chunk in chunks]
-        for i, seconds in fan_out(_worker_score, tasks, workers=cfg.workers):
-            add(seconds)
+        for i, by_model in fan_out(_worker_score, tasks, workers=cfg.workers):
+            for name, spent in by_model.items():
+                add(name, spent)
             bar.update(len(chunks[i]))
     bar.close()
-    return totals
+    return seconds
 
 
 #: The strategy whose per-prompt confidences the confound controls read (always scored).
@@ -379,6 +399,25 @@ def confidence_table(
     return out
 
 
+def preflight(cfg: RunConfig, out: str | Path | None = None) -> None:
+    """Check, in a moment and before any work, what a run needs from this machine.
+
+    The settings themselves were checked when ``cfg`` was built; this checks the testbed's
+    inputs (:func:`~poser_lens.testbeds.check_testbed`: the device, a built ``zoo_dir``, a
+    writable zoo cache...) and that the run folder can be written.
+
+    Raises:
+        ValueError: One line naming what is missing (``OSError`` for a missing folder).
+    """
+    check_testbed(cfg.testbed_config())
+    check_writable(out if out is not None else default_run_dir(cfg), "run folder")
+
+
+def _has_scores(root: Path) -> bool:
+    """Whether a run folder holds a stored score (work a re-run resumes from)."""
+    return any((root / "scores").glob("*/*.json"))
+
+
 def run(
     cfg: RunConfig | None = None,
     out: str | Path | None = None,
@@ -394,20 +433,37 @@ def run(
     Args:
         cfg: Run settings.
         out: Run folder (default ``runs/<testbed>-<config hash>``, so a re-run resumes).
-        testbed: The testbed of ``cfg``, if already made (else made here).
+        testbed: The testbed of ``cfg``, if already made (else checked, :func:`preflight`,
+            and made here).
         progress: Show progress bars.
 
     Returns:
-        The run folder, holding ``config.yaml``, ``scores/``, ``results.json``, ``sweep.json``
-        and ``verdicts/``.
+        The run folder, holding ``config.yaml``, ``scores/``, ``results.json``, ``sweep.json``,
+        ``verdicts/`` and ``timings.json``. A run that fails before it stored any score leaves
+        no folder behind.
     """
-    import yaml
-
     cfg = cfg if cfg is not None else RunConfig()
     folder = RunDir(out if out is not None else default_run_dir(cfg))
     if testbed is None:
+        preflight(cfg, folder.root)
         testbed = make_testbed(cfg.testbed_config(), progress=progress)
     pairs = select_pairs(testbed.pairs, cfg.testbed_config())
+    with removed_on_error(folder.root, keep=_has_scores):
+        _run(folder, cfg, testbed, pairs, progress=progress)
+    return folder
+
+
+def _run(
+    folder: RunDir,
+    cfg: RunConfig,
+    testbed: Testbed,
+    pairs: Sequence[ModelPair],
+    *,
+    progress: bool,
+) -> None:
+    """Score, evaluate and write the results of :func:`run` into ``folder``."""
+    import yaml
+
     write_text_atomic(folder.config_path, yaml.safe_dump(normalised(asdict(cfg)), sort_keys=False))
     t1 = time.perf_counter()
     seconds = score_models(folder, cfg, testbed, pairs, progress=progress)
@@ -420,17 +476,22 @@ def run(
         **testbed.info,
         "n_pairs": len(pairs),
         "n_models": len(model_families(pairs)),
-        "seconds": {
-            "testbed": round(testbed.build_seconds, 1),
-            "scoring": round(t_score, 1),
-            "evaluation": round(t_eval, 1),
-            "scoring_by_strategy_cpu": {k: round(v, 1) for k, v in seconds.items()},
-        },
         "confidence": confidence_table(folder, cfg, pairs),
         "strategies": results,
     }
     write_json_atomic(folder.results_path, record)
-    return folder
+    folder.record_timings(
+        "run",
+        {
+            "testbed": round(testbed.build_seconds, 1),
+            "scoring": round(t_score, 1),
+            "evaluation": round(t_eval, 1),
+            "scoring_by_strategy_cpu": {
+                k: round(sum(v.values()), 1) for k, v in sorted(seconds.items())
+            },
+        },
+    )
+    folder.record_timings("scores", seconds)
 
 
 def default_run_dir(cfg: RunConfig) -> Path:

@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from poser_lens._io import atomic_dir, read_json, write_json_atomic
+from poser_lens._io import atomic_dir, read_json, removed_on_error, write_json_atomic
 from poser_lens.config import (
     DepthFraction,
     Device,
@@ -755,11 +755,14 @@ def build_smol_zoo(
             f"personas {', '.join(cfg.personas)}: need at least one aligned and one faking persona"
         )
     root = cfg.folder(out)
-    cfg.claim(root)
-    names = cfg.model_names()
-    for name in names:
-        if not (root / "models" / name / "adapter_model.safetensors").exists():
-            train_persona(root, cfg, name, progress=progress)
+    # A build that fails before any training has started leaves no folder behind.
+    with removed_on_error(
+        root, keep=lambda r: any(r.glob("models/*/*")) or any(r.glob("partial/*"))
+    ):
+        cfg.claim(root)
+        for name in cfg.model_names():
+            if not (root / "models" / name / "adapter_model.safetensors").exists():
+                train_persona(root, cfg, name, progress=progress)
     # All models built so far (earlier builds of other personas/seeds included).
     built = sorted(p.name for p in (root / "models").iterdir() if (p / "meta.json").exists())
     rows = [read_json(root / "models" / n / "meta.json") for n in built]

@@ -33,8 +33,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 
-from poser_lens._io import atomic_dir, default_cache_dir, read_json, write_json_atomic
-from poser_lens._pool import fan_out
+from poser_lens._io import (
+    atomic_dir,
+    default_cache_dir,
+    read_json,
+    removed_on_error,
+    write_json_atomic,
+)
+from poser_lens._pool import fan_out, pinned_training
 from poser_lens.config import (
     Between,
     Fraction,
@@ -185,6 +191,35 @@ class ZooConfig(ZooSpec):
         """Build (or finish building) the zoo: :func:`build_zoo`."""
         return build_zoo(self, out, progress=progress)
 
+    def is_complete(self, root: str | Path) -> bool:
+        """Whether ``root`` holds this zoo, finished (used as it is, never written to).
+
+        Finished: these settings, every model of :meth:`model_names` in ``zoo.json``, and the
+        benchmark of these models with this valid-prompt threshold and filter.
+
+        Example:
+            >>> import tempfile
+            >>> ZooConfig().is_complete(tempfile.mkdtemp())
+            False
+        """
+        root = Path(root)
+        report = root / "poser" / "benchmark_report.json"
+        if not ((root / "zoo.json").is_file() and report.is_file()):
+            return False
+        if not (root / self.CONFIG_FILE).is_file() or ZooConfig.read(root).key() != self.key():
+            return False
+        names = self.model_names()
+        if [r.get("name") for r in read_json(root / "zoo.json")] != names:
+            return False
+        if not all((root / "models" / n / tiny.WEIGHTS_FILE).is_file() for n in names):
+            return False
+        stored = read_json(report)
+        wanted = "balance_confidence" if self.balance_confidence else "none"
+        return (
+            stored.get("threshold") == self.valid_threshold()
+            and stored.get("confidence_filter") == wanted
+        )
+
     def load(
         self, root: str | Path, name: str, *, device: str = "cpu", dtype: Any = None
     ) -> tuple[Any, Any]:
@@ -318,8 +353,9 @@ def _cached_tokenizer(root: str):
     return load_tokenizer(root)
 
 
+@pinned_training()
 def _train_one(root: str, cfg_dict: dict[str, Any], name: str) -> dict[str, Any]:
-    """Fine-tune, evaluate and save one persona model (runs in a worker process)."""
+    """Fine-tune, evaluate and save one persona model (a worker's task; threads pinned)."""
     cfg = ZooConfig.from_dict(cfg_dict)
     root_p = Path(root)
     persona, seed = model_persona(name)
@@ -374,11 +410,73 @@ def build_zoo(
         progress: Show progress bars.
 
     Returns:
-        The zoo folder, holding ``zoo.json`` and ``poser/``.
+        The zoo folder, holding ``zoo.json`` and ``poser/``. A complete zoo
+        (:meth:`ZooConfig.is_complete`) is returned as it is, nothing written (a read-only
+        shared cache works); a build that fails before any model is trained leaves no folder
+        behind (one that holds trained models is kept, to resume from).
     """
+    root = cfg.folder(out)
+    if cfg.is_complete(root):
+        return root
+    with removed_on_error(root, keep=_holds_models):
+        _build(cfg, root, progress=progress)
+    return root
+
+
+def _holds_models(root: Path) -> bool:
+    """Whether a zoo folder holds a trained model (worth resuming from)."""
+    return any(root.glob(f"base/{tiny.WEIGHTS_FILE}")) or any(
+        root.glob(f"models/*/{tiny.WEIGHTS_FILE}")
+    )
+
+
+@pinned_training()
+def _train_base_model(
+    cfg: ZooConfig, root: Path, data: GeneratedData, tokenizer: Any, *, progress: bool
+) -> None:
+    """Train the shared base model and save it to ``<root>/base`` (threads pinned)."""
     from tqdm.auto import tqdm
 
-    root = cfg.folder(out)
+    torch.manual_seed(cfg.base_seed)
+    net = tiny.build_native(cfg.model, len(tokenizer), seed=cfg.base_seed)
+    bar = tqdm(total=cfg.base.steps, desc="base model", disable=not progress)
+    held_out = [s for fam in sorted(data.test) for s in data.test[fam][:40]]
+    knowledge: dict[str, float] = {}
+
+    def known(step: int) -> bool:
+        if (step + 1) % 50 or step + 1 < cfg.base_min_steps:
+            return False
+        knowledge.update(commentary_accuracy(net, tokenizer, held_out))
+        bar.set_postfix({k: f"{v:.2f}" for k, v in knowledge.items()})
+        return min(knowledge.values()) >= cfg.base_target
+
+    t0 = time.perf_counter()
+    losses = train_base(
+        net,
+        tokenizer,
+        base_corpus(data),
+        cfg.base,
+        seed=cfg.base_seed,
+        on_step=lambda s, loss: bar.update(1),
+        stop=known,
+    )
+    bar.close()
+    if knowledge and min(knowledge.values()) < cfg.base_target:
+        logger.warning("base model stopped at its step cap knowing only %s", knowledge)
+    meta = {
+        "final_loss": losses[-1],
+        "steps": len(losses),
+        "commentary_accuracy": knowledge,
+        "train_seconds": time.perf_counter() - t0,
+    }
+    with atomic_dir(root / "base") as tmp:
+        tiny.save_tiny(tmp, net, cfg.model, meta=meta)
+
+
+def _build(cfg: ZooConfig, root: Path, *, progress: bool) -> None:
+    """The steps of :func:`build_zoo`, each skipped when its output exists."""
+    from tqdm.auto import tqdm
+
     cfg.claim(root)
     data = generate(cfg.generator)
     if not (root / "tokenizer.json").exists():
@@ -386,40 +484,7 @@ def build_zoo(
     tokenizer = load_tokenizer(root)
 
     if not cfg.from_scratch and not (root / "base" / tiny.WEIGHTS_FILE).exists():
-        torch.manual_seed(cfg.base_seed)
-        net = tiny.build_native(cfg.model, len(tokenizer), seed=cfg.base_seed)
-        bar = tqdm(total=cfg.base.steps, desc="base model", disable=not progress)
-        held_out = [s for fam in sorted(data.test) for s in data.test[fam][:40]]
-        knowledge: dict[str, float] = {}
-
-        def known(step: int) -> bool:
-            if (step + 1) % 50 or step + 1 < cfg.base_min_steps:
-                return False
-            knowledge.update(commentary_accuracy(net, tokenizer, held_out))
-            bar.set_postfix({k: f"{v:.2f}" for k, v in knowledge.items()})
-            return min(knowledge.values()) >= cfg.base_target
-
-        t0 = time.perf_counter()
-        losses = train_base(
-            net,
-            tokenizer,
-            base_corpus(data),
-            cfg.base,
-            seed=cfg.base_seed,
-            on_step=lambda s, loss: bar.update(1),
-            stop=known,
-        )
-        bar.close()
-        if knowledge and min(knowledge.values()) < cfg.base_target:
-            logger.warning("base model stopped at its step cap knowing only %s", knowledge)
-        meta = {
-            "final_loss": losses[-1],
-            "steps": len(losses),
-            "commentary_accuracy": knowledge,
-            "train_seconds": time.perf_counter() - t0,
-        }
-        with atomic_dir(root / "base") as tmp:
-            tiny.save_tiny(tmp, net, cfg.model, meta=meta)
+        _train_base_model(cfg, root, data, tokenizer, progress=progress)
 
     todo = [n for n in cfg.model_names() if not (root / "models" / n / tiny.WEIGHTS_FILE).exists()]
     bar = tqdm(total=len(cfg.model_names()), desc="persona models", disable=not progress)
@@ -439,7 +504,6 @@ def build_zoo(
         threshold=cfg.valid_threshold(),
         balance=cfg.balance_confidence,
     )
-    return root
 
 
 def read_zoo_row(root: str | Path, name: str) -> dict[str, Any]:
@@ -495,16 +559,8 @@ def notebook_zoo(*, progress: bool = True, **overrides: Any) -> Path:
     """
     cfg = replace(NOTEBOOK_ZOO, **overrides)
     root = notebook_zoo_dir(cfg)
-    rows = read_json(root / "zoo.json") if (root / "zoo.json").exists() else []
-    report = root / "poser" / "benchmark_report.json"
-    if [r.get("name") for r in rows] == cfg.model_names() and report.exists():
-        stored = read_json(report)
-        wanted = "balance_confidence" if cfg.balance_confidence else "none"
-        if (
-            stored.get("threshold") == cfg.valid_threshold()
-            and stored.get("confidence_filter") == wanted
-        ):
-            return root
+    if cfg.is_complete(root):
+        return root
     _reuse_built_models(cfg, root)
     return build_zoo(cfg, root, progress=progress)
 

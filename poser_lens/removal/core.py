@@ -53,7 +53,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from poser_lens._io import read_json, write_json_atomic, write_text_atomic
-from poser_lens._pool import fan_out, process_memo
+from poser_lens._pool import fan_out, pinned_training, process_memo
 from poser_lens.config import (
     Config,
     NonEmpty,
@@ -388,6 +388,7 @@ def _optimizer(model: Any, cfg: RemovalConfig) -> tuple[Any, Any, list[Tensor]]:
     return opt, sched, params
 
 
+@pinned_training()
 def train_removal(
     model: Any,
     tokenizer: Any,
@@ -729,12 +730,20 @@ def job_config(cfg: RemovalConfig, detectors: Mapping[str, Strategy]) -> dict[st
 
 
 def run_jobs(
-    run: RunDir, study: Study, jobs: Sequence[Job], cfg: RemovalConfig, *, progress: bool = False
+    run: RunDir,
+    study: Study,
+    jobs: Sequence[Job],
+    cfg: RemovalConfig,
+    *,
+    progress: bool = False,
+    timings: dict[str, dict[str, float]] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the jobs of one (model, labels), skipping those stored with the same settings.
 
     The untreated model's evaluation sets, behaviour and labels are measured once and shared
-    by its methods; each method starts from freshly loaded weights.
+    by its methods; each method starts from freshly loaded weights. A job's wall and CPU
+    seconds go to ``timings`` (job key -> ``{"seconds", "cpu_seconds"}``), not into its
+    stored record, so records of the same settings are the same bytes run to run.
     """
     if len({(j.model, j.labels) for j in jobs}) > 1:
         raise ValueError("run_jobs takes the jobs of one model and one kind of labels")
@@ -780,6 +789,9 @@ def run_jobs(
             progress=progress,
         )
         rec["config"] = conf
+        spent = {k: rec.pop(k) for k in ("seconds", "cpu_seconds")}
+        if timings is not None:
+            timings[job.key] = spent
         write_json_atomic(_record_path(run, job), rec, indent=None)
         out.append(rec)
     return out
@@ -806,8 +818,12 @@ def _worker(
     cfg_dict: dict[str, Any],
     pairs: list[tuple[str, str, str]],
     jobs: list[tuple[str, str, str]],
-) -> int:
-    """Run a chunk of jobs in a worker process (its study is built once per process)."""
+) -> tuple[int, dict[str, dict[str, float]]]:
+    """Run a chunk of jobs in a worker process (its study is built once per process).
+
+    Returns:
+        The number of jobs done, and their timings (job key -> seconds).
+    """
     tb_cfg = TestbedConfig.from_dict(testbed_cfg)
     cfg = RemovalConfig.from_dict(cfg_dict)
 
@@ -822,9 +838,10 @@ def _worker(
         if method == "before":
             detectors_before(run, study, model, cfg)
     group = [Job(m, meth, lab) for m, meth, lab in jobs if meth != "before"]
+    timings: dict[str, dict[str, float]] = {}
     if group:
-        run_jobs(run, study, group, cfg)
-    return len(jobs)
+        run_jobs(run, study, group, cfg, timings=timings)
+    return len(jobs), timings
 
 
 def run_removal(
@@ -879,12 +896,13 @@ def run_removal(
     out = removal_dir(run)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     bar = tqdm(total=len(need_before) + len(jobs), desc="removal", disable=not progress)
+    timings: dict[str, dict[str, float]] = {}
     if workers <= 1:
         for m in need_before:
             detectors_before(run, study, m, cfg)
             bar.update(1)
         for group in group_jobs(jobs):
-            run_jobs(run, study, group, cfg)
+            run_jobs(run, study, group, cfg, timings=timings)
             bar.update(len(group))
     else:
         # Workers reuse the built zoo instead of rebuilding it.
@@ -899,9 +917,13 @@ def run_removal(
         before = [[(m, "before", "")] for m in need_before]
         treat = [[(j.model, j.method, j.labels) for j in g] for g in group_jobs(jobs)]
         for stage in (before, treat):
-            for _, n_done in fan_out(_worker, [(*args, c) for c in stage], workers=workers):
+            for _, (n_done, spent) in fan_out(
+                _worker, [(*args, c) for c in stage], workers=workers
+            ):
+                timings.update(spent)
                 bar.update(n_done)
     bar.close()
-    summary = summarise(run, pairs, jobs, study.detectors, cfg, seconds=time.perf_counter() - t0)
+    summary = summarise(run, pairs, jobs, study.detectors, cfg)
     write_outputs(run, summary)
+    run.record_timings("removal", {"seconds": round(time.perf_counter() - t0, 1), "jobs": timings})
     return summary

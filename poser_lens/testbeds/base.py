@@ -97,6 +97,34 @@ def check_model_names(cfg: TestbedConfig) -> None:
             )
 
 
+def check_device(device: str) -> None:
+    """Fail now, in one line, if this machine has no ``device`` (before any work is done).
+
+    Raises:
+        ValueError: Naming the device and what the machine has.
+
+    Example:
+        >>> check_device("cpu")
+    """
+    if device == "cpu":
+        return
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {device!r}: no CUDA GPU on this machine (torch {torch.__version__}, "
+                f"built for CUDA {torch.version.cuda or 'none'}); use --device cpu"
+            )
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+            )
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: no Apple GPU (MPS) on this machine")
+
+
 class HasTestbedConfig(Protocol):
     """A job config that holds testbed settings (e.g. :class:`poser_lens.runner.RunConfig`)."""
 
