@@ -53,7 +53,8 @@ def _user_errors(ctx: typer.Context | None = None) -> Iterator[None]:
 
     Errors a user can fix (``OSError``, ``ValueError``: a missing folder, a bad setting, a
     broken file) print their own message, which names the input; any other error prints its
-    type and message, the command, and how to see the traceback. With ``--debug`` (or
+    type and message, the command, and how to see the traceback (in the command group,
+    :class:`_OneLineErrors`, which passes ``ctx``). With ``--debug`` (or
     ``POSER_LENS_DEBUG=1``) the error propagates, traceback and all.
     """
     try:
@@ -61,11 +62,12 @@ def _user_errors(ctx: typer.Context | None = None) -> Iterator[None]:
     except (typer.Exit, typer.Abort, typer.exceptions.TyperException):
         raise  # the command line's own exits and usage errors
     except Exception as err:
-        if _debugging():
-            raise
+        user_error = isinstance(err, (OSError, ValueError))
+        if _debugging() or (not user_error and ctx is None):
+            raise  # the traceback; or an unexpected error, for the group to name the command
         logger.debug("error", exc_info=True)
         message = " ".join(str(err).split()) or type(err).__name__
-        if not isinstance(err, (OSError, ValueError)):
+        if not user_error:
             command = ctx.invoked_subcommand if ctx is not None else None
             where = f" in `poser-lens {command}`" if command else ""
             message = (
