@@ -48,7 +48,7 @@ def _debugging() -> bool:
 
 
 @contextmanager
-def _user_errors(ctx: typer.Context | None = None) -> Iterator[None]:
+def _user_errors(ctx: Any = None) -> Iterator[None]:
     """Turn any error into ``error: <message>`` on stderr and exit code 1 (no traceback).
 
     Errors a user can fix (``OSError``, ``ValueError``: a missing folder, a bad setting, a
@@ -81,7 +81,7 @@ def _user_errors(ctx: typer.Context | None = None) -> Iterator[None]:
 class _OneLineErrors(typer.core.TyperGroup):
     """The top-level command group: every command's errors become one line."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         """Run the command line, turning any error into one line (:func:`_user_errors`)."""
         with _user_errors(ctx):
             return super().invoke(ctx)
@@ -455,7 +455,7 @@ def _zoo_build_smol(
         if data is not None and not data.is_dir():
             raise ValueError(f"--data {data}: no such folder")
         # The tiny default of --seeds (6) would mean 36 models of ~13 min each on a CPU.
-        changes = {
+        changes: dict[str, Any] = {
             "seeds": seeds if seeds != 6 else cfg.seeds,
             "personas": _csv(personas) if personas else cfg.personas,
             "device": device,
@@ -536,7 +536,7 @@ def zoo_build(
         if testbed != "tiny":
             raise ValueError(f"--testbed {testbed!r}: expected tiny or smol")
         cfg = ZooConfig.from_file(config) if config is not None else ZooConfig()
-        changes = {
+        changes: dict[str, Any] = {
             "seeds": seeds,
             "personas": _csv(personas) if personas else PERSONAS,
             "workers": workers,
@@ -945,7 +945,7 @@ def remove_command(
             lambda: RunConfig.from_file(config, **given) if config else RunConfig(**given), given
         )
         cfg = RemovalConfig.from_file(removal_config) if removal_config else RemovalConfig()
-        changes = {
+        changes: dict[str, Any] = {
             "methods": methods[method],
             "steps": steps or cfg.steps,
             "controls": controls,
