@@ -200,6 +200,8 @@ DepthFraction = Annotated[
     ),
     Between(0, 1),
 ]
+#: Layers as fractions of depth (at least one).
+DepthFractions = Annotated[tuple[DepthFraction, ...], NonEmpty()]
 #: A torch device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (whether the machine has it is
 #: checked when a job starts, not here).
 Device = Annotated[str, Matches(r"cpu|cuda(:\d+)?|mps", "cpu, cuda, cuda:N or mps")]

@@ -28,6 +28,7 @@ import torch
 from poser_lens.config import (
     Config,
     DepthFraction,
+    DepthFractions,
     NonEmpty,
     NonNegativeFloat,
     OneOf,
@@ -47,6 +48,7 @@ from poser_lens.strategies.base import (
 from poser_lens.strategies.common import kept_mean, layer_grid, prompt_positions
 from poser_lens.strategies.variants import (
     MIDDLE,
+    Coefficients,
     CurvesScore,
     cached_direction,
     curves_by_variant,
@@ -87,20 +89,10 @@ class BeliefConfig(Config):
     """
 
     layer_frac: DepthFraction = MIDDLE
-    layer_fracs: Annotated[tuple[DepthFraction, ...], NonEmpty()] = (0.125, MIDDLE, 0.625, 0.875)
+    layer_fracs: DepthFractions = (0.125, MIDDLE, 0.625, 0.875)
     signs: Annotated[tuple[Sign, ...], NonEmpty()] = ("add", "subtract")
     headline_sign: Sign = "subtract"
-    coeffs: Annotated[tuple[NonNegativeFloat, ...], NonEmpty()] = (
-        0.0,
-        0.5,
-        1.0,
-        1.5,
-        2.0,
-        3.0,
-        4.0,
-        6.0,
-        8.0,
-    )
+    coeffs: Coefficients = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
     headline_coeff: NonNegativeFloat = 2.0
     n_prompts: PositiveInt = 100
     n_pairs: PositiveInt = 15

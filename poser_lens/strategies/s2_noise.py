@@ -40,9 +40,9 @@ import torch
 from poser_lens.config import (
     Config,
     DepthFraction,
+    DepthFractions,
     Fraction,
     NonEmpty,
-    NonNegativeFloat,
     OneOf,
     PositiveFloat,
     PositiveInt,
@@ -62,6 +62,7 @@ from poser_lens.strategies.common import kept_mean, layer_grid, prompt_positions
 from poser_lens.strategies.variants import (
     MEASURE_KEYS,
     MIDDLE,
+    Coefficients,
     CurveKey,
     CurvesScore,
     VariantCurves,
@@ -121,20 +122,10 @@ class NoiseConfig(Config):
     """
 
     layer_frac: DepthFraction = MIDDLE
-    layer_fracs: Annotated[tuple[DepthFraction, ...], NonEmpty()] = (0.125, MIDDLE, 0.625, 0.875)
+    layer_fracs: DepthFractions = (0.125, MIDDLE, 0.625, 0.875)
     kinds: Annotated[tuple[Kind, ...], NonEmpty()] = ("uniform", "gaussian")
     headline_kind: Kind = "uniform"
-    coeffs: Annotated[tuple[NonNegativeFloat, ...], NonEmpty()] = (
-        0.0,
-        0.5,
-        1.0,
-        1.5,
-        2.0,
-        3.0,
-        4.0,
-        6.0,
-        8.0,
-    )
+    coeffs: Coefficients = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
     n_draws: PositiveInt = 2
     n_prompts: PositiveInt = 100
     n_pairs: PositiveInt = 15

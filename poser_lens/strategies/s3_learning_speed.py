@@ -23,14 +23,14 @@ import random
 import zlib
 from collections.abc import Sequence, Set
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypedDict, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict, cast
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from poser_lens.adapters import LowRankAdapter
-from poser_lens.config import Config, DepthFraction, NonEmpty, NonNegativeFloat, PositiveInt
+from poser_lens.config import Config, DepthFractions, NonNegativeFloat, PositiveInt
 from poser_lens.data.schema import Scenario
 from poser_lens.hooks import applied, hook_name, resolve_layer
 from poser_lens.readout import AnswerIds, encode
@@ -232,7 +232,7 @@ class LoraSpeedConfig(Config):
         n_heldout: Valid prompts held out of training to measure P(flipped) on.
     """
 
-    layers: Annotated[tuple[DepthFraction, ...], NonEmpty()] = (5 / 40,)
+    layers: DepthFractions = (5 / 40,)
     rank: PositiveInt = 8
     lr: NonNegativeFloat = 4e-3
     batch_size: PositiveInt = 4
