@@ -478,6 +478,13 @@ class Config:
     KEY_FORMAT: ClassVar[int | None] = None
     KEY_LENGTH: ClassVar[int] = 12
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__post_init__" in vars(cls):  # it would replace the validation below
+            raise TypeError(
+                f"{cls.__name__}: put cross-setting checks in check(), not __post_init__"
+            )
+
     def __post_init__(self) -> None:
         validate(self)
         self.check()

@@ -39,7 +39,7 @@ from poser_lens.report import write_report
 from poser_lens.runner import RunConfig, default_run_dir, preflight, run
 from poser_lens.runs import RunDir
 from poser_lens.study import StudyConfig, render_study, summarise, zoo_config
-from poser_lens.testbeds import check_testbed, make_testbed, select_pairs
+from poser_lens.testbeds import check_device, check_testbed, make_testbed, select_pairs
 
 
 def main_job(
@@ -273,6 +273,8 @@ def behaviour_job(
     """
     kind, target = parse_spec(model)
     folder = Path(out) if out is not None else default_behaviour_dir(model)
+    check_device(settings.get("device", "cpu"))
+    check_writable(folder, "output folder")
     agreement = None
     if kind == "tiny":
         root = Path(zoo) if zoo is not None else ZooConfig().build(progress=progress)

@@ -216,3 +216,14 @@ def test_a_bad_value_read_from_a_file_names_the_file_and_an_override_does_not(tm
     with pytest.raises(ConfigError) as err:
         RunConfig.from_file(f, seeds=0)
     assert err.value.where is None and err.value.key == "seeds"
+
+
+def test_a_config_cannot_skip_the_validation():
+    with pytest.raises(TypeError, match=r"check\(\), not __post_init__"):
+
+        @dataclass(frozen=True)
+        class Sneaky(Config):
+            n: int = 1
+
+            def __post_init__(self):
+                pass

@@ -28,7 +28,6 @@ import torch
 from poser_lens.config import (
     Config,
     DepthFraction,
-    DepthFractions,
     NonEmpty,
     NonNegativeFloat,
     OneOf,
@@ -71,7 +70,8 @@ class BeliefConfig(Config):
 
     Attributes:
         layer_frac: Headline layer as a fraction of depth (Poser: 15 of 40).
-        layer_fracs: Layers scored (fractions of depth) for the sensitivity grid.
+        layer_fracs: Layers scored (fractions of depth) for the sensitivity grid (may be empty:
+            the headline layer only).
         signs: ``add`` (towards "oversight is good") and ``subtract`` (towards "safe to
             misbehave").
         headline_sign: Sign of the headline number, fixed in advance: ``subtract``, the
@@ -89,7 +89,7 @@ class BeliefConfig(Config):
     """
 
     layer_frac: DepthFraction = MIDDLE
-    layer_fracs: DepthFractions = (0.125, MIDDLE, 0.625, 0.875)
+    layer_fracs: tuple[DepthFraction, ...] = (0.125, MIDDLE, 0.625, 0.875)
     signs: Annotated[tuple[Sign, ...], NonEmpty()] = ("add", "subtract")
     headline_sign: Sign = "subtract"
     coeffs: Coefficients = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)

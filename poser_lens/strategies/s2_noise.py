@@ -40,7 +40,6 @@ import torch
 from poser_lens.config import (
     Config,
     DepthFraction,
-    DepthFractions,
     Fraction,
     NonEmpty,
     OneOf,
@@ -96,7 +95,8 @@ class NoiseConfig(Config):
 
     Attributes:
         layer_frac: Headline noise layer as a fraction of depth (Poser: 15 of 40).
-        layer_fracs: Layers scored (fractions of depth) for the sensitivity grid.
+        layer_fracs: Layers scored (fractions of depth) for the sensitivity grid (may be empty:
+            the headline layer only).
         kinds: Noise kinds: ``uniform`` (U[0,1], Poser's) and ``gaussian``.
         headline_kind: Kind of the headline number.
         coeffs: Coefficient sweep, starting at 0. Coefficient 1 is noise of the contrast
@@ -122,7 +122,7 @@ class NoiseConfig(Config):
     """
 
     layer_frac: DepthFraction = MIDDLE
-    layer_fracs: DepthFractions = (0.125, MIDDLE, 0.625, 0.875)
+    layer_fracs: tuple[DepthFraction, ...] = (0.125, MIDDLE, 0.625, 0.875)
     kinds: Annotated[tuple[Kind, ...], NonEmpty()] = ("uniform", "gaussian")
     headline_kind: Kind = "uniform"
     coeffs: Coefficients = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
