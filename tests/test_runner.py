@@ -62,7 +62,7 @@ def test_bad_input_is_one_line_and_nothing_is_written(tmp_path):
     out = tmp_path / "run"
     res = CliRunner().invoke(app, ["run", "--strategies", "s9_magic", "--out", str(out)])
     assert res.exit_code == 1
-    assert res.output.strip().startswith("error: unknown strategy 's9_magic'")
+    assert res.output.strip().startswith("error: --strategies: unknown strategy 's9_magic'")
     assert not out.exists()
     bad = tmp_path / "bad.yaml"
     bad.write_text("pairs: 0\n")
