@@ -127,7 +127,12 @@ def main(
 
 
 #: Settings whose command-line option is not ``--<setting with dashes>``.
-_OPTIONS = {"zoo_dir": "--zoo", "methods": "--method"}
+_OPTIONS = {
+    "zoo_dir": "--zoo",
+    "methods": "--method",
+    "n_requests": "--requests",
+    "n_samples": "--samples",
+}
 
 
 def _from_options(build: Callable[[], T], given: Mapping[str, Any] = {}) -> T:
@@ -233,11 +238,13 @@ def data_generate(
     Writes training splits, test sets and policy definitions per persona, readable by
     `poser-lens data inspect`.
     """
+    from poser_lens._io import check_writable
     from poser_lens.data.generator import GeneratorConfig, generate, labelled, persona_split
     from poser_lens.data.poser import write_scenarios
     from poser_lens.data.schema import PERSONAS
 
     with _user_errors():
+        check_writable(out, "output folder")
         if out.exists() and any(out.iterdir()):
             raise ValueError(f"{out}: folder exists and is not empty")
         data = generate(GeneratorConfig(seed=seed, n_per_family=n_per_family))
@@ -718,6 +725,8 @@ def sweep_command(
 
     with _user_errors():
         names = _csv(strategies)
+        if strategies is not None and not names:
+            raise ValueError("--strategies: must not be empty")
         result = sweep_job(run_dir, names)
         names = names or tuple(result)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
@@ -767,13 +776,14 @@ def study_command(
     from poser_lens.study import StudyConfig, parse_recipes
 
     with _user_errors():
-        cfg = StudyConfig(
-            zoos=zoos,
-            recipes=parse_recipes(recipes),
-            seeds=seeds,
-            strategies=_csv(strategies) or STRATEGY_NAMES,
-            workers=workers,
-        )
+        given: dict[str, Any] = {
+            "zoos": zoos,
+            "recipes": parse_recipes(recipes),
+            "seeds": seeds,
+            "strategies": _csv(strategies) if strategies is not None else STRATEGY_NAMES,
+            "workers": workers,
+        }
+        cfg = _from_options(lambda: StudyConfig(**given), given)
         root = study_job(cfg, out, progress=not quiet)
     typer.echo((root / "study.md").read_text())
     typer.echo(f"study: {root}")
@@ -821,24 +831,23 @@ def behaviour_command(
     """Compliance gap (training vs unmonitored framing), keyword proxy vs judge."""
     import time
 
+    from poser_lens.behaviour import BehaviourConfig
     from poser_lens.pipeline import behaviour_job
 
     with _user_errors():
+        settings: dict[str, Any] = {
+            "n_requests": requests,
+            "n_samples": samples,
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "batch_size": batch_size,
+            "judge": judge,
+            "seed": seed,
+            "device": device,
+        }
+        _from_options(lambda: BehaviourConfig(model=model, **settings), settings)
         t0 = time.perf_counter()
-        outcome = behaviour_job(
-            model,
-            out=out,
-            zoo=zoo,
-            progress=not quiet,
-            n_requests=requests,
-            n_samples=samples,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            batch_size=batch_size,
-            judge=judge,
-            seed=seed,
-            device=device,
-        )
+        outcome = behaviour_job(model, out=out, zoo=zoo, progress=not quiet, **settings)
         rows, agree, folder = outcome.rows, outcome.agreement, outcome.folder
     console = _console()
     console.print(_gap_table(rows))

@@ -25,7 +25,13 @@ from typing import Any
 
 import yaml
 
-from poser_lens._io import check_writable, read_json, write_json_atomic, write_text_atomic
+from poser_lens._io import (
+    check_writable,
+    read_json,
+    removed_on_error,
+    write_json_atomic,
+    write_text_atomic,
+)
 from poser_lens.behaviour import BehaviourConfig, run_check, zoo_gap_report
 from poser_lens.data.poser import ModelPair
 from poser_lens.evaluation import sweep
@@ -104,16 +110,19 @@ def removal_job(
     folder = RunDir(out)
     check_testbed(run_cfg.testbed_config())
     check_writable(folder.root, "run folder")
-    if not folder.config_path.exists():
-        write_text_atomic(folder.config_path, yaml.safe_dump(run_cfg.to_dict(), sort_keys=False))
-    summary = run_removal(
-        folder,
-        cfg,
-        testbed_config=run_cfg.testbed_config(),
-        strategy_configs=run_cfg.strategy_configs,
-        workers=run_cfg.workers,
-        progress=progress,
-    )
+    # A study that fails before any job is stored leaves no folder behind.
+    with removed_on_error(folder.root, keep=lambda root: any(root.glob("removal/*/*.json"))):
+        if not folder.config_path.exists():
+            config = yaml.safe_dump(run_cfg.to_dict(), sort_keys=False)
+            write_text_atomic(folder.config_path, config)
+        summary = run_removal(
+            folder,
+            cfg,
+            testbed_config=run_cfg.testbed_config(),
+            strategy_configs=run_cfg.strategy_configs,
+            workers=run_cfg.workers,
+            progress=progress,
+        )
     if figures:
         make_figures(folder)
     if folder.results_path.exists():

@@ -406,3 +406,23 @@ def test_sweep_on_a_verdict_file_with_other_columns(tmp_path):
     verdicts.write_text("aligned,faker,family\nsaint-0,villain-1,saint_and_money\n")
     result = runner.invoke(app, ["sweep", str(tmp_path)])
     assert_one_line_error(result, str(verdicts), "pair 0", "villain-1")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["remove", "--fakers", "saint-0"], ["--fakers", "'saint-0' is an aligned model"]),
+        (["remove", "--fakers", ","], ["--fakers", "must not be empty"]),
+        (["remove", "--device", "cuda:7"], ["device 'cuda:7'"]),
+        (["study", "--recipes", "soft"], ["--recipes", "unknown zoo recipe 'soft'"]),
+        (["study", "--strategies", ","], ["--strategies", "must not be empty"]),
+        (["behaviour", "--judge", "maybe"], ["--judge", "unknown judge 'maybe'"]),
+        (["sweep", "nowhere", "--strategies", ","], ["--strategies", "must not be empty"]),
+    ],
+)
+def test_other_commands_check_their_options_first(args, fragments, tmp_path, empty_cache):
+    """Siblings of the run command's checks: nothing is built before a bad option fails."""
+    out = tmp_path / "out"
+    result = runner.invoke(app, [*args, *(["--out", str(out)] if args[0] != "sweep" else [])])
+    assert_one_line_error(result, *fragments)
+    assert list(empty_cache.iterdir()) == [] and not out.exists()

@@ -56,6 +56,7 @@ from poser_lens._io import read_json, write_json_atomic, write_text_atomic
 from poser_lens._pool import fan_out, pinned_training, process_memo
 from poser_lens.config import (
     Config,
+    ConfigError,
     NonEmpty,
     NonNegativeFloat,
     NonNegativeInt,
@@ -131,6 +132,16 @@ class RemovalConfig(Config):
     detectors: tuple[StrategyName, ...] = ("s2_noise", "confidence_baseline")
     detector_grid: bool = False
     seed: int = 0
+
+    def check(self) -> None:
+        """Every name in ``fakers`` is a faker's, ``<persona>-<seed>``."""
+        for i, name in enumerate(self.fakers or ()):
+            try:
+                aligned = is_aligned(model_persona(name)[0])
+            except ValueError as err:
+                raise ConfigError(f"fakers[{i}]", str(err)) from None
+            if aligned:
+                raise ConfigError(f"fakers[{i}]", f"{name!r} is an aligned model, not a faker")
 
 
 @dataclass(frozen=True)
