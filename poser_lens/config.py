@@ -184,9 +184,9 @@ class NoInt:
 PositiveInt = Annotated[int, Between(1)]
 #: An int >= 0.
 NonNegativeInt = Annotated[int, Between(0)]
-#: A number > 0 (learning rates, scales, tolerances).
+#: A number > 0 (tolerances, targets, scales that must not vanish).
 PositiveFloat = Annotated[float, Between(0, lo_open=True)]
-#: A number >= 0.
+#: A number >= 0 (learning rates: 0 freezes; weights; coefficients).
 NonNegativeFloat = Annotated[float, Between(0)]
 #: A number in [0, 1] (a probability, a share).
 Fraction = Annotated[float, Between(0, 1)]
