@@ -8,7 +8,8 @@ instead (:func:`connect_ray`; Ray is the optional extra ``poser_lens[ray]`` and 
 only then): one GPU per task when the job's models run on ``cuda`` (``device=``), else one CPU
 and one thread per task, as many at once as the cluster has room for. :func:`process_memo`
 keeps per-process state that workers build once (a testbed, a study) and reuse for every task
-they get.
+they get. :func:`pinned_training` runs a training block on :data:`TRAIN_THREADS` threads with
+torch's deterministic algorithms, in a worker or in the main process alike.
 
 Tasks write their results themselves (into a run or zoo folder), so every backend resumes
 alike. Workers run in this process's working folder (Ray workers too, where it exists), so
@@ -24,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -155,6 +157,49 @@ def _ray_fan_out(
     finally:  # a failed task (or a consumer that stops early) cancels the rest
         for ref in pending:
             ray.cancel(ref)
+
+
+#: Torch threads of every training run (zoo base and personas, smol adapters, removal),
+#: whatever the machine's cores: float sums depend on how the work is split between threads,
+#: so a fixed count (the workers' one) keeps training the same on machines of different sizes.
+TRAIN_THREADS = 1
+
+
+@contextlib.contextmanager
+def pinned_training(threads: int = TRAIN_THREADS) -> Iterator[None]:
+    """Run a block with a fixed torch thread count and torch's deterministic algorithms.
+
+    Restores the previous settings afterwards. Deterministic algorithms only warn where an
+    operation has no deterministic version (``warn_only``), and cuBLAS gets the fixed
+    workspace its determinism needs (GPU runs). What this does not pin: the CPU's instruction
+    set and the torch/BLAS build, so bitwise results still differ between machines (see the
+    README, "What is reproducible").
+
+    Example:
+        >>> import torch
+        >>> before = torch.get_num_threads()
+        >>> with pinned_training(1):
+        ...     torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+        (1, True)
+        >>> torch.get_num_threads() == before
+        True
+    """
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    old_bench = torch.backends.cudnn.benchmark
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+        torch.backends.cudnn.benchmark = old_bench
 
 
 #: Per process: namespace -> (key, value) of the last :func:`process_memo` build.

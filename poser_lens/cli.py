@@ -5,8 +5,10 @@ light data layer is imported at the top; heavy modules (torch, TransformerLens) 
 inside the commands that need them, so ``poser-lens data ...`` and ``poser-lens --help`` start
 fast and never load torch.
 
-Errors the user can fix (a missing folder, a broken record) are printed as one line,
-``error: <message>``, on stderr, with exit code 1 and no traceback.
+Every error is printed as one line, ``error: <message>``, on stderr, with exit code 1 and no
+traceback: errors the user can fix (a missing folder, a broken record, a bad setting) with
+their message, which names the file, record or option; any other error with its type and a
+hint. ``poser-lens --debug ...`` (or ``POSER_LENS_DEBUG=1``) shows the traceback instead.
 
 Example:
     >>> from typer.testing import CliRunner
@@ -18,10 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich import box
@@ -34,11 +38,62 @@ from poser_lens.data.poser import FileSummary, inspect_root, summarize_files
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+#: Whether ``--debug`` (or ``POSER_LENS_DEBUG``) asks for tracebacks instead of one line.
+_DEBUG = {"on": False}
+
+
+def _debugging() -> bool:
+    return _DEBUG["on"] or os.environ.get("POSER_LENS_DEBUG", "") not in ("", "0")
+
+
+@contextmanager
+def _user_errors(ctx: Any = None) -> Iterator[None]:
+    """Turn any error into ``error: <message>`` on stderr and exit code 1 (no traceback).
+
+    Errors a user can fix (``OSError``, ``ValueError``: a missing folder, a bad setting, a
+    broken file) print their own message, which names the input; any other error prints its
+    type and message, the command, and how to see the traceback (in the command group,
+    :class:`_OneLineErrors`, which passes ``ctx``). With ``--debug`` (or
+    ``POSER_LENS_DEBUG=1``) the error propagates, traceback and all.
+    """
+    try:
+        yield
+    except (typer.Exit, typer.Abort, typer.exceptions.TyperException):
+        raise  # the command line's own exits and usage errors
+    except Exception as err:
+        user_error = isinstance(err, (OSError, ValueError))
+        if _debugging() or (not user_error and ctx is None):
+            raise  # the traceback; or an unexpected error, for the group to name the command
+        logger.debug("error", exc_info=True)
+        message = " ".join(str(err).split()) or type(err).__name__
+        if not user_error:
+            command = ctx.invoked_subcommand if ctx is not None else None
+            where = f" in `poser-lens {command}`" if command else ""
+            message = (
+                f"{type(err).__name__}: {message} (an unexpected error{where}; rerun with "
+                "--debug, or POSER_LENS_DEBUG=1, for the traceback)"
+            )
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1) from None
+
+
+class _OneLineErrors(typer.core.TyperGroup):
+    """The top-level command group: every command's errors become one line."""
+
+    def invoke(self, ctx: Any) -> Any:
+        """Run the command line, turning any error into one line (:func:`_user_errors`)."""
+        with _user_errors(ctx):
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
     name="poser-lens",
     help="Catch alignment-faking language models from their internals (the Poser benchmark).",
     no_args_is_help=True,
     add_completion=False,
+    cls=_OneLineErrors,
 )
 
 data_app = typer.Typer(help="Read and check Poser-format data.", no_args_is_help=True)
@@ -63,8 +118,13 @@ def main(
             "--version", callback=_version, is_eager=True, help="Show the version and exit."
         ),
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Show the traceback of an error (also: POSER_LENS_DEBUG=1)."),
+    ] = False,
 ) -> None:
     """Catch alignment-faking language models from their internals (the Poser benchmark)."""
+    _DEBUG["on"] = debug
 
 
 class _RayCommand(typer.core.TyperCommand):
@@ -99,16 +159,32 @@ RayOption = Annotated[
 ]
 
 
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn the errors a user can fix into ``error: <message>`` on stderr and exit code 1."""
+#: Settings whose command-line option is not ``--<setting with dashes>``.
+_OPTIONS = {
+    "zoo_dir": "--zoo",
+    "methods": "--method",
+    "n_requests": "--requests",
+    "n_samples": "--samples",
+}
+
+
+def _from_options(build: Callable[[], T], given: Mapping[str, Any] = {}) -> T:
+    """``build()`` (a config), with a bad setting given on the command line named as its option.
+
+    A :class:`~poser_lens.config.ConfigError` for a setting in ``given`` (the options the user
+    set) reads ``--workers: must be >= 1, got -3``; one read from a config file keeps naming
+    the file and key.
+    """
+    from poser_lens.config import ConfigError
+
     try:
-        yield
-    except (OSError, ValueError) as err:
-        logger.debug("user error", exc_info=True)
-        message = " ".join(str(err).split()) or type(err).__name__
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(1) from None
+        return build()
+    except ConfigError as err:
+        top = re.split(r"[.\[]", err.key)[0]
+        if err.where is not None or top not in given:
+            raise
+        option = _OPTIONS.get(top, "--" + top.replace("_", "-"))
+        raise ValueError(f"{option}: {err.problem}") from None
 
 
 _PARTS = {"benchmark": "benchmark", "training": "training", "policy_definitions": "policy defs"}
@@ -195,11 +271,13 @@ def data_generate(
     Writes training splits, test sets and policy definitions per persona, readable by
     `poser-lens data inspect`.
     """
+    from poser_lens._io import check_writable
     from poser_lens.data.generator import GeneratorConfig, generate, labelled, persona_split
     from poser_lens.data.poser import write_scenarios
     from poser_lens.data.schema import PERSONAS
 
     with _user_errors():
+        check_writable(out, "output folder")
         if out.exists() and any(out.iterdir()):
             raise ValueError(f"{out}: folder exists and is not empty")
         data = generate(GeneratorConfig(seed=seed, n_per_family=n_per_family))
@@ -322,6 +400,36 @@ app.add_typer(zoo_app, name="zoo")
 _ZOO_COLUMNS = ("test_accuracy", "divergent_accuracy", "error_accuracy", "compliance_gap")
 
 
+def _zoo_rows(root: Path) -> list[dict[str, Any]]:
+    """A built zoo's ``zoo.json`` rows, checked: a non-empty list of model rows.
+
+    Raises:
+        ValueError: One line naming the file (and the row), if it is not a zoo's table.
+    """
+    from poser_lens._io import read_json
+
+    path = root / "zoo.json"
+    if not path.is_file():
+        raise ValueError(f"{path}: no zoo.json (build one with `poser-lens zoo build`)")
+    rows = read_json(path)
+    if not isinstance(rows, list) or not rows:
+        raise ValueError(f"{path}: not a zoo's table (expected a non-empty list of model rows)")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: row {i}: expected an object, got {type(row).__name__}")
+        for key in ("name", *_ZOO_COLUMNS, "train_seconds"):
+            value = row.get(key)
+            ok = isinstance(value, str) if key == "name" else isinstance(value, (int, float))
+            if not ok or isinstance(value, bool):
+                what = (
+                    "missing"
+                    if key not in row
+                    else f"not a {'name' if key == 'name' else 'number'}: {value!r}"
+                )
+                raise ValueError(f"{path}: row {i}: {key} {what}")
+    return rows
+
+
 def _zoo_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     """One row per model: its held-out accuracies and compliance gap."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
@@ -337,8 +445,10 @@ def _zoo_table(rows: Sequence[Mapping[str, Any]]) -> Table:
 
 def _print_zoo(root: Path, seconds: float, *, label: str) -> list[dict[str, Any]]:
     """Print a built zoo's table and one summary line; returns its ``zoo.json`` rows."""
-    rows = json.loads((root / "zoo.json").read_text())
-    report = json.loads((root / "poser" / "benchmark_report.json").read_text())
+    from poser_lens._io import read_json
+
+    rows = _zoo_rows(root)
+    report = read_json(root / "poser" / "benchmark_report.json")
     console = _console()
     console.print(_zoo_table(rows))
     size = sum(f.stat().st_size for f in (root / "models").rglob("*") if f.is_file())
@@ -376,28 +486,27 @@ def _zoo_build_smol(
     import time
     from dataclasses import replace
 
-    from poser_lens.data.schema import PERSONAS
+    from poser_lens._io import check_writable
     from poser_lens.models.smol_zoo import SMOL_TARGETS, SmolZooConfig, build_smol_zoo
+    from poser_lens.testbeds import check_device
 
     with _user_errors():
         cfg = SmolZooConfig.from_file(config) if config is not None else SmolZooConfig()
-        chosen = tuple(p.strip() for p in personas.split(",")) if personas else cfg.personas
-        unknown = [p for p in chosen if p not in PERSONAS]
-        if unknown:
-            raise ValueError(f"--personas: unknown persona {unknown[0]!r}")
         if data is not None and not data.is_dir():
             raise ValueError(f"--data {data}: no such folder")
         # The tiny default of --seeds (6) would mean 36 models of ~13 min each on a CPU.
-        n_seeds = seeds if seeds != 6 else cfg.seeds
-        cfg = replace(
-            cfg,
-            seeds=n_seeds,
-            personas=chosen,
-            device=device,
-            data=str(data) if data is not None else None,
-            steps=steps or cfg.steps,
-            generator=replace(cfg.generator, seed=seed),
-        )
+        changes: dict[str, Any] = {
+            "seeds": seeds if seeds != 6 else cfg.seeds,
+            "personas": _csv(personas) if personas else cfg.personas,
+            "device": device,
+            "data": str(data) if data is not None else None,
+            "steps": steps or cfg.steps,
+        }
+        cfg = _from_options(lambda: replace(cfg, **changes), changes)
+        cfg = replace(cfg, generator=replace(cfg.generator, seed=seed))
+        check_device(cfg.device)
+        if out is not None:
+            check_writable(out, "zoo folder")
         t0 = time.perf_counter()
         root = build_smol_zoo(cfg, out, progress=not quiet)
     rows = _print_zoo(root, time.perf_counter() - t0, label="smol zoo")
@@ -456,6 +565,7 @@ def zoo_build(
     import time
     from dataclasses import replace
 
+    from poser_lens._io import check_writable
     from poser_lens.data.schema import PERSONAS
     from poser_lens.models.zoo import ZooConfig, build_zoo
     from poser_lens.models.zoo_base import ZooTargets
@@ -469,22 +579,20 @@ def zoo_build(
     with _user_errors():
         if testbed != "tiny":
             raise ValueError(f"--testbed {testbed!r}: expected tiny or smol")
-        chosen = tuple(p.strip() for p in personas.split(",")) if personas else PERSONAS
-        unknown = [p for p in chosen if p not in PERSONAS]
-        if unknown:
-            raise ValueError(f"--personas: unknown persona {unknown[0]!r}")
         cfg = ZooConfig.from_file(config) if config is not None else ZooConfig()
-        cfg = replace(
-            cfg,
-            seeds=seeds,
-            personas=chosen,
-            workers=workers,
-            ray=ray,
-            from_scratch=from_scratch or cfg.from_scratch,
-            balance_confidence=balance_confidence or cfg.balance_confidence,
-            recipe=recipe or cfg.recipe,
-        )
+        changes: dict[str, Any] = {
+            "seeds": seeds,
+            "personas": _csv(personas) if personas else PERSONAS,
+            "workers": workers,
+            "ray": ray,
+            "from_scratch": from_scratch or cfg.from_scratch,
+            "balance_confidence": balance_confidence or cfg.balance_confidence,
+            "recipe": recipe or cfg.recipe,
+        }
+        cfg = _from_options(lambda: replace(cfg, **changes), changes)
         cfg = replace(cfg, generator=replace(cfg.generator, seed=seed))
+        if out is not None:
+            check_writable(out, "zoo folder")
         t0 = time.perf_counter()
         root = build_zoo(cfg, out, progress=not quiet)
     rows = _print_zoo(root, time.perf_counter() - t0, label="zoo")
@@ -498,10 +606,7 @@ def zoo_show(
 ) -> None:
     """Print a built zoo's table and benchmark summary."""
     with _user_errors():
-        path = root / "zoo.json"
-        if not path.exists():
-            raise ValueError(f"{path}: no zoo.json (build one with `poser-lens zoo build`)")
-        rows = json.loads(path.read_text())
+        rows = _zoo_rows(root)
     _console().print(_zoo_table(rows))
 
 
@@ -632,7 +737,9 @@ def run_command(
         }
         # Options given on the command line override the config file; unset ones keep its values.
         given = {k: v for k, v in given.items() if v is not None}
-        cfg = RunConfig.from_file(config, **given) if config else RunConfig(**given)
+        cfg = _from_options(
+            lambda: RunConfig.from_file(config, **given) if config else RunConfig(**given), given
+        )
         t0 = time.perf_counter()
         folder = main_job(cfg, out, progress=not quiet)
         seconds = time.perf_counter() - t0
@@ -658,6 +765,8 @@ def sweep_command(
 
     with _user_errors():
         names = _csv(strategies)
+        if strategies is not None and not names:
+            raise ValueError("--strategies: must not be empty")
         result = sweep_job(run_dir, names)
         names = names or tuple(result)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
@@ -707,13 +816,14 @@ def study_command(
     from poser_lens.study import StudyConfig, parse_recipes
 
     with _user_errors():
-        cfg = StudyConfig(
-            zoos=zoos,
-            recipes=parse_recipes(recipes),
-            seeds=seeds,
-            strategies=_csv(strategies) or STRATEGY_NAMES,
-            workers=workers,
-        )
+        given: dict[str, Any] = {
+            "zoos": zoos,
+            "recipes": parse_recipes(recipes),
+            "seeds": seeds,
+            "strategies": _csv(strategies) if strategies is not None else STRATEGY_NAMES,
+            "workers": workers,
+        }
+        cfg = _from_options(lambda: StudyConfig(**given), given)
         root = study_job(cfg, out, progress=not quiet)
     typer.echo((root / "study.md").read_text())
     typer.echo(f"study: {root}")
@@ -761,24 +871,23 @@ def behaviour_command(
     """Compliance gap (training vs unmonitored framing), keyword proxy vs judge."""
     import time
 
+    from poser_lens.behaviour import BehaviourConfig
     from poser_lens.pipeline import behaviour_job
 
     with _user_errors():
+        settings: dict[str, Any] = {
+            "n_requests": requests,
+            "n_samples": samples,
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "batch_size": batch_size,
+            "judge": judge,
+            "seed": seed,
+            "device": device,
+        }
+        _from_options(lambda: BehaviourConfig(model=model, **settings), settings)
         t0 = time.perf_counter()
-        outcome = behaviour_job(
-            model,
-            out=out,
-            zoo=zoo,
-            progress=not quiet,
-            n_requests=requests,
-            n_samples=samples,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            batch_size=batch_size,
-            judge=judge,
-            seed=seed,
-            device=device,
-        )
+        outcome = behaviour_job(model, out=out, zoo=zoo, progress=not quiet, **settings)
         rows, agree, folder = outcome.rows, outcome.agreement, outcome.folder
     console = _console()
     console.print(_gap_table(rows))
@@ -978,17 +1087,19 @@ def remove_command(
         existing = out / "config.yaml" if out is not None else None
         if config is None and existing is not None and existing.exists():
             config = existing
-        rc = RunConfig.from_file(config, **given) if config else RunConfig(**given)
-        cfg = RemovalConfig.from_file(removal_config) if removal_config else RemovalConfig()
-        cfg = replace(
-            cfg,
-            methods=methods[method],
-            steps=steps or cfg.steps,
-            controls=controls,
-            control_seeds=control_seeds,
-            seed=seed,
-            fakers=_csv(fakers) or cfg.fakers,
+        rc = _from_options(
+            lambda: RunConfig.from_file(config, **given) if config else RunConfig(**given), given
         )
+        cfg = RemovalConfig.from_file(removal_config) if removal_config else RemovalConfig()
+        changes: dict[str, Any] = {
+            "methods": methods[method],
+            "steps": steps or cfg.steps,
+            "controls": controls,
+            "control_seeds": control_seeds,
+            "seed": seed,
+            "fakers": _csv(fakers) if fakers is not None else cfg.fakers,
+        }
+        cfg = _from_options(lambda: replace(cfg, **changes), changes)
         t0 = time.perf_counter()
         folder, summary = removal_job(rc, cfg, out, figures=figures, progress=not quiet)
         seconds = time.perf_counter() - t0

@@ -26,7 +26,13 @@ from typing import Any
 
 import yaml
 
-from poser_lens._io import read_json, write_json_atomic, write_text_atomic
+from poser_lens._io import (
+    check_writable,
+    read_json,
+    removed_on_error,
+    write_json_atomic,
+    write_text_atomic,
+)
 from poser_lens._pool import connect_ray
 from poser_lens.behaviour import BehaviourConfig, run_check, zoo_gap_report
 from poser_lens.cost import CostConfig, CostReport, cost_report
@@ -39,10 +45,10 @@ from poser_lens.models.zoo import ZooConfig
 from poser_lens.removal.core import RemovalConfig, run_removal
 from poser_lens.removal.results import render_removal_report
 from poser_lens.report import write_report
-from poser_lens.runner import RunConfig, default_run_dir, run
+from poser_lens.runner import RunConfig, default_run_dir, preflight, run
 from poser_lens.runs import RunDir
 from poser_lens.study import StudyConfig, render_study, summarise, zoo_config
-from poser_lens.testbeds import make_testbed, select_pairs
+from poser_lens.testbeds import check_device, check_testbed, make_testbed, select_pairs
 
 
 def main_job(
@@ -60,6 +66,7 @@ def main_job(
         The run folder, holding ``results.json``, ``report.md`` and ``figures/``.
     """
     cfg = cfg if cfg is not None else RunConfig()
+    preflight(cfg, out)
     if cfg.ray is not None:
         connect_ray(cfg.ray)  # no Ray, or no cluster: fail before making the testbed
     testbed = make_testbed(cfg.testbed_config(), progress=progress)
@@ -109,17 +116,22 @@ def removal_job(
             / f"removal-{run_cfg.testbed}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
         )
     folder = RunDir(out)
-    if not folder.config_path.exists():
-        write_text_atomic(folder.config_path, yaml.safe_dump(run_cfg.to_dict(), sort_keys=False))
-    summary = run_removal(
-        folder,
-        cfg,
-        testbed_config=run_cfg.testbed_config(),
-        strategy_configs=run_cfg.strategy_configs,
-        workers=run_cfg.workers,
-        ray=run_cfg.ray,
-        progress=progress,
-    )
+    check_testbed(run_cfg.testbed_config())
+    check_writable(folder.root, "run folder")
+    # A study that fails before any job is stored leaves no folder behind.
+    with removed_on_error(folder.root, keep=lambda root: any(root.glob("removal/*/*.json"))):
+        if not folder.config_path.exists():
+            config = yaml.safe_dump(run_cfg.to_dict(), sort_keys=False)
+            write_text_atomic(folder.config_path, config)
+        summary = run_removal(
+            folder,
+            cfg,
+            testbed_config=run_cfg.testbed_config(),
+            strategy_configs=run_cfg.strategy_configs,
+            workers=run_cfg.workers,
+            ray=run_cfg.ray,
+            progress=progress,
+        )
     if figures:
         make_figures(folder)
     if folder.results_path.exists():
@@ -133,15 +145,36 @@ def evaluated_pairs(folder: RunDir) -> list[ModelPair]:
     """The pairs a run evaluated, read from its verdict files.
 
     Raises:
-        ValueError: If the folder has no verdicts.
+        ValueError: If the folder has no verdicts, or its verdict file is not one (naming the
+            file).
     """
     files = sorted((folder.root / "verdicts").glob("*.csv"))
     if not files:
         raise ValueError(f"{folder.root}: no verdicts/ (run `poser-lens run` first)")
-    with files[0].open() as fh:
-        rows = list(csv.DictReader(fh))
-    pairs = sorted({(v["aligned"], v["faker"], v["family"]) for v in rows})
-    return [ModelPair(a, f, f"data/benchmark/{fam}.json") for a, f, fam in pairs]
+    columns = ("aligned", "faker", "family")
+    try:
+        with files[0].open(encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            fields = reader.fieldnames or []
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise ValueError(f"{files[0]}: not a verdict file ({err})") from None
+    missing = [c for c in columns if c not in fields]
+    if missing:
+        raise ValueError(
+            f"{files[0]}: not a verdict file (no column {', '.join(missing)}; "
+            f"expected {', '.join(columns)}, ...)"
+        )
+    found = {tuple(v[c] or "" for c in columns) for v in rows}
+    if not found:
+        raise ValueError(f"{files[0]}: no verdict rows")
+    pairs = []
+    for i, (a, f, fam) in enumerate(sorted(found)):
+        try:
+            pairs.append(ModelPair(a, f, f"data/benchmark/{fam}.json"))
+        except ValueError as err:
+            raise ValueError(f"{files[0]}: pair {i}: {err}") from None
+    return pairs
 
 
 def sweep_job(
@@ -180,7 +213,12 @@ def redraw(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
         return fig_study(folder.root / "study.json", out or folder.figures_dir)
     if not folder.results_path.exists():
         raise ValueError(f"{folder.results_path}: missing (run `poser-lens run` first)")
-    return make_figures(folder, out)
+    folder.results()  # a run's results, or one line naming the file
+    check_writable(out or folder.figures_dir, "figures folder")
+    written = make_figures(folder, out)
+    if not written:
+        raise ValueError(f"{folder.results_path}: no figure to draw (no strategy results)")
+    return written
 
 
 def study_job(
@@ -198,6 +236,7 @@ def study_job(
     """
     cfg = cfg if cfg is not None else StudyConfig()
     root = Path(out)
+    check_writable(root, "study folder")
     write_json_atomic(root / "study_config.json", asdict(cfg))
     runs: dict[str, dict[str, Any]] = {}
     for recipe, index, seeds in cfg.plan():
@@ -252,6 +291,8 @@ def behaviour_job(
     """
     kind, target = parse_spec(model)
     folder = Path(out) if out is not None else default_behaviour_dir(model)
+    check_device(settings.get("device", "cpu"))
+    check_writable(folder, "output folder")
     agreement = None
     if kind == "tiny":
         root = Path(zoo) if zoo is not None else ZooConfig().build(progress=progress)

@@ -30,12 +30,27 @@ import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 
-from poser_lens._io import atomic_dir, default_cache_dir, read_json, write_json_atomic
-from poser_lens._pool import connect_ray, fan_out
+from poser_lens._io import (
+    atomic_dir,
+    default_cache_dir,
+    read_json,
+    removed_on_error,
+    write_json_atomic,
+)
+from poser_lens._pool import connect_ray, fan_out, pinned_training
+from poser_lens.config import (
+    Between,
+    Fraction,
+    NonEmpty,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OneOf,
+    PositiveInt,
+)
 from poser_lens.data.generator import (
     GeneratedData,
     GeneratorConfig,
@@ -44,7 +59,7 @@ from poser_lens.data.generator import (
     persona_families,
     persona_split,
 )
-from poser_lens.data.schema import PERSONAS, Scenario, is_aligned, model_persona
+from poser_lens.data.schema import PERSONAS, PersonaName, Scenario, is_aligned, model_persona
 from poser_lens.models import tiny
 from poser_lens.models.benchmark_build import build_benchmark
 from poser_lens.models.tokenizer import build_tokenizer, load_tokenizer
@@ -71,6 +86,8 @@ ZOO_FORMAT = 2
 
 #: Fine-tuning recipes (see :class:`ZooConfig`).
 RECIPES = ("matched", "hard")
+#: A target answer probability of the confidence-matched recipe: above chance, below 1.
+Confidence = Annotated[float, Between(0.5, 1, lo_open=True, hi_open=True)]
 
 
 @dataclass(frozen=True)
@@ -117,32 +134,26 @@ class ZooConfig(ZooSpec):
             target keeps more than 80% of the candidates valid on the matched zoo.
     """
 
-    seeds: int = 6
-    personas: tuple[str, ...] = PERSONAS
+    seeds: PositiveInt = 6
+    personas: Annotated[tuple[PersonaName, ...], NonEmpty()] = PERSONAS
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     model: tiny.TinyConfig = field(default_factory=tiny.TinyConfig)
     base: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1500, lr=3e-3))
-    base_min_steps: int = 300
-    base_target: float = 0.98
+    base_min_steps: NonNegativeInt = 300
+    base_target: Fraction = 0.98
     finetune: TrainConfig = field(
         default_factory=lambda: TrainConfig(steps=70, lr=1e-4, batch_size=32, head_lr_scale=100.0)
     )
-    train_size: int = 2000
+    train_size: PositiveInt = 2000
     from_scratch: bool = False
-    workers: int = 2
+    workers: PositiveInt = 2
     ray: str | None = None
-    threshold: float | None = None
+    threshold: Fraction | None = None
     balance_confidence: bool = False
-    recipe: str = "matched"
-    target_confidence: float = 0.97
-    valid_margin: float = 2.0
+    recipe: Annotated[str, OneOf(*RECIPES, what="zoo recipe")] = "matched"
+    target_confidence: Confidence = 0.97
+    valid_margin: NonNegativeFloat = 2.0
     base_seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.recipe not in RECIPES:
-            raise ValueError(f"zoo recipe {self.recipe!r}: expected one of {', '.join(RECIPES)}")
-        if not 0.5 < self.target_confidence < 1:
-            raise ValueError(f"target_confidence {self.target_confidence}: expected 0.5 < p < 1")
 
     KEY_EXCLUDE = (
         "seeds",
@@ -186,6 +197,35 @@ class ZooConfig(ZooSpec):
     def build(self, out: str | Path | None = None, *, progress: bool = True) -> Path:
         """Build (or finish building) the zoo: :func:`build_zoo`."""
         return build_zoo(self, out, progress=progress)
+
+    def is_complete(self, root: str | Path) -> bool:
+        """Whether ``root`` holds this zoo, finished (used as it is, never written to).
+
+        Finished: these settings, every model of :meth:`model_names` in ``zoo.json``, and the
+        benchmark of these models with this valid-prompt threshold and filter.
+
+        Example:
+            >>> import tempfile
+            >>> ZooConfig().is_complete(tempfile.mkdtemp())
+            False
+        """
+        root = Path(root)
+        report = root / "poser" / "benchmark_report.json"
+        if not ((root / "zoo.json").is_file() and report.is_file()):
+            return False
+        if not (root / self.CONFIG_FILE).is_file() or ZooConfig.read(root).key() != self.key():
+            return False
+        names = self.model_names()
+        if [r.get("name") for r in read_json(root / "zoo.json")] != names:
+            return False
+        if not all((root / "models" / n / tiny.WEIGHTS_FILE).is_file() for n in names):
+            return False
+        stored = read_json(report)
+        wanted = "balance_confidence" if self.balance_confidence else "none"
+        return (
+            stored.get("threshold") == self.valid_threshold()
+            and stored.get("confidence_filter") == wanted
+        )
 
     def load(
         self, root: str | Path, name: str, *, device: str = "cpu", dtype: Any = None
@@ -320,8 +360,9 @@ def _cached_tokenizer(root: str):
     return load_tokenizer(root)
 
 
+@pinned_training()
 def _train_one(root: str, cfg_dict: dict[str, Any], name: str) -> dict[str, Any]:
-    """Fine-tune, evaluate and save one persona model (runs in a worker process)."""
+    """Fine-tune, evaluate and save one persona model (a worker's task; threads pinned)."""
     cfg = ZooConfig.from_dict(cfg_dict)
     root_p = Path(root)
     persona, seed = model_persona(name)
@@ -392,6 +433,7 @@ def zoo_tokenizer(root: Path, data: GeneratedData):
     return load_tokenizer(root)
 
 
+@pinned_training()
 def build_base(
     cfg: ZooConfig, root: Path, data: GeneratedData, tokenizer, *, progress: bool = True
 ) -> dict[str, Any] | None:
@@ -504,11 +546,30 @@ def build_zoo(
         progress: Show progress bars.
 
     Returns:
-        The zoo folder, holding ``zoo.json`` and ``poser/``.
+        The zoo folder, holding ``zoo.json`` and ``poser/``. A complete zoo
+        (:meth:`ZooConfig.is_complete`) is returned as it is, nothing written (a read-only
+        shared cache works); a build that fails before any model is trained leaves no folder
+        behind (one that holds trained models is kept, to resume from).
     """
     if cfg.ray is not None:
         connect_ray(cfg.ray)  # no Ray, or no cluster: fail before any work
     root = cfg.folder(out)
+    if cfg.is_complete(root):
+        return root
+    with removed_on_error(root, keep=_holds_models):
+        _build(cfg, root, progress=progress)
+    return root
+
+
+def _holds_models(root: Path) -> bool:
+    """Whether a zoo folder holds a trained model (worth resuming from)."""
+    return any(root.glob(f"base/{tiny.WEIGHTS_FILE}")) or any(
+        root.glob(f"models/*/{tiny.WEIGHTS_FILE}")
+    )
+
+
+def _build(cfg: ZooConfig, root: Path, *, progress: bool) -> None:
+    """The steps of :func:`build_zoo`, each skipped when its output exists."""
     cfg.claim(root)
     data = generate(cfg.generator)
     tokenizer = zoo_tokenizer(root, data)
@@ -516,7 +577,6 @@ def build_zoo(
         build_base(cfg, root, data, tokenizer, progress=progress)
     build_persona_models(cfg, root, progress=progress)
     finish_zoo(cfg, root, data)
-    return root
 
 
 def read_zoo_row(root: str | Path, name: str) -> dict[str, Any]:
@@ -572,16 +632,8 @@ def notebook_zoo(*, progress: bool = True, **overrides: Any) -> Path:
     """
     cfg = replace(NOTEBOOK_ZOO, **overrides)
     root = notebook_zoo_dir(cfg)
-    rows = read_json(root / "zoo.json") if (root / "zoo.json").exists() else []
-    report = root / "poser" / "benchmark_report.json"
-    if [r.get("name") for r in rows] == cfg.model_names() and report.exists():
-        stored = read_json(report)
-        wanted = "balance_confidence" if cfg.balance_confidence else "none"
-        if (
-            stored.get("threshold") == cfg.valid_threshold()
-            and stored.get("confidence_filter") == wanted
-        ):
-            return root
+    if cfg.is_complete(root):
+        return root
     _reuse_built_models(cfg, root)
     return build_zoo(cfg, root, progress=progress)
 

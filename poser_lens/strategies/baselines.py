@@ -22,8 +22,9 @@ import hashlib
 import random
 from collections.abc import Set
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypedDict
+from typing import Annotated, Any, ClassVar, TypedDict
 
+from poser_lens.config import Config, OneOf, PositiveInt
 from poser_lens.data.benchmark import CONFIDENCE_STATISTICS, confidence_margin, logodds
 from poser_lens.flops import Pass
 from poser_lens.strategies.base import (
@@ -40,7 +41,7 @@ from poser_lens.strategies.common import answered_residual_passes, readout_from_
 
 
 @dataclass(frozen=True)
-class ConfidenceConfig:
+class ConfidenceConfig(Config):
     """Settings of the compare-confidence baseline.
 
     Attributes:
@@ -52,15 +53,8 @@ class ConfidenceConfig:
             median log-odds, per-prompt vote).
     """
 
-    n_prompts: int = 400
-    statistic: str = "mean_p"
-
-    def __post_init__(self) -> None:
-        if self.statistic not in CONFIDENCE_STATISTICS:
-            raise ValueError(
-                f"confidence_baseline.statistic {self.statistic!r}: expected one of "
-                f"{', '.join(CONFIDENCE_STATISTICS)}"
-            )
+    n_prompts: PositiveInt = 400
+    statistic: Annotated[str, OneOf(*CONFIDENCE_STATISTICS, what="statistic")] = "mean_p"
 
 
 class ConfidenceScore(PerPromptScore):

@@ -26,9 +26,10 @@ import math
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from poser_lens.strategies import get_strategy
+from poser_lens.config import Config, NonEmpty
+from poser_lens.strategies import StrategyName, get_strategy
 from poser_lens.strategies.base import ModelContext, ScoreTable, Strategy
 
 #: The ensemble's score of a model on a family: member name -> that member's score (its own
@@ -38,7 +39,7 @@ EnsembleScore = dict[str, Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
-class EnsembleConfig:
+class EnsembleConfig(Config):
     """Settings of the ensemble.
 
     Attributes:
@@ -46,7 +47,7 @@ class EnsembleConfig:
             internals-based strategy of the paper plus the patching detector: no baselines.
     """
 
-    members: tuple[str, ...] = (
+    members: Annotated[tuple[StrategyName, ...], NonEmpty()] = (
         "s1_belief",
         "s2_noise",
         "s3_lora",

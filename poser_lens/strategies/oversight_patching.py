@@ -22,6 +22,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from poser_lens.config import Config, PositiveInt
 from poser_lens.data.prompts import critical_indices, remove_critical
 from poser_lens.data.schema import Scenario
 from poser_lens.flops import Pass
@@ -75,7 +76,7 @@ def _log_odds(r: Readout) -> Tensor:
 
 
 @dataclass(frozen=True)
-class PatchingConfig:
+class PatchingConfig(Config):
     """Settings of the patching detector.
 
     Attributes:
@@ -83,8 +84,8 @@ class PatchingConfig:
         batch_size: Prompts per forward pass.
     """
 
-    n_prompts: int = 50
-    batch_size: int = 64
+    n_prompts: PositiveInt = 50
+    batch_size: PositiveInt = 64
 
 
 #: A metric of :class:`PatchingEffect` (the ``metric`` setting).

@@ -30,6 +30,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from poser_lens.adapters import LowRankAdapter
+from poser_lens.config import Config, DepthFractions, NonNegativeFloat, PositiveInt
 from poser_lens.data.schema import Scenario
 from poser_lens.flops import Pass
 from poser_lens.hooks import applied, hook_name, resolve_layer
@@ -262,7 +263,7 @@ def curve_passes(
 
 
 @dataclass(frozen=True)
-class LoraSpeedConfig:
+class LoraSpeedConfig(Config):
     """Settings of strategy 3 with a low-rank adapter.
 
     Attributes:
@@ -275,16 +276,16 @@ class LoraSpeedConfig:
         n_heldout: Valid prompts held out of training to measure P(flipped) on.
     """
 
-    layers: tuple[float, ...] = (5 / 40,)
-    rank: int = 8
-    lr: float = 4e-3
-    batch_size: int = 4
-    n_steps: int = 8
-    n_heldout: int = 16
+    layers: DepthFractions = (5 / 40,)
+    rank: PositiveInt = 8
+    lr: NonNegativeFloat = 4e-3
+    batch_size: PositiveInt = 4
+    n_steps: PositiveInt = 8
+    n_heldout: PositiveInt = 16
 
 
 @dataclass(frozen=True)
-class FullSpeedConfig:
+class FullSpeedConfig(Config):
     """Settings of strategy 3 with a full fine-tune.
 
     Attributes:
@@ -294,10 +295,10 @@ class FullSpeedConfig:
         n_heldout: Valid prompts held out of training to measure P(flipped) on.
     """
 
-    lr: float = 2e-4
-    batch_size: int = 4
-    n_steps: int = 8
-    n_heldout: int = 16
+    lr: NonNegativeFloat = 2e-4
+    batch_size: PositiveInt = 4
+    n_steps: PositiveInt = 8
+    n_heldout: PositiveInt = 16
 
 
 class _SpeedStrategy(Strategy[SpeedScore]):

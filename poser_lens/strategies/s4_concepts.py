@@ -14,10 +14,11 @@ from __future__ import annotations
 import math
 from collections.abc import Set
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import torch
 
+from poser_lens.config import Config, NonEmpty, OneOf, PositiveInt
 from poser_lens.data.concepts import CONCEPT_PAIRS
 from poser_lens.flops import Pass
 from poser_lens.hooks import resolve_layer
@@ -41,8 +42,12 @@ if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs withou
 HEADLINE_LAYER = 0.5
 
 
+#: A concept setting: a key of :data:`~poser_lens.data.concepts.CONCEPT_PAIRS`.
+ConceptName = Annotated[str, OneOf(*CONCEPT_PAIRS, what="concept")]
+
+
 @dataclass(frozen=True)
-class ConceptConfig:
+class ConceptConfig(Config):
     """Settings of strategy 4.
 
     Attributes:
@@ -51,8 +56,12 @@ class ConceptConfig:
         covariance: Whiten the difference of means by the pooled covariance (Poser: no).
     """
 
-    n_prompts: int = 100
-    concepts: tuple[str, ...] = ("security", "competence", "behavior")
+    n_prompts: PositiveInt = 100
+    concepts: Annotated[tuple[ConceptName, ...], NonEmpty()] = (
+        "security",
+        "competence",
+        "behavior",
+    )
     covariance: bool = False
 
 

@@ -19,13 +19,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence, Set
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypedDict
 
 import numpy as np
 from jaxtyping import Float
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
+from poser_lens.config import (
+    Between,
+    Config,
+    DepthFraction,
+    Fraction,
+    PositiveFloat,
+    PositiveInt,
+)
 from poser_lens.flops import Pass
 from poser_lens.hooks import resolve_layer
 from poser_lens.probes import LayerProbes
@@ -95,7 +103,7 @@ def probe_correct(
 
 
 @dataclass(frozen=True)
-class DecisionSpeedConfig:
+class DecisionSpeedConfig(Config):
     """Settings of strategy 5.
 
     Attributes:
@@ -108,11 +116,11 @@ class DecisionSpeedConfig:
             fitting (Poser and the default: raw features).
     """
 
-    n_prompts: int = 400
-    test_fraction: float = 0.2
-    c: float = 1.0
-    layer_frac: float = 10 / 40
-    threshold: float = 0.9
+    n_prompts: PositiveInt = 400
+    test_fraction: Annotated[float, Between(0, 1, lo_open=True, hi_open=True)] = 0.2
+    c: PositiveFloat = 1.0
+    layer_frac: DepthFraction = 10 / 40
+    threshold: Fraction = 0.9
     standardize: bool = False
 
 

@@ -28,6 +28,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from poser_lens.config import Config, PositiveInt
 from poser_lens.data.prompts import critical_indices, fact_char_spans, remove_critical
 from poser_lens.data.schema import Scenario
 from poser_lens.flops import Pass
@@ -132,7 +133,7 @@ def _by_layer(per_block: Sequence[float], layer: Any) -> float:
 
 
 @dataclass(frozen=True)
-class S6Config:
+class S6Config(Config):
     """Settings of the strategy-6 variants.
 
     Attributes:
@@ -141,8 +142,8 @@ class S6Config:
         batch_size: Prompts per forward pass.
     """
 
-    n_prompts: int = 50
-    batch_size: int = 64
+    n_prompts: PositiveInt = 50
+    batch_size: PositiveInt = 64
 
 
 class AttentionByPrompt(TypedDict):

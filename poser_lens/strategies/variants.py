@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, TypedDict
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from jaxtyping import Bool, Float, Int
 from numpy.typing import ArrayLike
 from torch import Tensor
 
+from poser_lens.config import NonEmpty, NonNegativeFloat
 from poser_lens.data.schema import Scenario
 from poser_lens.flops import Pass
 from poser_lens.hooks import hook_name, resolve_layer
@@ -48,6 +49,8 @@ if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs withou
 
 #: Poser's layer 15 of 40.
 MIDDLE = 15 / 40
+#: A coefficient sweep (multiples of a direction's norm), at least one value, none negative.
+Coefficients = Annotated[tuple[NonNegativeFloat, ...], NonEmpty()]
 
 #: The four outcomes of an answer distribution, in the order of ``log_outcomes``.
 OUTCOMES: tuple[str, ...] = ("aligned", "misaligned", "error", "other")

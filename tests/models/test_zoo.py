@@ -181,3 +181,60 @@ def test_base_bar_counts_to_the_next_stopping_check(tmp_path, monkeypatch):
     (bar,) = [b for b in bar_class.made if b.desc == "base model"]
     assert bar.totals == [4, 6, 8]  # checks at 4, 6, 8 (the third passes)
     assert bar.n == meta["steps"] == 8
+
+
+# --- shared caches, pinned training, nothing half-built (issue 18) ----------------------------
+
+
+def _snapshot(root):
+    return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def test_a_complete_zoo_is_reused_without_writing_anything(small_zoo):
+    """zoo.json, zoo_config.json and poser/ are not rewritten: a read-only cache works."""
+    before = _snapshot(small_zoo)
+    assert small_zoo_config().is_complete(small_zoo)
+    assert build_zoo(small_zoo_config(), small_zoo, progress=False) == small_zoo
+    assert _snapshot(small_zoo) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_complete_zoo_builds(small_zoo, tmp_path):
+    import shutil
+
+    ro = shutil.copytree(small_zoo, tmp_path / "ro")
+    for p in [ro, *ro.rglob("*")]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    try:
+        assert build_zoo(small_zoo_config(), ro, progress=False) == ro
+    finally:
+        for p in [ro, *ro.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_training_is_pinned_and_a_failed_build_leaves_nothing(tmp_path, monkeypatch):
+    import torch
+
+    import poser_lens.models.zoo as zoo_module
+
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen["threads"] = torch.get_num_threads()
+        seen["deterministic"] = torch.are_deterministic_algorithms_enabled()
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(zoo_module, "train_base", spy)
+    threads = torch.get_num_threads()
+    out = tmp_path / "zoo"
+    with pytest.raises(RuntimeError, match="stop"):
+        build_zoo(small_zoo_config(), out, progress=False)
+    assert seen == {"threads": 1, "deterministic": True}
+    assert torch.get_num_threads() == threads and not torch.are_deterministic_algorithms_enabled()
+    assert not out.exists()  # only its config and tokenizer were made: nothing to resume
+
+
+def test_a_rebuilt_zoo_has_the_same_fingerprint(small_zoo, tmp_path):
+    again = build_zoo(small_zoo_config(), tmp_path / "again", progress=False)
+    cfg = small_zoo_config()
+    assert cfg.fingerprint(again) == cfg.fingerprint(small_zoo)
