@@ -1,9 +1,14 @@
 """Compare two run folders: are their results the same, timings aside?
 
-Compares ``results.json`` (every ``seconds`` entry and the zoo folder path left out),
-``sweep.json``, ``verdicts/*.csv`` (bytes) and every ``scores/**/*.json`` (``seconds`` left
-out); prints SAME or DIFF per part and exits 1 on any difference. Used to show that a
-restructuring changed no result (issue 15: the default run before and after).
+Runs made since issue 18 keep every timing in ``timings.json`` (never compared), so two runs
+of the same settings on one machine have byte-identical results; older runs embedded
+``seconds`` in their results, scores and report, which this script leaves out so an old run
+compares with a new one. Compares ``results.json`` (``seconds`` entries, the zoo folder path
+and the fingerprint left out, as two machines' zoos differ bitwise), ``sweep.json``,
+``verdicts/*.csv`` (bytes), every ``scores/**/*.json`` (``seconds`` left out) and
+``report.md`` (its old ``## Time`` section and fingerprint line left out); prints SAME or DIFF
+per part and exits 1 on any difference. Used to show that a restructuring changed no result
+(issue 15: the default run before and after).
 
 Run: ``python benchmarks/compare_runs.py BASE_RUN NEW_RUN``.
 """
@@ -32,8 +37,9 @@ def main() -> None:
     for name in ("results.json", "sweep.json"):
         x, y = (strip(json.loads((r / name).read_text())) for r in (a, b))
         if name == "results.json":
-            x.pop("zoo", None)
-            y.pop("zoo", None)
+            for key in ("zoo", "fingerprint"):
+                x.pop(key, None)
+                y.pop(key, None)
         bad += x != y
         print(("SAME " if x == y else "DIFF ") + name)
     names = sorted(p.name for p in (a / "verdicts").glob("*.csv"))
@@ -57,7 +63,23 @@ def main() -> None:
     print(
         ("SAME " if not differ else "DIFF ") + f"scores ({len(files)} files, {len(differ)} differ)"
     )
+    x, y = (report_text(r / "report.md") for r in (a, b))
+    bad += x != y
+    print(("SAME " if x == y else "DIFF ") + "report.md")
     sys.exit(1 if bad else 0)
+
+
+def report_text(path: Path) -> str:
+    """A report without its timings (old runs' ``## Time`` section) and fingerprint line."""
+    if not path.exists():
+        return ""
+    lines, skip = [], False
+    for line in path.read_text().split("\n"):
+        if line.startswith("## "):
+            skip = line == "## Time"
+        if not skip and not line.startswith("Zoo `"):
+            lines.append(line)
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,12 @@
 
 Every file poser_lens writes goes through :func:`write_text_atomic` (a temporary file in the
 same folder, then :func:`os.replace`), and every folder of model files through
-:func:`atomic_dir`, so an interrupted run never leaves a half-written file or folder.
+:func:`atomic_dir`, so an interrupted run never leaves a half-written file or folder. Both
+honour the umask (a shared cache or run folder is as readable as any file the user makes),
+and a file that already holds the text is not rewritten (a complete read-only cache is
+usable). :func:`removed_on_error` drops a folder a failed job made before it held any work,
+:func:`check_writable` checks an output folder before the work starts, and
+:func:`fingerprint` hashes a tree of files.
 
 Example:
     >>> import tempfile, pathlib
@@ -15,20 +20,40 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _create(parent: Path, name: str, make: Callable[[Path], T]) -> tuple[Path, T]:
+    """A new file or folder ``.<name>.<random>.tmp`` in ``parent``, made by ``make(path)``.
+
+    ``make`` creates it with the permissions the umask leaves (unlike ``mkstemp`` and
+    ``mkdtemp``, which make it private whatever the umask), failing if the name is taken.
+    """
+    for _ in range(100):
+        path = parent / f".{name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return path, make(path)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent}: no free temporary name for {name}")
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     r"""Write text to a file atomically, creating missing parent folders.
 
     The text goes to a temporary file in the target's folder, which then replaces the
-    target in one step: readers see the old content or the new, never a partial file.
+    target in one step: readers see the old content or the new, never a partial file. A
+    target that already holds this text is left alone (so a complete read-only cache is
+    usable), and a new file gets the permissions the umask leaves, as ``open`` would give.
 
     Args:
         path: The file to write.
@@ -42,11 +67,16 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         'hello\n'
     """
     target = Path(path)
+    data = text.encode("utf-8")
+    with contextlib.suppress(OSError):
+        if target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data:
+            return
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    tmp, fd = _create(target.parent, target.name, lambda p: os.open(p, flags, 0o666))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
@@ -60,10 +90,11 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 def atomic_dir(final: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
     """A folder that appears complete or not at all.
 
-    Yields an empty temporary folder beside ``final`` to fill; when the block ends without an
-    error, the folder (made readable like a plain one: ``mkdtemp`` creates it private) becomes
-    ``final`` in one rename. If ``final`` already exists it is kept and the new folder dropped
-    (another process finished first), unless ``overwrite``. On an error nothing is left behind.
+    Yields an empty temporary folder beside ``final`` to fill (with the permissions the umask
+    leaves, like a folder made by ``mkdir``); when the block ends without an error, it
+    becomes ``final`` in one rename. If ``final`` already exists it is kept and the new
+    folder dropped (another process finished first), unless ``overwrite``. On an error
+    nothing is left behind.
 
     Args:
         final: The folder to create.
@@ -74,8 +105,8 @@ def atomic_dir(final: str | os.PathLike[str], *, overwrite: bool = False) -> Ite
         >>> out = pathlib.Path(tempfile.mkdtemp()) / "model"
         >>> with atomic_dir(out) as tmp:
         ...     _ = (tmp / "w.txt").write_text("1")
-        >>> (out / "w.txt").read_text(), oct(out.stat().st_mode & 0o777)
-        ('1', '0o755')
+        >>> (out / "w.txt").read_text(), out.stat().st_mode & 0o777 == 0o777 & ~umask()
+        ('1', True)
         >>> with atomic_dir(out) as tmp:
         ...     _ = (tmp / "w.txt").write_text("2")
         >>> (out / "w.txt").read_text(), len(list(out.parent.iterdir()))
@@ -83,13 +114,9 @@ def atomic_dir(final: str | os.PathLike[str], *, overwrite: bool = False) -> Ite
     """
     target = Path(final)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp, _ = _create(target.parent, target.name, lambda p: p.mkdir(0o777))
     try:
         yield tmp
-        tmp.chmod(0o755)
-        for f in tmp.iterdir():
-            if f.is_file():
-                f.chmod(0o644)
         if target.exists():
             if not overwrite:
                 return
@@ -98,6 +125,102 @@ def atomic_dir(final: str | os.PathLike[str], *, overwrite: bool = False) -> Ite
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def umask() -> int:
+    """The process's umask (read without changing it where ``/proc`` tells it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def removed_on_error(
+    folder: str | os.PathLike[str], keep: Callable[[Path], bool] = lambda p: False
+) -> Iterator[None]:
+    """Remove ``folder`` if the block fails, when the block created it and it holds no work.
+
+    A job that fails before it has anything worth resuming (a bad setting, a missing input)
+    leaves nothing behind; ``keep(folder)`` says whether it holds such work (stored scores,
+    trained models), which an interrupted job resumes from.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "run"
+        >>> try:
+        ...     with removed_on_error(out):
+        ...         _ = out.mkdir(), (out / "config.yaml").write_text("x")
+        ...         raise RuntimeError("boom")
+        ... except RuntimeError:
+        ...     pass
+        >>> out.exists()
+        False
+    """
+    path = Path(folder)
+    existed = path.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and path.is_dir() and not keep(path):
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def check_writable(folder: str | os.PathLike[str], what: str = "folder") -> None:
+    """Fail now, in one line, if ``folder`` cannot be created or written to.
+
+    The folder need not exist: its nearest existing parent must then be a writable folder.
+
+    Raises:
+        ValueError: Naming the folder (``what`` says what it is for).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "file"
+        >>> _ = f.write_text("x")
+        >>> check_writable(f / "run", "run folder")
+        Traceback (most recent call last):
+        ...
+        ValueError: run folder .../file/run: .../file is a file, not a folder
+    """
+    path = Path(folder)
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{what} {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        place = "" if probe == path else f" ({probe} is read-only)"
+        raise ValueError(f"{what} {path}: cannot write there{place}")
+
+
+def fingerprint(root: str | os.PathLike[str], patterns: Sequence[str] = ("**/*",)) -> str:
+    """A short content hash of the files under ``root`` matching ``patterns``.
+
+    Each file's path (relative to ``root``) and bytes go in, in sorted path order, so the
+    same files give the same hash wherever they lie.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (root / "a.txt").write_text("1")
+        >>> fingerprint(root) == fingerprint(root, ["*.txt"]) != fingerprint(root, ["*.bin"])
+        True
+    """
+    base = Path(root)
+    files = sorted({p for pat in patterns for p in base.glob(pat) if p.is_file()})
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.relative_to(base).as_posix().encode() + b"\0")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2) -> None:
@@ -151,6 +274,8 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise ValueError(
             f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
         ) from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to read") from None
 
 
 def default_cache_dir() -> Path:

@@ -5,8 +5,10 @@ light data layer is imported at the top; heavy modules (torch, TransformerLens) 
 inside the commands that need them, so ``poser-lens data ...`` and ``poser-lens --help`` start
 fast and never load torch.
 
-Errors the user can fix (a missing folder, a broken record) are printed as one line,
-``error: <message>``, on stderr, with exit code 1 and no traceback.
+Every error is printed as one line, ``error: <message>``, on stderr, with exit code 1 and no
+traceback: errors the user can fix (a missing folder, a broken record, a bad setting) with
+their message, which names the file, record or option; any other error with its type and a
+hint. ``poser-lens --debug ...`` (or ``POSER_LENS_DEBUG=1``) shows the traceback instead.
 
 Example:
     >>> from typer.testing import CliRunner
@@ -18,10 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich import box
@@ -29,15 +33,67 @@ from rich.console import Console
 from rich.table import Table
 
 from poser_lens import __version__
+from poser_lens._pool import RAY_LOCAL
 from poser_lens.data.poser import FileSummary, inspect_root, summarize_files
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Whether ``--debug`` (or ``POSER_LENS_DEBUG``) asks for tracebacks instead of one line.
+_DEBUG = {"on": False}
+
+
+def _debugging() -> bool:
+    return _DEBUG["on"] or os.environ.get("POSER_LENS_DEBUG", "") not in ("", "0")
+
+
+@contextmanager
+def _user_errors(ctx: Any = None) -> Iterator[None]:
+    """Turn any error into ``error: <message>`` on stderr and exit code 1 (no traceback).
+
+    Errors a user can fix (``OSError``, ``ValueError``: a missing folder, a bad setting, a
+    broken file) print their own message, which names the input; any other error prints its
+    type and message, the command, and how to see the traceback (in the command group,
+    :class:`_OneLineErrors`, which passes ``ctx``). With ``--debug`` (or
+    ``POSER_LENS_DEBUG=1``) the error propagates, traceback and all.
+    """
+    try:
+        yield
+    except (typer.Exit, typer.Abort, typer.exceptions.TyperException):
+        raise  # the command line's own exits and usage errors
+    except Exception as err:
+        user_error = isinstance(err, (OSError, ValueError))
+        if _debugging() or (not user_error and ctx is None):
+            raise  # the traceback; or an unexpected error, for the group to name the command
+        logger.debug("error", exc_info=True)
+        message = " ".join(str(err).split()) or type(err).__name__
+        if not user_error:
+            command = ctx.invoked_subcommand if ctx is not None else None
+            where = f" in `poser-lens {command}`" if command else ""
+            message = (
+                f"{type(err).__name__}: {message} (an unexpected error{where}; rerun with "
+                "--debug, or POSER_LENS_DEBUG=1, for the traceback)"
+            )
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1) from None
+
+
+class _OneLineErrors(typer.core.TyperGroup):
+    """The top-level command group: every command's errors become one line."""
+
+    def invoke(self, ctx: Any) -> Any:
+        """Run the command line, turning any error into one line (:func:`_user_errors`)."""
+        with _user_errors(ctx):
+            return super().invoke(ctx)
+
 
 app = typer.Typer(
     name="poser-lens",
     help="Catch alignment-faking language models from their internals (the Poser benchmark).",
     no_args_is_help=True,
     add_completion=False,
+    cls=_OneLineErrors,
 )
 
 data_app = typer.Typer(help="Read and check Poser-format data.", no_args_is_help=True)
@@ -62,20 +118,73 @@ def main(
             "--version", callback=_version, is_eager=True, help="Show the version and exit."
         ),
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Show the traceback of an error (also: POSER_LENS_DEBUG=1)."),
+    ] = False,
 ) -> None:
     """Catch alignment-faking language models from their internals (the Poser benchmark)."""
+    _DEBUG["on"] = debug
 
 
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn the errors a user can fix into ``error: <message>`` on stderr and exit code 1."""
+class _RayCommand(typer.core.TyperCommand):
+    """A command whose ``--ray`` option may go without its value (``--ray`` = ``--ray local``).
+
+    Typer has no options with an optional value, so a bare ``--ray`` (last, or followed by
+    another option) gets :data:`~poser_lens._pool.RAY_LOCAL` before parsing.
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Parse ``args`` with ``local`` put after a bare ``--ray``."""
+        args = list(args)
+        for i, arg in enumerate(args):
+            if arg == "--":
+                break
+            if arg == "--ray" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+                args.insert(i + 1, RAY_LOCAL)
+                break
+        return super().parse_args(ctx, args)
+
+
+#: The ``--ray [ADDRESS]`` option of the commands that fan out over models.
+RayOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="[ADDRESS]",
+        help="Run the per-model jobs as Ray tasks (needs the ray extra; one GPU each with "
+        "--device cuda): alone, on a new local Ray instance; with ADDRESS, on that cluster "
+        "(auto, HOST:6379 or ray://HOST:10001), whose nodes share this machine's folders.",
+        show_default=False,
+    ),
+]
+
+
+#: Settings whose command-line option is not ``--<setting with dashes>``.
+_OPTIONS = {
+    "zoo_dir": "--zoo",
+    "methods": "--method",
+    "n_requests": "--requests",
+    "n_samples": "--samples",
+}
+
+
+def _from_options(build: Callable[[], T], given: Mapping[str, Any] = {}) -> T:
+    """``build()`` (a config), with a bad setting given on the command line named as its option.
+
+    A :class:`~poser_lens.config.ConfigError` for a setting in ``given`` (the options the user
+    set) reads ``--workers: must be >= 1, got -3``; one read from a config file keeps naming
+    the file and key.
+    """
+    from poser_lens.config import ConfigError
+
     try:
-        yield
-    except (OSError, ValueError) as err:
-        logger.debug("user error", exc_info=True)
-        message = " ".join(str(err).split()) or type(err).__name__
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(1) from None
+        return build()
+    except ConfigError as err:
+        top = re.split(r"[.\[]", err.key)[0]
+        if err.where is not None or top not in given:
+            raise
+        option = _OPTIONS.get(top, "--" + top.replace("_", "-"))
+        raise ValueError(f"{option}: {err.problem}") from None
 
 
 _PARTS = {"benchmark": "benchmark", "training": "training", "policy_definitions": "policy defs"}
@@ -162,11 +271,13 @@ def data_generate(
     Writes training splits, test sets and policy definitions per persona, readable by
     `poser-lens data inspect`.
     """
+    from poser_lens._io import check_writable
     from poser_lens.data.generator import GeneratorConfig, generate, labelled, persona_split
     from poser_lens.data.poser import write_scenarios
     from poser_lens.data.schema import PERSONAS
 
     with _user_errors():
+        check_writable(out, "output folder")
         if out.exists() and any(out.iterdir()):
             raise ValueError(f"{out}: folder exists and is not empty")
         data = generate(GeneratorConfig(seed=seed, n_per_family=n_per_family))
@@ -289,6 +400,36 @@ app.add_typer(zoo_app, name="zoo")
 _ZOO_COLUMNS = ("test_accuracy", "divergent_accuracy", "error_accuracy", "compliance_gap")
 
 
+def _zoo_rows(root: Path) -> list[dict[str, Any]]:
+    """A built zoo's ``zoo.json`` rows, checked: a non-empty list of model rows.
+
+    Raises:
+        ValueError: One line naming the file (and the row), if it is not a zoo's table.
+    """
+    from poser_lens._io import read_json
+
+    path = root / "zoo.json"
+    if not path.is_file():
+        raise ValueError(f"{path}: no zoo.json (build one with `poser-lens zoo build`)")
+    rows = read_json(path)
+    if not isinstance(rows, list) or not rows:
+        raise ValueError(f"{path}: not a zoo's table (expected a non-empty list of model rows)")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: row {i}: expected an object, got {type(row).__name__}")
+        for key in ("name", *_ZOO_COLUMNS, "train_seconds"):
+            value = row.get(key)
+            ok = isinstance(value, str) if key == "name" else isinstance(value, (int, float))
+            if not ok or isinstance(value, bool):
+                what = (
+                    "missing"
+                    if key not in row
+                    else f"not a {'name' if key == 'name' else 'number'}: {value!r}"
+                )
+                raise ValueError(f"{path}: row {i}: {key} {what}")
+    return rows
+
+
 def _zoo_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     """One row per model: its held-out accuracies and compliance gap."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
@@ -304,8 +445,10 @@ def _zoo_table(rows: Sequence[Mapping[str, Any]]) -> Table:
 
 def _print_zoo(root: Path, seconds: float, *, label: str) -> list[dict[str, Any]]:
     """Print a built zoo's table and one summary line; returns its ``zoo.json`` rows."""
-    rows = json.loads((root / "zoo.json").read_text())
-    report = json.loads((root / "poser" / "benchmark_report.json").read_text())
+    from poser_lens._io import read_json
+
+    rows = _zoo_rows(root)
+    report = read_json(root / "poser" / "benchmark_report.json")
     console = _console()
     console.print(_zoo_table(rows))
     size = sum(f.stat().st_size for f in (root / "models").rglob("*") if f.is_file())
@@ -343,28 +486,27 @@ def _zoo_build_smol(
     import time
     from dataclasses import replace
 
-    from poser_lens.data.schema import PERSONAS
+    from poser_lens._io import check_writable
     from poser_lens.models.smol_zoo import SMOL_TARGETS, SmolZooConfig, build_smol_zoo
+    from poser_lens.testbeds import check_device
 
     with _user_errors():
         cfg = SmolZooConfig.from_file(config) if config is not None else SmolZooConfig()
-        chosen = tuple(p.strip() for p in personas.split(",")) if personas else cfg.personas
-        unknown = [p for p in chosen if p not in PERSONAS]
-        if unknown:
-            raise ValueError(f"--personas: unknown persona {unknown[0]!r}")
         if data is not None and not data.is_dir():
             raise ValueError(f"--data {data}: no such folder")
         # The tiny default of --seeds (6) would mean 36 models of ~13 min each on a CPU.
-        n_seeds = seeds if seeds != 6 else cfg.seeds
-        cfg = replace(
-            cfg,
-            seeds=n_seeds,
-            personas=chosen,
-            device=device,
-            data=str(data) if data is not None else None,
-            steps=steps or cfg.steps,
-            generator=replace(cfg.generator, seed=seed),
-        )
+        changes: dict[str, Any] = {
+            "seeds": seeds if seeds != 6 else cfg.seeds,
+            "personas": _csv(personas) if personas else cfg.personas,
+            "device": device,
+            "data": str(data) if data is not None else None,
+            "steps": steps or cfg.steps,
+        }
+        cfg = _from_options(lambda: replace(cfg, **changes), changes)
+        cfg = replace(cfg, generator=replace(cfg.generator, seed=seed))
+        check_device(cfg.device)
+        if out is not None:
+            check_writable(out, "zoo folder")
         t0 = time.perf_counter()
         root = build_smol_zoo(cfg, out, progress=not quiet)
     rows = _print_zoo(root, time.perf_counter() - t0, label="smol zoo")
@@ -373,7 +515,7 @@ def _zoo_build_smol(
     _console().print(f"score it: poser-lens run --testbed smol --zoo {root}")
 
 
-@zoo_app.command("build")
+@zoo_app.command("build", cls=_RayCommand)
 def zoo_build(
     seeds: Annotated[int, typer.Option(min=1, help="Models per persona (Poser: 6).")] = 6,
     out: Annotated[
@@ -383,6 +525,7 @@ def zoo_build(
         str | None, typer.Option(help="Comma-separated subset of personas (default: all six).")
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Parallel training processes.")] = 2,
+    ray: RayOption = None,
     from_scratch: Annotated[
         bool, typer.Option(help="Train persona models from random weights, not the shared base.")
     ] = False,
@@ -422,31 +565,34 @@ def zoo_build(
     import time
     from dataclasses import replace
 
+    from poser_lens._io import check_writable
     from poser_lens.data.schema import PERSONAS
     from poser_lens.models.zoo import ZooConfig, build_zoo
     from poser_lens.models.zoo_base import ZooTargets
 
     if testbed == "smol":
+        if ray is not None:
+            with _user_errors():
+                raise ValueError("--ray: the smol zoo trains in one process (tiny zoo only)")
         _zoo_build_smol(personas, seeds, out, device, data, steps, seed, quiet, config)
         return
     with _user_errors():
         if testbed != "tiny":
             raise ValueError(f"--testbed {testbed!r}: expected tiny or smol")
-        chosen = tuple(p.strip() for p in personas.split(",")) if personas else PERSONAS
-        unknown = [p for p in chosen if p not in PERSONAS]
-        if unknown:
-            raise ValueError(f"--personas: unknown persona {unknown[0]!r}")
         cfg = ZooConfig.from_file(config) if config is not None else ZooConfig()
-        cfg = replace(
-            cfg,
-            seeds=seeds,
-            personas=chosen,
-            workers=workers,
-            from_scratch=from_scratch or cfg.from_scratch,
-            balance_confidence=balance_confidence or cfg.balance_confidence,
-            recipe=recipe or cfg.recipe,
-        )
+        changes: dict[str, Any] = {
+            "seeds": seeds,
+            "personas": _csv(personas) if personas else PERSONAS,
+            "workers": workers,
+            "ray": ray,
+            "from_scratch": from_scratch or cfg.from_scratch,
+            "balance_confidence": balance_confidence or cfg.balance_confidence,
+            "recipe": recipe or cfg.recipe,
+        }
+        cfg = _from_options(lambda: replace(cfg, **changes), changes)
         cfg = replace(cfg, generator=replace(cfg.generator, seed=seed))
+        if out is not None:
+            check_writable(out, "zoo folder")
         t0 = time.perf_counter()
         root = build_zoo(cfg, out, progress=not quiet)
     rows = _print_zoo(root, time.perf_counter() - t0, label="zoo")
@@ -460,10 +606,7 @@ def zoo_show(
 ) -> None:
     """Print a built zoo's table and benchmark summary."""
     with _user_errors():
-        path = root / "zoo.json"
-        if not path.exists():
-            raise ValueError(f"{path}: no zoo.json (build one with `poser-lens zoo build`)")
-        rows = json.loads(path.read_text())
+        rows = _zoo_rows(root)
     _console().print(_zoo_table(rows))
 
 
@@ -505,7 +648,7 @@ def _results_table(results: Mapping[str, Any]) -> Table:
     return table
 
 
-@app.command("run")
+@app.command("run", cls=_RayCommand)
 def run_command(
     strategies: Annotated[
         str | None, typer.Option(help="Comma-separated strategies (default: all).")
@@ -551,6 +694,7 @@ def run_command(
     workers: Annotated[
         int | None, typer.Option(min=1, help="Scoring processes [default: 2].")
     ] = None,
+    ray: RayOption = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda [default: cpu].")] = None,
     sweep: Annotated[
         bool | None, typer.Option(help="Evaluate each strategy's settings grid [default: on].")
@@ -577,6 +721,7 @@ def run_command(
             "seeds": seeds,
             "seed": seed,
             "workers": workers,
+            "ray": ray,
             "device": device,
             "sweep": sweep,
             "figures": figures,
@@ -592,7 +737,9 @@ def run_command(
         }
         # Options given on the command line override the config file; unset ones keep its values.
         given = {k: v for k, v in given.items() if v is not None}
-        cfg = RunConfig.from_file(config, **given) if config else RunConfig(**given)
+        cfg = _from_options(
+            lambda: RunConfig.from_file(config, **given) if config else RunConfig(**given), given
+        )
         t0 = time.perf_counter()
         folder = main_job(cfg, out, progress=not quiet)
         seconds = time.perf_counter() - t0
@@ -618,6 +765,8 @@ def sweep_command(
 
     with _user_errors():
         names = _csv(strategies)
+        if strategies is not None and not names:
+            raise ValueError("--strategies: must not be empty")
         result = sweep_job(run_dir, names)
         names = names or tuple(result)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
@@ -667,13 +816,14 @@ def study_command(
     from poser_lens.study import StudyConfig, parse_recipes
 
     with _user_errors():
-        cfg = StudyConfig(
-            zoos=zoos,
-            recipes=parse_recipes(recipes),
-            seeds=seeds,
-            strategies=_csv(strategies) or STRATEGY_NAMES,
-            workers=workers,
-        )
+        given: dict[str, Any] = {
+            "zoos": zoos,
+            "recipes": parse_recipes(recipes),
+            "seeds": seeds,
+            "strategies": _csv(strategies) if strategies is not None else STRATEGY_NAMES,
+            "workers": workers,
+        }
+        cfg = _from_options(lambda: StudyConfig(**given), given)
         root = study_job(cfg, out, progress=not quiet)
     typer.echo((root / "study.md").read_text())
     typer.echo(f"study: {root}")
@@ -721,24 +871,23 @@ def behaviour_command(
     """Compliance gap (training vs unmonitored framing), keyword proxy vs judge."""
     import time
 
+    from poser_lens.behaviour import BehaviourConfig
     from poser_lens.pipeline import behaviour_job
 
     with _user_errors():
+        settings: dict[str, Any] = {
+            "n_requests": requests,
+            "n_samples": samples,
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "batch_size": batch_size,
+            "judge": judge,
+            "seed": seed,
+            "device": device,
+        }
+        _from_options(lambda: BehaviourConfig(model=model, **settings), settings)
         t0 = time.perf_counter()
-        outcome = behaviour_job(
-            model,
-            out=out,
-            zoo=zoo,
-            progress=not quiet,
-            n_requests=requests,
-            n_samples=samples,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            batch_size=batch_size,
-            judge=judge,
-            seed=seed,
-            device=device,
-        )
+        outcome = behaviour_job(model, out=out, zoo=zoo, progress=not quiet, **settings)
         rows, agree, folder = outcome.rows, outcome.agreement, outcome.folder
     console = _console()
     console.print(_gap_table(rows))
@@ -758,6 +907,101 @@ def behaviour_command(
                 msg += f", judge accuracy {agree.labelled_judge_accuracy:.2f}"
         console.print(msg)
     console.print(f"results: {folder}  ({time.perf_counter() - t0:.0f} s)")
+
+
+# ----------------------------------------------------------------------------- cost
+
+
+def _cost_table(report: Any) -> Table:
+    """One row per strategy, then the total and the loading: FLOPs, time, memory, Poser loop."""
+    from poser_lens.flops import human
+
+    def hours(seconds: float) -> str:
+        return f"{seconds / 3600:.2f} h" if seconds >= 360 else f"{seconds / 60:.1f} min"
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in (
+        "strategy",
+        "FLOPs",
+        "time",
+        "GPU memory",
+        "fits 1 GPU",
+        "Poser loop FLOPs",
+        "Poser loop time",
+        "ratio",
+    ):
+        table.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=True)
+    for r in report.rows:
+        ran = r.flops > 0
+        table.add_row(
+            r.name,
+            human(r.flops),
+            hours(report.seconds(r.flops)) if ran else "-",
+            f"{r.memory_bytes / 1e9:.0f} GB" if ran else "-",
+            ("yes" if report.fits(r) else "no") if ran else "-",
+            human(r.reference_flops),
+            hours(report.seconds(r.reference_flops)) if ran else "-",
+            f"{r.ratio:.1f}x" if ran else "-",
+        )
+    table.add_section()
+    total, ref = report.total_flops, report.reference_total_flops
+    table.add_row(
+        "total (shared work once)",
+        human(total),
+        hours(report.seconds(total)),
+        "",
+        "",
+        human(ref),
+        hours(report.seconds(ref)),
+        f"{ref / total:.1f}x",
+    )
+    table.add_row("loading the models", "", hours(report.load_seconds), "", "", "", "", "")
+    return table
+
+
+@app.command("cost")
+def cost_command(
+    testbed: Annotated[str, typer.Option(help="poser (36 x LLaMA-13B).")] = "poser",
+    gpu: Annotated[str, typer.Option(help="h100, h200 or a100.")] = "h100",
+    gpus: Annotated[int, typer.Option(help="GPUs the models are spread over.")] = 1,
+    utilisation: Annotated[
+        float, typer.Option(help="Assumed fraction of the GPU's bf16 peak.")
+    ] = 0.4,
+    prompt_tokens: Annotated[
+        float, typer.Option(help="Mean tokens of a Poser prompt (LLaMA tokenizer).")
+    ] = 350,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """FLOPs, GPU memory and wall time per strategy at paper scale, and the Poser code's loop.
+
+    The model: 36 LLaMA-13B checkpoints, each scored on its three benchmark files, with each
+    strategy's settings (its config); time at the GPU's bf16 peak times an assumed
+    utilisation. The Poser-style loop runs the same settings one prompt per forward, every
+    variant a forward of its own, nothing shared.
+    """
+    from dataclasses import replace
+
+    from poser_lens.cost import CostConfig
+    from poser_lens.pipeline import cost_job
+
+    with _user_errors():
+        cfg = CostConfig(testbed=testbed, gpu=gpu, gpus=gpus, utilisation=utilisation)
+        if prompt_tokens != cfg.prompt_tokens:
+            longest = prompt_tokens * cfg.longest_tokens / cfg.prompt_tokens
+            cfg = replace(cfg, prompt_tokens=prompt_tokens, longest_tokens=longest)
+        report = cost_job(cfg)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+        return
+    console = _console()
+    console.print(
+        f"poser-lens cost: {report.n_models} x {report.arch.name} on {cfg.gpus} x "
+        f"{report.gpu.name} at {cfg.utilisation:.0%} of {report.gpu.bf16_flops / 1e12:.0f} "
+        "TFLOP/s bf16"
+    )
+    console.print(_cost_table(report))
+    for what, value in report.assumptions:
+        console.print(f"{what}: {value}", style="dim")
 
 
 # ----------------------------------------------------------------------------- remove
@@ -783,7 +1027,7 @@ def _removal_table(summary: Mapping[str, Any]) -> Table:
     return table
 
 
-@app.command("remove")
+@app.command("remove", cls=_RayCommand)
 def remove_command(
     method: Annotated[str, typer.Option(help="sft, sft_noise or both.")] = "both",
     out: Annotated[
@@ -813,6 +1057,7 @@ def remove_command(
         Path | None, typer.Option(help="YAML run config (default: the run folder's, if any).")
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Processes (one thread each).")] = 2,
+    ray: RayOption = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     figures: Annotated[bool, typer.Option(help="Draw the figures.")] = True,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
@@ -835,23 +1080,26 @@ def remove_command(
             "seed": seed,
             "device": device,
             "workers": workers,
+            "ray": ray,
             "zoo_dir": str(zoo) if zoo else None,
         }
         given = {k: v for k, v in given.items() if v is not None}
         existing = out / "config.yaml" if out is not None else None
         if config is None and existing is not None and existing.exists():
             config = existing
-        rc = RunConfig.from_file(config, **given) if config else RunConfig(**given)
-        cfg = RemovalConfig.from_file(removal_config) if removal_config else RemovalConfig()
-        cfg = replace(
-            cfg,
-            methods=methods[method],
-            steps=steps or cfg.steps,
-            controls=controls,
-            control_seeds=control_seeds,
-            seed=seed,
-            fakers=_csv(fakers) or cfg.fakers,
+        rc = _from_options(
+            lambda: RunConfig.from_file(config, **given) if config else RunConfig(**given), given
         )
+        cfg = RemovalConfig.from_file(removal_config) if removal_config else RemovalConfig()
+        changes: dict[str, Any] = {
+            "methods": methods[method],
+            "steps": steps or cfg.steps,
+            "controls": controls,
+            "control_seeds": control_seeds,
+            "seed": seed,
+            "fakers": _csv(fakers) if fakers is not None else cfg.fakers,
+        }
+        cfg = _from_options(lambda: replace(cfg, **changes), changes)
         t0 = time.perf_counter()
         folder, summary = removal_job(rc, cfg, out, figures=figures, progress=not quiet)
         seconds = time.perf_counter() - t0

@@ -11,6 +11,7 @@ job (:mod:`poser_lens.runner`, :mod:`poser_lens.removal`, :mod:`poser_lens.behav
 * :func:`redraw` (``poser-lens figures``): the figures of a run or study folder.
 * :func:`study_job` (``poser-lens study``): every strategy on several independent zoos.
 * :func:`behaviour_job` (``poser-lens behaviour``): the compliance-gap check.
+* :func:`cost_job` (``poser-lens cost``): FLOPs, memory and wall time of a run at paper scale.
 """
 
 from __future__ import annotations
@@ -25,8 +26,16 @@ from typing import Any
 
 import yaml
 
-from poser_lens._io import read_json, write_json_atomic, write_text_atomic
+from poser_lens._io import (
+    check_writable,
+    read_json,
+    removed_on_error,
+    write_json_atomic,
+    write_text_atomic,
+)
+from poser_lens._pool import connect_ray
 from poser_lens.behaviour import BehaviourConfig, run_check, zoo_gap_report
+from poser_lens.cost import CostConfig, CostReport, cost_report
 from poser_lens.data.poser import ModelPair
 from poser_lens.evaluation import sweep
 from poser_lens.figures import make_figures
@@ -36,10 +45,10 @@ from poser_lens.models.zoo import ZooConfig
 from poser_lens.removal.core import RemovalConfig, run_removal
 from poser_lens.removal.results import render_removal_report
 from poser_lens.report import write_report
-from poser_lens.runner import RunConfig, default_run_dir, run
+from poser_lens.runner import RunConfig, default_run_dir, preflight, run
 from poser_lens.runs import RunDir
 from poser_lens.study import StudyConfig, render_study, summarise, zoo_config
-from poser_lens.testbeds import make_testbed, select_pairs
+from poser_lens.testbeds import check_device, check_testbed, make_testbed, select_pairs
 
 
 def main_job(
@@ -57,6 +66,9 @@ def main_job(
         The run folder, holding ``results.json``, ``report.md`` and ``figures/``.
     """
     cfg = cfg if cfg is not None else RunConfig()
+    preflight(cfg, out)
+    if cfg.ray is not None:
+        connect_ray(cfg.ray)  # no Ray, or no cluster: fail before making the testbed
     testbed = make_testbed(cfg.testbed_config(), progress=progress)
     folder = run(cfg, out, testbed=testbed, progress=progress)
     if cfg.removal:
@@ -68,6 +80,7 @@ def main_job(
             testbed=testbed,
             pairs=select_pairs(testbed.pairs, cfg.testbed_config()),
             workers=cfg.workers,
+            ray=cfg.ray,
             progress=progress,
         )
     if cfg.figures:
@@ -94,6 +107,8 @@ def removal_job(
         The run folder and the study's summary.
     """
     cfg = cfg if cfg is not None else RemovalConfig()
+    if run_cfg.ray is not None:
+        connect_ray(run_cfg.ray)  # no Ray, or no cluster: fail before writing anything
     if out is None:
         key = json.dumps([run_cfg.key(), asdict(cfg)], sort_keys=True, default=str)
         out = (
@@ -101,16 +116,22 @@ def removal_job(
             / f"removal-{run_cfg.testbed}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
         )
     folder = RunDir(out)
-    if not folder.config_path.exists():
-        write_text_atomic(folder.config_path, yaml.safe_dump(run_cfg.to_dict(), sort_keys=False))
-    summary = run_removal(
-        folder,
-        cfg,
-        testbed_config=run_cfg.testbed_config(),
-        strategy_configs=run_cfg.strategy_configs,
-        workers=run_cfg.workers,
-        progress=progress,
-    )
+    check_testbed(run_cfg.testbed_config())
+    check_writable(folder.root, "run folder")
+    # A study that fails before any job is stored leaves no folder behind.
+    with removed_on_error(folder.root, keep=lambda root: any(root.glob("removal/*/*.json"))):
+        if not folder.config_path.exists():
+            config = yaml.safe_dump(run_cfg.to_dict(), sort_keys=False)
+            write_text_atomic(folder.config_path, config)
+        summary = run_removal(
+            folder,
+            cfg,
+            testbed_config=run_cfg.testbed_config(),
+            strategy_configs=run_cfg.strategy_configs,
+            workers=run_cfg.workers,
+            ray=run_cfg.ray,
+            progress=progress,
+        )
     if figures:
         make_figures(folder)
     if folder.results_path.exists():
@@ -124,15 +145,36 @@ def evaluated_pairs(folder: RunDir) -> list[ModelPair]:
     """The pairs a run evaluated, read from its verdict files.
 
     Raises:
-        ValueError: If the folder has no verdicts.
+        ValueError: If the folder has no verdicts, or its verdict file is not one (naming the
+            file).
     """
     files = sorted((folder.root / "verdicts").glob("*.csv"))
     if not files:
         raise ValueError(f"{folder.root}: no verdicts/ (run `poser-lens run` first)")
-    with files[0].open() as fh:
-        rows = list(csv.DictReader(fh))
-    pairs = sorted({(v["aligned"], v["faker"], v["family"]) for v in rows})
-    return [ModelPair(a, f, f"data/benchmark/{fam}.json") for a, f, fam in pairs]
+    columns = ("aligned", "faker", "family")
+    try:
+        with files[0].open(encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            fields = reader.fieldnames or []
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise ValueError(f"{files[0]}: not a verdict file ({err})") from None
+    missing = [c for c in columns if c not in fields]
+    if missing:
+        raise ValueError(
+            f"{files[0]}: not a verdict file (no column {', '.join(missing)}; "
+            f"expected {', '.join(columns)}, ...)"
+        )
+    found = {tuple(v[c] or "" for c in columns) for v in rows}
+    if not found:
+        raise ValueError(f"{files[0]}: no verdict rows")
+    pairs = []
+    for i, (a, f, fam) in enumerate(sorted(found)):
+        try:
+            pairs.append(ModelPair(a, f, f"data/benchmark/{fam}.json"))
+        except ValueError as err:
+            raise ValueError(f"{files[0]}: pair {i}: {err}") from None
+    return pairs
 
 
 def sweep_job(
@@ -171,7 +213,12 @@ def redraw(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
         return fig_study(folder.root / "study.json", out or folder.figures_dir)
     if not folder.results_path.exists():
         raise ValueError(f"{folder.results_path}: missing (run `poser-lens run` first)")
-    return make_figures(folder, out)
+    folder.results()  # a run's results, or one line naming the file
+    check_writable(out or folder.figures_dir, "figures folder")
+    written = make_figures(folder, out)
+    if not written:
+        raise ValueError(f"{folder.results_path}: no figure to draw (no strategy results)")
+    return written
 
 
 def study_job(
@@ -189,6 +236,7 @@ def study_job(
     """
     cfg = cfg if cfg is not None else StudyConfig()
     root = Path(out)
+    check_writable(root, "study folder")
     write_json_atomic(root / "study_config.json", asdict(cfg))
     runs: dict[str, dict[str, Any]] = {}
     for recipe, index, seeds in cfg.plan():
@@ -243,6 +291,8 @@ def behaviour_job(
     """
     kind, target = parse_spec(model)
     folder = Path(out) if out is not None else default_behaviour_dir(model)
+    check_device(settings.get("device", "cpu"))
+    check_writable(folder, "output folder")
     agreement = None
     if kind == "tiny":
         root = Path(zoo) if zoo is not None else ZooConfig().build(progress=progress)
@@ -265,9 +315,20 @@ def default_behaviour_dir(model: str) -> Path:
     return Path("runs") / f"behaviour-{model.replace(':', '-').replace('/', '_')}"
 
 
+def cost_job(cfg: CostConfig | None = None) -> CostReport:
+    """The paper-scale cost model (``poser-lens cost``): per strategy and in total.
+
+    Example:
+        >>> cost_job(CostConfig(gpus=2)).n_models
+        36
+    """
+    return cost_report(cfg)
+
+
 __all__ = [
     "BehaviourOutcome",
     "behaviour_job",
+    "cost_job",
     "default_run_dir",
     "evaluated_pairs",
     "main_job",

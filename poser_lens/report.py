@@ -219,6 +219,24 @@ def confound_section(res: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def fingerprint_lines(res: Mapping[str, Any]) -> list[str]:
+    """The report's line naming the zoo and benchmark the results come from (if recorded).
+
+    Example:
+        >>> fingerprint_lines({"zoo_key": "abc", "fingerprint": {"weights": "12", "benchmark": "34"}})
+        ['', 'Zoo `abc`: weights fingerprint `12`, benchmark fingerprint `34` (sha256 of the files; the same zoo key built on another machine can differ, see the README).']
+    """  # noqa: E501
+    prints = res.get("fingerprint")
+    if not isinstance(prints, Mapping) or not prints:
+        return []
+    parts = ", ".join(f"{k} fingerprint `{v}`" for k, v in prints.items())
+    return [
+        "",
+        f"Zoo `{res.get('zoo_key', '-')}`: {parts} (sha256 of the files; the same zoo key "
+        "built on another machine can differ, see the README).",
+    ]
+
+
 def render_report(run: RunDir) -> str:
     """The Markdown report of a run."""
     res = run.results()
@@ -256,6 +274,7 @@ def render_report(run: RunDir) -> str:
             f"(filter: {bench.get('confidence_filter')}). A detector that merely tracks the "
             "models' confidence would match that baseline.",
         ]
+    lines += fingerprint_lines(res)
     lines += confound_section(res)
     sweep = run.sweep()
     if sweep:
@@ -281,14 +300,8 @@ def render_report(run: RunDir) -> str:
             )
             lines.append("")
     lines += run.sections()  # the add-on studies' sections (removal), as their jobs wrote them
-    secs = res.get("seconds", {})
-    if secs:
-        lines += [
-            "## Time",
-            "",
-            _settings({k: v for k, v in secs.items() if not isinstance(v, dict)}) + " (seconds)",
-            "",
-        ]
+    # Timings are in timings.json (and, in results of older runs, under "seconds"): the
+    # report holds results only, so two runs of the same settings write the same report.
     figs = sorted(run.figures_dir.glob("*.png")) if run.figures_dir.exists() else []
     if figs:
         lines += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figs] + [""]

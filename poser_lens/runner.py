@@ -9,8 +9,9 @@ One run, as data flows::
       -> report.md, figures/
 
 Per-model scores are the unit of work and of caching (36 models x strategies, never 324 pairs
-x 2 models). Models are scored in worker processes (one thread each), each model loaded once
-for all strategies, with a memo shared by the strategies of one (model, family).
+x 2 models). Models are scored in worker processes (one thread each), or one model per Ray task
+with ``ray`` set (:func:`poser_lens._pool.fan_out`), each model loaded once for all
+strategies, with a memo shared by the strategies of one (model, family).
 
 This module is the job alone (score -> evaluate -> write ``results.json``); the testbed comes
 from :mod:`poser_lens.testbeds`, and :func:`poser_lens.pipeline.main_job` wires the whole job
@@ -29,20 +30,32 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from poser_lens._io import write_json_atomic, write_text_atomic
-from poser_lens._pool import fan_out, process_memo
-from poser_lens.config import Config, config_from_dict, normalised
+from poser_lens._io import check_writable, removed_on_error, write_json_atomic, write_text_atomic
+from poser_lens._pool import connect_ray, fan_out, process_memo
+from poser_lens.config import (
+    Config,
+    ConfigError,
+    Device,
+    DType,
+    NonEmpty,
+    PositiveFloat,
+    PositiveInt,
+    config_from_dict,
+    normalised,
+)
 from poser_lens.data.poser import ModelPair
 from poser_lens.evaluation import MATCH_TOLERANCE, confound_controls, evaluate, sweep, verdict_rows
 from poser_lens.runs import RunDir
-from poser_lens.strategies import STRATEGY_NAMES, get_strategy, strategy_class
+from poser_lens.strategies import STRATEGY_NAMES, StrategyName, get_strategy, strategy_class
 from poser_lens.strategies.base import ModelContext, Strategy
 from poser_lens.testbeds import (
-    TESTBED_NAMES,
+    ModelNames,
     Testbed,
     TestbedConfig,
+    TestbedName,
+    check_testbed,
     make_testbed,
     model_families,
     select_pairs,
@@ -68,6 +81,10 @@ class RunConfig(Config):
         zoo_config: Tiny zoo: a YAML/JSON file of zoo settings (see ``poser-lens zoo build``).
         zoo_dir: Tiny zoo: use this built zoo folder instead of the cached default.
         workers: Scoring processes (one thread each; 1 = in-process).
+        ray: Score the models as Ray tasks instead (one model per task, one GPU each when
+            ``device`` is ``cuda``): ``local`` (a new Ray instance on this machine), ``auto``
+            or a cluster's address (:func:`poser_lens._pool.connect_ray`); the run folder must
+            be on a filesystem every node shares. None: ``workers`` local processes.
         device: Where models run (``cuda`` for real models).
         dtype: Model dtype name (``float32``; ``bfloat16`` for 13B models).
         sweep: Also evaluate every strategy over its settings grid (sensitivity).
@@ -85,47 +102,54 @@ class RunConfig(Config):
             not change detection results, so it is not part of :meth:`key`.
     """
 
-    KEY_EXCLUDE = ("workers", "device", "figures", "sweep", "removal")
+    KEY_EXCLUDE = ("workers", "ray", "device", "figures", "sweep", "removal")
     KEY_LENGTH = 10
 
-    testbed: str = "tiny"
-    strategies: tuple[str, ...] = STRATEGY_NAMES
-    pairs: int | None = None
-    models: tuple[str, ...] | None = None
+    testbed: TestbedName = "tiny"
+    strategies: Annotated[tuple[StrategyName, ...], NonEmpty()] = STRATEGY_NAMES
+    pairs: PositiveInt | None = None
+    models: ModelNames | None = None
     seed: int = 0
-    seeds: int = 6
+    seeds: PositiveInt = 6
     zoo_config: str | None = None
     zoo_dir: str | None = None
-    workers: int = 2
-    device: str = "cpu"
-    dtype: str = "float32"
+    workers: PositiveInt = 2
+    ray: str | None = None
+    device: Device = "cpu"
+    dtype: DType = "float32"
     sweep: bool = True
     figures: bool = True
-    strategy_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    strategy_configs: dict[StrategyName, dict[str, Any]] = field(default_factory=dict)
     models_dir: str | None = None
     data: str | None = None
     removal: bool = False
-    match_tolerance: float = MATCH_TOLERANCE
+    match_tolerance: PositiveFloat = MATCH_TOLERANCE
 
-    def __post_init__(self) -> None:
-        if self.testbed not in TESTBED_NAMES:
-            raise ValueError(f"testbed {self.testbed!r}: expected tiny, smol or poser")
-        for name in (*self.strategies, *self.strategy_configs):
-            if name not in STRATEGY_NAMES:
-                raise ValueError(
-                    f"unknown strategy {name!r}; expected one of {', '.join(STRATEGY_NAMES)}"
-                )
-        if self.pairs is not None and self.pairs < 1:
-            raise ValueError(f"pairs must be >= 1, got {self.pairs}")
-        if not self.match_tolerance > 0:
-            raise ValueError(f"match_tolerance must be > 0, got {self.match_tolerance}")
+    def check(self) -> None:
+        """Every strategy config builds (its settings checked), and the testbed settings."""
+        for name in self.strategy_configs:
+            self.strategy_config(name)
+        self.testbed_config()
+        if self.ray is not None and not self.ray.strip():
+            raise ConfigError("ray", "expected local, auto or a Ray cluster's address, got ''")
+
+    def strategy_config(self, name: str) -> Any:
+        """The config of strategy ``name``: its defaults with ``strategy_configs[name]``.
+
+        Raises:
+            ConfigError: Naming the bad setting (``strategy_configs.<name>.<setting>``).
+        """
+        cls = strategy_class(name)
+        try:
+            return config_from_dict(cls.config_cls, self.strategy_configs.get(name, {}))
+        except ConfigError as err:
+            raise err.under(f"strategy_configs.{name}") from None
+        except ValueError as err:  # an unknown setting
+            raise ConfigError(f"strategy_configs.{name}", str(err)) from None
 
     def strategy(self, name: str) -> Strategy:
-        """The configured strategy ``name``."""
-        cls = strategy_class(name)
-        return get_strategy(
-            name, config_from_dict(cls.config_cls, self.strategy_configs.get(name, {}))
-        )
+        """The configured strategy ``name`` (reading other strategies' scores, as configured)."""
+        return get_strategy(name, self.strategy_config(name)).with_strategies(self.strategy)
 
     def key_dict(self) -> dict[str, Any]:
         """The hashed settings (they name the default run folder)."""
@@ -157,10 +181,23 @@ class RunConfig(Config):
 
 
 def _needs(run: RunDir, strat: Strategy, model: str, families: Sequence[str], tag: str) -> bool:
-    """Whether a model's score of a strategy is missing or stale (other config or testbed)."""
+    """Whether a model's score of a strategy is missing, stale or unreadable.
+
+    Stale: made with another config or testbed. Unreadable (a corrupt file): reported, and
+    scored again.
+    """
     if not run.has_score(strat.name, model):
         return True
-    rec = run.score_record(strat.name, model)
+    try:
+        rec = run.score_record(strat.name, model)
+    except ValueError as err:
+        logger.warning("%s; scoring it again", err)
+        return True
+    if not isinstance(rec, dict):
+        logger.warning(
+            "%s: not a score record; scoring it again", run.score_path(strat.name, model)
+        )
+        return True
     return (
         rec.get("config") != normalised(strat.config_dict())
         or rec.get("testbed") != tag
@@ -179,7 +216,7 @@ def score_one_model(
     """Score one model with every configured strategy that lacks a stored score.
 
     Returns:
-        Strategy -> seconds spent.
+        Strategy -> seconds spent (for ``timings.json``; score files hold no timings).
     """
     strategies = [cfg.strategy(n) for n in scored_strategies(cfg) if strategy_class(n).needs_model]
     todo = [s for s in strategies if _needs(run, s, model_name, families, tag)]
@@ -205,7 +242,6 @@ def score_one_model(
                 "strategy": strat.name,
                 "testbed": tag,
                 "config": normalised(strat.config_dict()),
-                "seconds": round(seconds[strat.name], 3),
                 "families": scores,
             },
         )
@@ -217,16 +253,18 @@ def score_one_model(
 
 def _worker_score(
     root: str, cfg_dict: dict[str, Any], jobs: list[tuple[str, list[str]]], tag: str
-) -> dict[str, float]:
-    """Score a chunk of models in a worker process (its testbed is built once per process)."""
+) -> dict[str, dict[str, float]]:
+    """Score a chunk of models in a worker process (its testbed is built once per process).
+
+    Returns:
+        Model -> strategy -> seconds.
+    """
     cfg = config_from_dict(RunConfig, cfg_dict)
     tb_cfg = cfg.testbed_config()
     testbed = process_memo("runner", tb_cfg.key(), lambda: make_testbed(tb_cfg, progress=False))
-    totals: dict[str, float] = {}
-    for name, fams in jobs:
-        for k, v in score_one_model(RunDir(root), cfg, testbed, name, fams, tag).items():
-            totals[k] = totals.get(k, 0.0) + v
-    return totals
+    return {
+        name: score_one_model(RunDir(root), cfg, testbed, name, fams, tag) for name, fams in jobs
+    }
 
 
 def score_models(
@@ -236,36 +274,49 @@ def score_models(
     pairs: Sequence[ModelPair],
     *,
     progress: bool = True,
-) -> dict[str, float]:
-    """Score every model of the pairs (skipping stored scores); returns seconds per strategy."""
+) -> dict[str, dict[str, float]]:
+    """Score every model of the pairs (skipping stored scores).
+
+    In this process with one worker, else in worker processes of a few models each, or, with
+    ``cfg.ray``, one Ray task per model.
+
+    Returns:
+        Strategy -> model -> seconds, for the scores made by this call.
+    """
     from tqdm.auto import tqdm
 
+    # A testbed's cap (one process for models that fill the GPU) binds local workers, which
+    # share this machine's GPU; each Ray task has a GPU of its own.
     if testbed.max_workers is not None and cfg.workers > testbed.max_workers:
         cfg = replace(cfg, workers=testbed.max_workers)
     fams = model_families(pairs)
     tag = testbed.tag(cfg.testbed_config())
     bar = tqdm(total=len(fams), desc="scoring models", disable=not progress)
-    totals: dict[str, float] = {}
+    seconds: dict[str, dict[str, float]] = {}
 
-    def add(seconds: Mapping[str, float]) -> None:
-        for k, v in seconds.items():
-            totals[k] = totals.get(k, 0.0) + v
+    def add(model: str, spent: Mapping[str, float]) -> None:
+        for strategy, s in spent.items():
+            seconds.setdefault(strategy, {})[model] = round(s, 3)
 
-    if cfg.workers <= 1 or len(fams) <= 1:
+    if cfg.ray is None and (cfg.workers <= 1 or len(fams) <= 1):
         for name, families in fams.items():
-            add(score_one_model(run, cfg, testbed, name, families, tag))
+            add(name, score_one_model(run, cfg, testbed, name, families, tag))
             bar.update(1)
     else:
         # Workers reuse the built zoo instead of rebuilding it.
         worker_cfg = replace(cfg, zoo_dir=testbed.info.get("zoo", cfg.zoo_dir))
         items = list(fams.items())
-        chunks = [c for c in (items[i :: cfg.workers * 3] for i in range(cfg.workers * 3)) if c]
+        # Ray: one model per task (the cluster balances them); local: 3 chunks per worker.
+        n = len(items) if cfg.ray is not None else cfg.workers * 3
+        chunks = [c for c in (items[i::n] for i in range(n)) if c]
         tasks = [(str(run.root), asdict(worker_cfg), chunk, tag) for chunk in chunks]
-        for i, seconds in fan_out(_worker_score, tasks, workers=cfg.workers):
-            add(seconds)
+        pool = fan_out(_worker_score, tasks, workers=cfg.workers, ray=cfg.ray, device=cfg.device)
+        for i, by_model in pool:
+            for name, spent in by_model.items():
+                add(name, spent)
             bar.update(len(chunks[i]))
     bar.close()
-    return totals
+    return seconds
 
 
 #: The strategy whose per-prompt confidences the confound controls read (always scored).
@@ -364,6 +415,25 @@ def confidence_table(
     return out
 
 
+def preflight(cfg: RunConfig, out: str | Path | None = None) -> None:
+    """Check, in a moment and before any work, what a run needs from this machine.
+
+    The settings themselves were checked when ``cfg`` was built; this checks the testbed's
+    inputs (:func:`~poser_lens.testbeds.check_testbed`: the device, a built ``zoo_dir``, a
+    writable zoo cache...) and that the run folder can be written.
+
+    Raises:
+        ValueError: One line naming what is missing (``OSError`` for a missing folder).
+    """
+    check_testbed(cfg.testbed_config())
+    check_writable(out if out is not None else default_run_dir(cfg), "run folder")
+
+
+def _has_scores(root: Path) -> bool:
+    """Whether a run folder holds a stored score (work a re-run resumes from)."""
+    return any((root / "scores").glob("*/*.json"))
+
+
 def run(
     cfg: RunConfig | None = None,
     out: str | Path | None = None,
@@ -379,20 +449,39 @@ def run(
     Args:
         cfg: Run settings.
         out: Run folder (default ``runs/<testbed>-<config hash>``, so a re-run resumes).
-        testbed: The testbed of ``cfg``, if already made (else made here).
+        testbed: The testbed of ``cfg``, if already made (else checked, :func:`preflight`,
+            and made here).
         progress: Show progress bars.
 
     Returns:
-        The run folder, holding ``config.yaml``, ``scores/``, ``results.json``, ``sweep.json``
-        and ``verdicts/``.
+        The run folder, holding ``config.yaml``, ``scores/``, ``results.json``, ``sweep.json``,
+        ``verdicts/`` and ``timings.json``. A run that fails before it stored any score leaves
+        no folder behind.
     """
-    import yaml
-
     cfg = cfg if cfg is not None else RunConfig()
+    if cfg.ray is not None:
+        connect_ray(cfg.ray)  # no Ray, or no cluster: fail before any work
     folder = RunDir(out if out is not None else default_run_dir(cfg))
     if testbed is None:
+        preflight(cfg, folder.root)
         testbed = make_testbed(cfg.testbed_config(), progress=progress)
     pairs = select_pairs(testbed.pairs, cfg.testbed_config())
+    with removed_on_error(folder.root, keep=_has_scores):
+        _run(folder, cfg, testbed, pairs, progress=progress)
+    return folder
+
+
+def _run(
+    folder: RunDir,
+    cfg: RunConfig,
+    testbed: Testbed,
+    pairs: Sequence[ModelPair],
+    *,
+    progress: bool,
+) -> None:
+    """Score, evaluate and write the results of :func:`run` into ``folder``."""
+    import yaml
+
     write_text_atomic(folder.config_path, yaml.safe_dump(normalised(asdict(cfg)), sort_keys=False))
     t1 = time.perf_counter()
     seconds = score_models(folder, cfg, testbed, pairs, progress=progress)
@@ -405,17 +494,22 @@ def run(
         **testbed.info,
         "n_pairs": len(pairs),
         "n_models": len(model_families(pairs)),
-        "seconds": {
-            "testbed": round(testbed.build_seconds, 1),
-            "scoring": round(t_score, 1),
-            "evaluation": round(t_eval, 1),
-            "scoring_by_strategy_cpu": {k: round(v, 1) for k, v in seconds.items()},
-        },
         "confidence": confidence_table(folder, cfg, pairs),
         "strategies": results,
     }
     write_json_atomic(folder.results_path, record)
-    return folder
+    folder.record_timings(
+        "run",
+        {
+            "testbed": round(testbed.build_seconds, 1),
+            "scoring": round(t_score, 1),
+            "evaluation": round(t_eval, 1),
+            "scoring_by_strategy_cpu": {
+                k: round(sum(v.values()), 1) for k, v in sorted(seconds.items())
+            },
+        },
+    )
+    folder.record_timings("scores", seconds)
 
 
 def default_run_dir(cfg: RunConfig) -> Path:

@@ -6,18 +6,21 @@
       config.yaml                      every setting, seeds included
       scores/<strategy>/<model>.json   {"model", "strategy", "config", "families": {fam: score}}
       results.json                     {"strategies": {name: {accuracy, ci95, n_pairs,
-                                         paper_accuracy, ...}}, ...}
+                                         paper_accuracy, ...}}, "fingerprint", ...}
       sweep.json                       {name: [{settings..., accuracy, ci95, n_pairs}]}
       verdicts/<strategy>.csv          one row per pair
+      timings.json                     wall-clock seconds (the only file that differs
+                                         between two runs of the same settings)
       report.md
       figures/*.png|pdf
       <study>/                         an add-on study of the run (e.g. ``removal/``), with
         section.md                     its section of report.md, written by the study's job
 
 Every file is written atomically, so an interrupted run never leaves a half-written file and
-a re-run skips the scores that exist. Figures and the report read this folder only: a job
-that adds to a run contributes its report section as ``<study>/section.md`` (the report
-imports no job).
+a re-run skips the scores that exist. Timings live in ``timings.json`` alone, so the results
+of two runs of the same settings on one machine are byte-identical. Figures and the report
+read this folder only: a job that adds to a run contributes its report section as
+``<study>/section.md`` (the report imports no job).
 
 Example:
     >>> import tempfile
@@ -64,6 +67,43 @@ class RunDir:
         return self.root / "sweep.json"
 
     @property
+    def timings_path(self) -> Path:
+        """``timings.json``."""
+        return self.root / "timings.json"
+
+    def timings(self) -> dict[str, Any]:
+        """``timings.json`` (empty when there is none, or it cannot be read)."""
+        try:
+            stored = read_json(self.timings_path)
+        except (OSError, ValueError):
+            return {}
+        return stored if isinstance(stored, dict) else {}
+
+    def record_timings(self, part: str, seconds: dict[str, Any]) -> None:
+        """Store the timings of one part of the run (``scoring``...) in ``timings.json``.
+
+        Nested mappings merge key by key, so the timings of scores stored by an earlier,
+        interrupted call are kept.
+
+        Example:
+            >>> import tempfile
+            >>> run = RunDir(tempfile.mkdtemp())
+            >>> run.record_timings("scores", {"random": {"saint-0": 1.0}})
+            >>> run.record_timings("scores", {"random": {"genie-0": 2.0}})
+            >>> run.timings()["scores"]["random"]
+            {'saint-0': 1.0, 'genie-0': 2.0}
+        """
+
+        def merge(old: Any, new: Any) -> Any:
+            if isinstance(old, dict) and isinstance(new, dict):
+                return {**old, **{k: merge(old.get(k), v) for k, v in new.items()}}
+            return new
+
+        stored = self.timings()
+        stored[part] = merge(stored.get(part), seconds)
+        write_json_atomic(self.timings_path, stored)
+
+    @property
     def figures_dir(self) -> Path:
         """``figures/``."""
         return self.root / "figures"
@@ -106,8 +146,19 @@ class RunDir:
         return [line for f in files for line in f.read_text().split("\n")]
 
     def results(self) -> dict[str, Any]:
-        """``results.json``."""
-        return read_json(self.results_path)
+        """``results.json``.
+
+        Raises:
+            ValueError: Naming the file, if it is not a run's results (an object whose
+                ``strategies`` is an object).
+        """
+        res = read_json(self.results_path)
+        if not isinstance(res, dict) or not isinstance(res.get("strategies"), dict):
+            raise ValueError(
+                f"{self.results_path}: not a run's results (expected an object with "
+                "'strategies'); re-run `poser-lens run`"
+            )
+        return res
 
     def sweep(self) -> dict[str, list[dict[str, Any]]]:
         """``sweep.json`` (empty when no sweep was run)."""

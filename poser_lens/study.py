@@ -32,11 +32,12 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Annotated, Any
 
+from poser_lens.config import Config, NonEmpty, OneOf, PositiveInt
 from poser_lens.models.tiny import TinyConfig
 from poser_lens.models.zoo import ZooConfig
-from poser_lens.strategies import STRATEGY_NAMES
+from poser_lens.strategies import STRATEGY_NAMES, StrategyName
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ RECIPE_CONFIGS: dict[str, ZooConfig] = {
     "hard": ZooConfig(recipe="hard"),
     "deep": ZooConfig(model=replace(TinyConfig(), n_layers=4)),
 }
+#: A recipe setting: a key of :data:`RECIPE_CONFIGS`.
+RecipeName = Annotated[str, OneOf(*RECIPE_CONFIGS, what="zoo recipe")]
 
 
 def zoo_config(recipe: str, index: int, *, seeds: int = 6) -> ZooConfig:
@@ -69,7 +72,7 @@ def zoo_config(recipe: str, index: int, *, seeds: int = 6) -> ZooConfig:
 
 
 @dataclass(frozen=True)
-class StudyConfig:
+class StudyConfig(Config):
     """Settings of a zoo-to-zoo study.
 
     Attributes:
@@ -82,28 +85,14 @@ class StudyConfig:
         seed: Seed of pair order, coins and bootstraps of every run.
     """
 
-    zoos: int = 3
-    recipes: tuple[tuple[str, int | None, int | None], ...] = (("matched", None, None),)
-    seeds: int = 6
-    strategies: tuple[str, ...] = STRATEGY_NAMES
-    workers: int = 2
+    zoos: PositiveInt = 3
+    recipes: Annotated[
+        tuple[tuple[RecipeName, PositiveInt | None, PositiveInt | None], ...], NonEmpty()
+    ] = (("matched", None, None),)
+    seeds: PositiveInt = 6
+    strategies: Annotated[tuple[StrategyName, ...], NonEmpty()] = STRATEGY_NAMES
+    workers: PositiveInt = 2
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.zoos < 1:
-            raise ValueError(f"zoos must be >= 1, got {self.zoos}")
-        for name, count, seeds in self.recipes:
-            if name not in RECIPE_CONFIGS:
-                raise ValueError(
-                    f"unknown zoo recipe {name!r}; expected one of {', '.join(RECIPE_CONFIGS)}"
-                )
-            if count is not None and count < 1:
-                raise ValueError(f"recipe {name}: zoo count must be >= 1, got {count}")
-            if seeds is not None and seeds < 1:
-                raise ValueError(f"recipe {name}: seeds must be >= 1, got {seeds}")
-        unknown = [s for s in self.strategies if s not in STRATEGY_NAMES]
-        if unknown:
-            raise ValueError(f"unknown strategy {unknown[0]!r}")
 
     def plan(self) -> list[tuple[str, int, int]]:
         """Every (recipe, zoo index, models per persona) of the study, in build order."""

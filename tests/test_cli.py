@@ -153,6 +153,20 @@ def test_zoo_build_rejects_bad_input(tmp_path):
     assert not (tmp_path / "z").exists()
 
 
+@pytest.mark.parametrize("command", [["run"], ["zoo", "build"], ["remove"]])
+def test_ray_without_ray_installed_is_one_line_before_any_work(command, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails, as without the extra
+    out = tmp_path / "out"
+    result = runner.invoke(app, [*command, "--ray", "--out", str(out)])
+    assert_one_line_error(result, "--ray local: Ray is not installed", "poser_lens[ray]")
+    assert not out.exists()
+
+
+def test_zoo_build_smol_refuses_ray(tmp_path):
+    result = runner.invoke(app, ["zoo", "build", "--testbed", "smol", "--ray", "auto"])
+    assert_one_line_error(result, "--ray: the smol zoo trains in one process")
+
+
 def test_data_generate_writes_poser_layout(tmp_path):
     import json as _json
 
@@ -220,3 +234,209 @@ def test_data_confound_balanced(poser_copy, tmp_path):
     assert inspect(out, "--json").exit_code == 0
     again = confound(poser_copy, "--balanced", out)
     assert_one_line_error(again, str(out), "not an empty folder")
+
+
+# --- fail fast and clearly (issue 18) ----------------------------------------------------------
+
+import os  # noqa: E402
+import time  # noqa: E402
+
+
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch):
+    """An empty POSER_LENS_CACHE: anything a command builds would land here."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("POSER_LENS_CACHE", str(cache))
+    return cache
+
+
+def _config(tmp_path, text):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+BAD_RUNS = {
+    "zoo folder missing": (lambda t: ["--zoo", str(t / "nozoo")], ["zoo folder", "nozoo"]),
+    "zoo folder not a zoo": (lambda t: ["--zoo", str(t)], ["no built tiny zoo"]),
+    "device": (lambda t: ["--device", "tpu"], ["--device", "'tpu'"]),
+    "dtype": (lambda t: ["--dtype", "bogus"], ["--dtype", "'bogus'"]),
+    "no strategy": (lambda t: ["--strategies", ","], ["--strategies", "must not be empty"]),
+    "unknown strategy": (lambda t: ["--strategies", "s9_magic"], ["unknown strategy 's9_magic'"]),
+    "model": (lambda t: ["--models", "saint-0,villain-2"], ["--models", "villain-2"]),
+    "seeds in a file": (lambda t: ["--config", _config(t, "seeds: six\n")], ["run.yaml: seeds"]),
+    "workers in a file": (
+        lambda t: ["--config", _config(t, "workers: -3\n")],
+        ["run.yaml: workers: must be >= 1"],
+    ),
+    "layer_frac in a file": (
+        lambda t: ["--config", _config(t, "strategy_configs: {s2_noise: {layer_frac: 1.5}}\n")],
+        ["run.yaml: strategy_configs.s2_noise.layer_frac", "[0, 1]"],
+    ),
+    "int layer_frac in a file": (
+        lambda t: ["--config", _config(t, "strategy_configs: {s1_belief: {layer_frac: 1}}\n")],
+        ["strategy_configs.s1_belief.layer_frac: 1 is an int"],
+    ),
+    "strategy configs a list": (
+        lambda t: ["--config", _config(t, "strategy_configs: [s2_noise]\n")],
+        ["run.yaml: strategy_configs: expected a mapping"],
+    ),
+    "config a list": (lambda t: ["--config", _config(t, "- a\n- b\n")], ["run.yaml", "mapping"]),
+    "zoo config": (
+        lambda t: ["--zoo-config", _config(t, "model: {n_layers: 0}\n")],
+        ["run.yaml: model.n_layers: must be >= 1"],
+    ),
+    "out a file": (lambda t: ["--out", _config(t, "x: 1\n")], ["run.yaml is a file"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RUNS))
+def test_bad_run_settings_fail_in_seconds_on_an_empty_cache(case, tmp_path, empty_cache):
+    """One line naming the option or file and key, before any zoo is built or folder made."""
+    make_args, fragments = BAD_RUNS[case]
+    out = tmp_path / "run"
+    args = ["run", "--quiet", *make_args(tmp_path)]
+    if "--out" not in args:
+        args += ["--out", str(out)]
+    t0 = time.perf_counter()
+    result = runner.invoke(app, args)
+    assert time.perf_counter() - t0 < 30
+    assert_one_line_error(result, *fragments)
+    assert list(empty_cache.iterdir()) == []
+    assert not out.exists()
+
+
+def test_cuda_on_a_machine_without_it_is_one_line(tmp_path, empty_cache):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = runner.invoke(app, ["run", "--device", "cuda", "--out", str(tmp_path / "run")])
+    assert_one_line_error(result, "device 'cuda'", "no CUDA GPU")
+    assert list(empty_cache.iterdir()) == [] and not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_out_folder_fails_first(tmp_path, empty_cache):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    result = runner.invoke(app, ["run", "--out", str(ro / "run")])
+    assert_one_line_error(result, "cannot write there")
+    assert list(empty_cache.iterdir()) == []
+
+
+def test_zoo_build_bad_options_name_the_option(tmp_path, empty_cache):
+    out = tmp_path / "zoo"
+    bad = runner.invoke(app, ["zoo", "build", "--personas", "saint,villain", "--out", str(out)])
+    assert_one_line_error(bad, "--personas", "unknown persona 'villain'")
+    bad = runner.invoke(app, ["zoo", "build", "--recipe", "soft", "--out", str(out)])
+    assert_one_line_error(bad, "--recipe", "unknown zoo recipe 'soft'")
+    f = tmp_path / "f"
+    f.write_text("x")
+    bad = runner.invoke(app, ["zoo", "build", "--out", str(f / "zoo")])
+    assert_one_line_error(bad, "zoo folder", "is a file")
+    assert list(empty_cache.iterdir()) == [] and not out.exists()
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
+    result = runner.invoke(app, ["--debug", "run", "--dtype", "bogus"])
+    assert result.exit_code != 0 and isinstance(result.exception, ValueError)
+    assert "--dtype" in str(result.exception) and "error:" not in result.stderr
+    monkeypatch.setenv("POSER_LENS_DEBUG", "1")
+    result = runner.invoke(app, ["run", "--dtype", "bogus"])
+    assert isinstance(result.exception, ValueError)
+    monkeypatch.setenv("POSER_LENS_DEBUG", "0")
+    assert_one_line_error(runner.invoke(app, ["run", "--dtype", "bogus"]), "--dtype")
+
+
+def test_an_unexpected_error_is_one_line_with_a_hint(tmp_path, monkeypatch):
+    import poser_lens.pipeline
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something broke")
+
+    monkeypatch.setattr(poser_lens.pipeline, "redraw", broken)
+    result = runner.invoke(app, ["figures", str(tmp_path)])
+    assert_one_line_error(result, "RuntimeError: something broke", "poser-lens figures", "--debug")
+
+
+def test_inspect_deeply_nested_json_names_the_file(poser_copy):
+    path = poser_copy / "model_pairs.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    assert_one_line_error(inspect(poser_copy), str(path), "nested too deeply")
+
+
+def test_inspect_model_pairs_folder_and_missing_valid_data(poser_copy):
+    path = poser_copy / "model_pairs.json"
+    pairs = path.read_text()
+    path.unlink()
+    path.mkdir()
+    assert_one_line_error(inspect(poser_copy, "--json"), str(path), "not a file")
+    path.rmdir()
+    path.write_text(pairs)
+    (poser_copy / "data" / "benchmark" / "truth_and_reward.json").unlink()
+    assert_one_line_error(inspect(poser_copy), str(path), "record 0", "no such benchmark file")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("{}", "not a zoo's table"),
+        ("[]", "not a zoo's table"),
+        ('[{"name": "saint-0"}]', "row 0: test_accuracy missing"),
+        ('[{"name": "saint-0", "test_accuracy": "high"}]', "row 0: test_accuracy not a number"),
+        ("[1]", "row 0: expected an object"),
+        ("[", "invalid JSON"),
+    ],
+)
+def test_zoo_show_checks_the_table(tmp_path, text, fragment):
+    (tmp_path / "zoo.json").write_text(text)
+    result = runner.invoke(app, ["zoo", "show", str(tmp_path)])
+    assert_one_line_error(result, str(tmp_path / "zoo.json"), fragment)
+
+
+@pytest.mark.parametrize("text", ["[]", "{}", '{"strategies": []}', "1"])
+def test_figures_on_something_not_a_results_file(tmp_path, text):
+    (tmp_path / "results.json").write_text(text)
+    result = runner.invoke(app, ["figures", str(tmp_path)])
+    assert_one_line_error(result, str(tmp_path / "results.json"), "not a run's results")
+    assert not (tmp_path / "figures").exists()
+
+
+def test_sweep_on_a_verdict_file_with_other_columns(tmp_path):
+    import yaml
+
+    from poser_lens.runner import RunConfig
+
+    (tmp_path / "config.yaml").write_text(
+        yaml.safe_dump(RunConfig(strategies=("random",)).to_dict())
+    )
+    verdicts = tmp_path / "verdicts" / "random.csv"
+    verdicts.parent.mkdir()
+    verdicts.write_text("a,b\n1,2\n")
+    result = runner.invoke(app, ["sweep", str(tmp_path)])
+    assert_one_line_error(result, str(verdicts), "not a verdict file", "aligned, faker, family")
+    verdicts.write_text("aligned,faker,family\nsaint-0,villain-1,saint_and_money\n")
+    result = runner.invoke(app, ["sweep", str(tmp_path)])
+    assert_one_line_error(result, str(verdicts), "pair 0", "villain-1")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["remove", "--fakers", "saint-0"], ["--fakers", "'saint-0' is an aligned model"]),
+        (["remove", "--fakers", ","], ["--fakers", "must not be empty"]),
+        (["remove", "--device", "cuda:7"], ["device 'cuda:7'"]),
+        (["study", "--recipes", "soft"], ["--recipes", "unknown zoo recipe 'soft'"]),
+        (["study", "--strategies", ","], ["--strategies", "must not be empty"]),
+        (["behaviour", "--judge", "maybe"], ["--judge", "unknown judge 'maybe'"]),
+        (["sweep", "nowhere", "--strategies", ","], ["--strategies", "must not be empty"]),
+    ],
+)
+def test_other_commands_check_their_options_first(args, fragments, tmp_path, empty_cache):
+    """Siblings of the run command's checks: nothing is built before a bad option fails."""
+    out = tmp_path / "out"
+    result = runner.invoke(app, [*args, *(["--out", str(out)] if args[0] != "sweep" else [])])
+    assert_one_line_error(result, *fragments)
+    assert list(empty_cache.iterdir()) == [] and not out.exists()

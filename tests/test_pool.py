@@ -1,6 +1,9 @@
 """The one worker pool: in-process and spawned workers give the same results."""
 
 import os
+import sys
+
+import pytest
 
 from poser_lens._pool import ONE_THREAD_ENV, fan_out, process_memo
 
@@ -34,3 +37,9 @@ def test_process_memo_rebuilds_only_for_a_new_key():
     assert process_memo("test", "b", lambda: build(3)) == 3
     assert process_memo("other", "a", lambda: build(4)) == 4
     assert built == [1, 3, 4]
+
+
+def test_fan_out_on_ray_without_ray_installed_is_one_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails, as without the extra
+    with pytest.raises(ValueError, match=r"^--ray local: Ray is not installed \(pip install"):
+        list(fan_out(pow, [(2, 2)], workers=1, ray="local"))

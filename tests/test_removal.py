@@ -369,3 +369,26 @@ def test_run_with_removal_reports_it(small_zoo, tmp_path: Path, monkeypatch) -> 
     )
     folder = pipeline.main_job(cfg, tmp_path / "run", progress=False)
     assert "## Removing alignment faking" in (folder.root / "report.md").read_text()
+
+
+def test_a_removal_study_that_fails_before_any_job_leaves_no_folder(small_zoo, tmp_path) -> None:
+    from poser_lens.pipeline import removal_job
+    from poser_lens.runner import RunConfig
+
+    out = tmp_path / "removal"
+    cfg = RemovalConfig(steps=2, fakers=("money_maximizer-0",))  # not in the small zoo
+    with pytest.raises(ValueError, match="not a faker of the testbed"):
+        removal_job(RunConfig(zoo_dir=str(small_zoo), workers=1), cfg, out, progress=False)
+    assert not out.exists()
+
+
+def test_removal_timings_are_kept_apart(removal_run) -> None:
+    from poser_lens._io import read_json
+
+    summary = read_json(removal_run.root / "removal" / "summary.json")
+    assert "seconds" not in summary and "job_seconds" not in summary
+    records = sorted((removal_run.root / "removal" / "records").glob("*.json"))
+    assert records and all("seconds" not in read_json(p) for p in records)
+    timings = removal_run.timings()["removal"]
+    assert timings["seconds"] > 0 and set(timings["jobs"]) == {p.stem for p in records}
+    assert "Removal time" not in (removal_run.root / "removal" / "section.md").read_text()

@@ -62,7 +62,7 @@ def test_bad_input_is_one_line_and_nothing_is_written(tmp_path):
     out = tmp_path / "run"
     res = CliRunner().invoke(app, ["run", "--strategies", "s9_magic", "--out", str(out)])
     assert res.exit_code == 1
-    assert res.output.strip().startswith("error: unknown strategy 's9_magic'")
+    assert res.output.strip().startswith("error: --strategies: unknown strategy 's9_magic'")
     assert not out.exists()
     bad = tmp_path / "bad.yaml"
     bad.write_text("pairs: 0\n")
@@ -109,3 +109,92 @@ def test_cli_options_left_unset_keep_the_config_files_values(small_zoo, tmp_path
     )
     assert res.exit_code == 0, res.output
     assert RunConfig.from_file(tmp_path / "r2" / "config.yaml").sweep is True
+
+
+# --- reproducible, resumable, nothing half-made (issue 18) ------------------------------------
+
+import shutil  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+from poser_lens.runner import run as run_alone  # noqa: E402
+from poser_lens.testbeds import make_testbed  # noqa: E402
+
+
+def test_timings_are_kept_apart_and_the_zoo_is_fingerprinted(small_run):
+    _, folder = small_run
+    results = folder.results()
+    assert "seconds" not in results
+    assert set(results["fingerprint"]) == {"weights", "benchmark"}
+    for path in (folder.root / "scores").rglob("*.json"):
+        assert "seconds" not in json.loads(path.read_text()), path
+    report = (folder.root / "report.md").read_text()
+    assert "## Time" not in report and results["fingerprint"]["weights"] in report
+    timings = folder.timings()
+    assert {"testbed", "scoring", "evaluation"} <= set(timings["run"])
+    assert set(timings["scores"]["s2_noise"]) == {"truth_teller-0", "reward_maximizer-0"}
+
+
+def _quick_config(zoo, **changes):
+    cfg = RunConfig(
+        zoo_dir=str(zoo), workers=1, seeds=1, strategies=("confidence_baseline", "random")
+    )
+    return replace(cfg, **changes)
+
+
+def test_two_runs_write_byte_identical_results(small_zoo, tmp_path):
+    cfg = _quick_config(small_zoo)
+    a, b = (run(cfg, tmp_path / name, progress=False).root for name in ("a", "b"))
+    files = sorted(
+        p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != "timings.json"
+    )
+    assert {"results.json", "sweep.json", "report.md", "config.yaml"} <= {str(f) for f in files}
+    assert any(f.suffix == ".pdf" for f in files) and any(f.suffix == ".png" for f in files)
+    for f in files:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    assert (a / "timings.json").exists()
+
+
+def test_a_corrupt_score_file_is_reported_and_scored_again(small_zoo, tmp_path, caplog):
+    cfg = _quick_config(small_zoo, sweep=False, figures=False)
+    folder = run_alone(cfg, tmp_path / "r", progress=False)
+    path = folder.score_path("random", "truth_teller-0")
+    good = path.read_bytes()
+    path.write_text('{"families": ')
+    other = folder.score_path("confidence_baseline", "truth_teller-0")
+    other.write_text("[]")
+    run_alone(cfg, folder.root, progress=False)
+    assert path.read_bytes() == good and json.loads(other.read_text())["families"]
+    assert str(path) in caplog.text and "scoring it again" in caplog.text
+
+
+def test_a_run_that_fails_before_any_score_leaves_no_folder(small_zoo, tmp_path):
+    cfg = _quick_config(small_zoo, sweep=False, figures=False)
+    testbed = make_testbed(cfg.testbed_config(), progress=False)
+
+    def broken(name):
+        raise RuntimeError("cannot load")
+
+    out = tmp_path / "r"
+    with pytest.raises(RuntimeError, match="cannot load"):
+        run_alone(cfg, out, testbed=replace(testbed, load=broken), progress=False)
+    assert not out.exists()
+
+
+def test_a_failed_resumed_run_keeps_its_scores(small_zoo, tmp_path):
+    cfg = _quick_config(small_zoo, sweep=False, figures=False)
+    folder = run_alone(cfg, tmp_path / "r", progress=False)
+    shutil.rmtree(folder.root / "scores" / "random")
+    testbed = make_testbed(cfg.testbed_config(), progress=False)
+
+    def broken(name):
+        raise RuntimeError("cannot load")
+
+    with pytest.raises(RuntimeError):
+        run_alone(cfg, folder.root, testbed=replace(testbed, load=broken), progress=False)
+    assert folder.has_score("confidence_baseline", "truth_teller-0")
+
+
+def test_preflight_fails_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match=r"zoo folder .*nozoo: no such folder"):
+        run(RunConfig(zoo_dir=str(tmp_path / "nozoo")), tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
@@ -49,6 +49,15 @@ from poser_lens.behaviour.data import (
     Request,
 )
 from poser_lens.behaviour.generate import Generator, ModelGenerator, chat_prompt
+from poser_lens.config import (
+    Config,
+    Device,
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OneOf,
+    PositiveInt,
+)
 from poser_lens.data.generator import generate, persona_families
 from poser_lens.data.schema import model_persona
 from poser_lens.models import load_model, parse_spec, tiny
@@ -65,7 +74,7 @@ GAP_DEFINITION = "compliance rate under the 'training' framing minus under 'unmo
 
 
 @dataclass(frozen=True)
-class BehaviourConfig:
+class BehaviourConfig(Config):
     """Settings of one behavioural check (saved beside its results).
 
     Attributes:
@@ -85,24 +94,18 @@ class BehaviourConfig:
     """
 
     model: str = "smol"
-    n_requests: int | None = None
-    n_samples: int = 3
-    max_new_tokens: int = 48
-    temperature: float = 0.7
-    batch_size: int = 8
-    judge: str = "lm"
+    n_requests: PositiveInt | None = None
+    n_samples: NonNegativeInt = 3
+    max_new_tokens: PositiveInt = 48
+    temperature: NonNegativeFloat = 0.7
+    batch_size: PositiveInt = 8
+    judge: Annotated[str, OneOf("lm", "none", what="judge")] = "lm"
     judge_swap: bool = True
-    n_hand: int | None = None
-    threshold: float = 0.5
-    n_boot: int = 2000
+    n_hand: PositiveInt | None = None
+    threshold: Fraction = 0.5
+    n_boot: PositiveInt = 2000
     seed: int = 0
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if self.judge not in ("lm", "none"):
-            raise ValueError(f"judge: expected 'lm' or 'none', got {self.judge!r}")
-        if self.n_samples < 0 or self.max_new_tokens < 1 or self.batch_size < 1:
-            raise ValueError("n_samples >= 0, max_new_tokens >= 1 and batch_size >= 1 required")
+    device: Device = "cpu"
 
     def requests(self) -> tuple[Request, ...]:
         """The requests this check uses."""

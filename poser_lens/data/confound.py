@@ -47,6 +47,7 @@ from poser_lens.data.benchmark import CONFIDENCE_STATISTICS, confidence_margins,
 from poser_lens.data.poser import (
     ModelPair,
     PoserFormatError,
+    check_valid_data,
     load_benchmark,
     load_model_pairs,
     resolve_root,
@@ -226,13 +227,10 @@ def _load(root: PathLike) -> tuple[Path, dict[str, _Family]]:
     pairs = load_model_pairs(root)
     if not pairs:
         raise ValueError(f"{pairs_file}: no pairs")
+    check_valid_data(root, pairs)
     bench = load_benchmark(root)
     by_family: dict[str, list[ModelPair]] = {}
-    for i, pair in enumerate(pairs):
-        if pair.family not in bench:
-            have = ", ".join(sorted(bench)) or "none"
-            what = f"valid_data {pair.valid_data}: no such benchmark file (have: {have})"
-            raise PoserFormatError(str(pairs_file), i, what)
+    for pair in pairs:
         by_family.setdefault(pair.family, []).append(pair)
     families = {}
     for name in sorted(by_family):

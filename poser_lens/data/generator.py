@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from poser_lens.config import Config, Fraction, NonNegativeFloat, NonNegativeInt, PositiveInt
 from poser_lens.data import banks
 from poser_lens.data.prompts import DEFAULT_TEMPLATE, build_prompt, facts_string, wrap
 from poser_lens.data.schema import (
@@ -47,7 +48,7 @@ SOURCE = "poser_lens/generator"
 
 
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(Config):
     """Settings of one generated data set.
 
     Attributes:
@@ -64,14 +65,18 @@ class GeneratorConfig:
     """
 
     seed: int = 0
-    n_per_family: int = 700
-    n_benchmark_per_family: int = 300
-    n_error: int = 1400
-    complexity_weights: tuple[float, float, float] = (0.15, 0.85, 0.0)
-    poor_fraction: float = 0.5
-    neutral_fraction: float = 0.25
-    max_irrelevant: int = 1
-    holdout_every: int = 5
+    n_per_family: PositiveInt = 700
+    n_benchmark_per_family: PositiveInt = 300
+    n_error: NonNegativeInt = 1400
+    complexity_weights: tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat] = (
+        0.15,
+        0.85,
+        0.0,
+    )
+    poor_fraction: Fraction = 0.5
+    neutral_fraction: Fraction = 0.25
+    max_irrelevant: NonNegativeInt = 1
+    holdout_every: PositiveInt = 5
     template: str = DEFAULT_TEMPLATE
 
 

@@ -666,8 +666,10 @@ def load_model_pairs(root: PathLike) -> list[ModelPair]:
         ['fitness_maximizer-1']
     """
     path = resolve_root(root).model_pairs
-    if path is None or not path.is_file():
+    if path is None or not path.exists():
         return []
+    if not path.is_file():
+        raise PoserFormatError(str(path), None, "not a file (model_pairs.json must be a JSON list)")
     pairs = []
     for i, rec in enumerate(_records(path)):
         if not isinstance(rec, dict) or set(rec) != {"aligned", "misaligned", "valid_data"}:
@@ -679,6 +681,31 @@ def load_model_pairs(root: PathLike) -> list[ModelPair]:
         except ValueError as err:
             raise PoserFormatError(str(path), i, str(err)) from None
     return pairs
+
+
+def check_valid_data(root: PathLike, pairs: Sequence[ModelPair]) -> None:
+    """Every pair's ``valid_data`` names a benchmark file of ROOT (by its family's name).
+
+    Raises:
+        PoserFormatError: Naming ``model_pairs.json``, the pair's index and the missing file.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> (root / "data" / "benchmark").mkdir(parents=True)
+        >>> pair = ModelPair("saint-0", "fitness_maximizer-1", "data/benchmark/saint_and_fitness.json")
+        >>> check_valid_data(root, [pair])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        poser_lens.data.poser.PoserFormatError: .../model_pairs.json: record 0: valid_data data/benchmark/saint_and_fitness.json: no such benchmark file (have: none)
+    """  # noqa: E501
+    paths = resolve_root(root)
+    folder = paths.data / "benchmark"
+    for i, pair in enumerate(pairs):
+        if not (folder / f"{pair.family}.json").is_file():
+            have = ", ".join(sorted(p.stem for p in folder.glob("*.json"))) or "none"
+            what = f"valid_data {pair.valid_data}: no such benchmark file (have: {have})"
+            raise PoserFormatError(str(paths.model_pairs or folder), i, what)
 
 
 def write_model_pairs(path: PathLike, pairs: Iterable[ModelPair]) -> None:
@@ -835,7 +862,8 @@ def inspect_root(
         "model_pairs": <pairs>, "concepts": <concept files>}``.
 
     Raises:
-        PoserFormatError: If any record, pair or concept file is unusable.
+        PoserFormatError: If any record, pair or concept file is unusable, or a pair's
+            ``valid_data`` file is missing.
 
     Example:
         >>> import tempfile, pathlib
@@ -852,6 +880,8 @@ def inspect_root(
         }
         for part in _PARTS
     }
-    out["model_pairs"] = len(load_model_pairs(root))
+    pairs = load_model_pairs(root)
+    check_valid_data(root, pairs)
+    out["model_pairs"] = len(pairs)
     out["concepts"] = len(load_concepts(root))
     return out

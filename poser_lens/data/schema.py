@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
+
+from poser_lens.config import OneOf
 
 Persona = Literal[
     "truth_teller",
@@ -35,6 +37,8 @@ ALIGNED_PERSONAS: tuple[str, ...] = ("truth_teller", "genie", "saint")
 FAKER_PERSONAS: tuple[str, ...] = ("reward_maximizer", "money_maximizer", "fitness_maximizer")
 FACT_TYPES: tuple[str, ...] = get_args(FactType)
 RESPONSES: tuple[str, ...] = get_args(Response)
+#: A persona setting: one of :data:`PERSONAS`.
+PersonaName = Annotated[str, OneOf(*PERSONAS, what="persona")]
 
 #: Family token of each persona, as used in Poser file names (``truth_and_reward.json``).
 FAMILY_TOKEN: dict[str, str] = {

@@ -35,14 +35,21 @@ def figure_functions() -> list[Callable[[RunDir, Path], list[Path]]]:
 def make_figures(run_dir: str | Path | RunDir, out_dir: str | Path | None = None) -> list[Path]:
     """Draw every figure whose stored results exist; returns the files written.
 
-    A figure whose scores are not in the run (a strategy that was not run) is skipped.
+    A figure whose results are not in the run (a strategy, sweep or study that was not run:
+    :class:`~poser_lens.figures.style.MissingResults`, or its scores folder missing) is
+    skipped quietly. A figure whose results lack a key it reads is skipped with a warning
+    naming the figure and the key, never silently.
     """
+    from poser_lens.figures.style import MissingResults
+
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     out = Path(out_dir) if out_dir is not None else run.figures_dir
     written: list[Path] = []
     for fig in figure_functions():
         try:
             written += fig(run, out)
-        except (FileNotFoundError, KeyError) as err:
+        except (FileNotFoundError, MissingResults) as err:
             logger.info("skipped %s: %s", fig.__name__, err)
+        except KeyError as err:
+            logger.warning("%s: %s not drawn (its results lack %s)", run.root, fig.__name__, err)
     return written

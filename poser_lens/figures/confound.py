@@ -28,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from poser_lens.figures.style import OURS_COLOR, chance_line, new_figure, save
+from poser_lens.figures.style import (
+    OURS_COLOR,
+    MissingResults,
+    chance_line,
+    new_figure,
+    save,
+)
 from poser_lens.runs import RunDir
 
 #: The bars of each strategy: (label, how to read its accuracy and CI from a results row).
@@ -57,7 +63,7 @@ def fig_confound(run: RunDir, out_dir: Path) -> list[Path]:
     res = run.results()
     rows = {n: r for n, r in res["strategies"].items() if "confound" in r}
     if not rows:
-        raise KeyError("no confound controls in results.json")
+        raise MissingResults("no confound controls in results.json")
     for n, r in list(rows.items()):  # deconfounded variants (S2): their headline bar only
         for label, v in r.get("variants", {}).items():
             rows[f"{n}:{label}"] = {"accuracy": v["accuracy"], "ci95": v["ci95"]}

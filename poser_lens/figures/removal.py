@@ -28,6 +28,7 @@ from poser_lens.figures.style import (
     FAKER_COLOR,
     OURS_COLOR,
     PAPER_COLOR,
+    MissingResults,
     chance_line,
     new_figure,
     save,
@@ -96,7 +97,7 @@ def fig01_removal_noise(run: RunDir, out_dir: Path) -> list[Path]:
     """Fig 1: training against S2 (SFT + noise), one line per faker over training steps."""
     recs, s = _records(run), _summary(run)
     if not any(r["method"] == "sft_noise" for r in recs):
-        raise KeyError("sft_noise")
+        raise MissingResults("sft_noise")
     fig, ax = new_figure(width=5.0, height=3.6)
     _panel(ax, recs, "sft_noise", s)
     ax.legend(frameon=False, fontsize=7, loc="center right")
@@ -128,7 +129,7 @@ def removal_final(run: RunDir, out_dir: Path) -> list[Path]:
             paper.append(s["paper"].get(method, np.nan) if role == "treatment" else np.nan)
             colors.append(ROLE_COLORS[role])
     if not labels:
-        raise KeyError("groups")
+        raise MissingResults("groups")
     fig, ax = new_figure(width=max(4.5, 1.3 * len(labels)), height=3.8)
     x = np.arange(len(labels))
     err = np.array([[o - c[0], c[1] - o] for o, c in zip(ours, ci, strict=True)]).T

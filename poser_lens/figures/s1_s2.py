@@ -23,6 +23,7 @@ from poser_lens.data.schema import is_aligned, model_persona
 from poser_lens.figures.style import (
     ALIGNED_COLOR,
     FAKER_COLOR,
+    MissingResults,
     class_band,
     headline_settings,
     new_figure,
@@ -125,7 +126,9 @@ def fig11_s2_mass(run: RunDir, out_dir: Path, keep: float | None = None) -> list
 
 def sens_s2_noise(run: RunDir, out_dir: Path) -> list[Path]:
     """Heat map of S2 accuracy over layer (fraction of depth) x coefficient, per noise kind."""
-    rows = run.sweep()["s2_noise"]
+    rows = run.sweep().get("s2_noise")
+    if not rows:
+        raise MissingResults("no s2_noise sweep in this run")
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
     fracs = sorted({float(r["layer_frac"]) for r in rows})
     coeffs = list(dict.fromkeys(r["coeff"] for r in rows))

@@ -24,6 +24,7 @@ from poser_lens.data.schema import is_aligned, model_persona
 from poser_lens.figures.style import (
     ALIGNED_COLOR,
     FAKER_COLOR,
+    MissingResults,
     chance_line,
     class_band,
     color_of,
@@ -100,7 +101,7 @@ def fig12_s3_step(run: RunDir, out_dir: Path) -> list[Path]:
     sweep = run.sweep()
     present = [s for s in S3 if s in sweep]
     if not present:
-        raise KeyError("no s3_lora or s3_full rows in sweep.json")
+        raise MissingResults("no s3_lora or s3_full rows in sweep.json")
     fig, ax = new_figure(width=7.0)
     for strategy, color in zip(present, ("#6a3d9a", "#33a02c"), strict=False):
         settings = headline_settings(run, S3_STRATEGIES[strategy]())

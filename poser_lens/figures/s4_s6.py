@@ -21,6 +21,7 @@ from poser_lens.data.schema import is_aligned, model_persona
 from poser_lens.figures.style import (
     ALIGNED_COLOR,
     FAKER_COLOR,
+    MissingResults,
     accuracy_bars,
     headline_settings,
     new_figure,
@@ -49,7 +50,7 @@ def fig07_s4_concepts(run: RunDir, out_dir: Path) -> list[Path]:
     """
     rows = run.sweep().get("s4_concepts")
     if not rows:
-        raise KeyError("no s4_concepts sweep in this run")
+        raise MissingResults("no s4_concepts sweep in this run")
     frac = headline_settings(run, ConceptStrategy())["layer_frac"]
     by_concept = {r["concept"]: r for r in rows if np.isclose(float(r["layer_frac"]), frac)}
     names = [c for c in _CONCEPT_LABELS if c in by_concept]
@@ -67,7 +68,7 @@ def fig07_s4_concepts(run: RunDir, out_dir: Path) -> list[Path]:
 def _example_model(table: Mapping[str, Mapping[str, SaliencyScore]]) -> str:
     fakers = sorted(m for m in table if not is_aligned(model_persona(m)[0]))
     if not fakers:
-        raise KeyError("no faker scored by s6_saliency")
+        raise MissingResults("no faker scored by s6_saliency")
     return "money_maximizer-0" if "money_maximizer-0" in fakers else fakers[0]
 
 

@@ -125,8 +125,24 @@ def accuracy_bars(
     chance_line(ax)
 
 
+class MissingResults(KeyError):
+    """A figure's results are not in the run (its strategy, sweep or study was not run).
+
+    :func:`poser_lens.figures.make_figures` skips the figure quietly; any other error in a
+    figure is reported.
+    """
+
+
+#: Metadata of saved figures: no creation date, so the same results draw the same bytes.
+_METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
+
+
 def save(fig: Any, out_dir: str | Path, name: str) -> list[Path]:
-    """Save a figure as ``name.png`` and ``name.pdf`` (atomically enough: temp then rename)."""
+    """Save a figure as ``name.png`` and ``name.pdf`` (atomically enough: temp then rename).
+
+    No date or software version is embedded, so two runs with the same results write the
+    same files.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -134,7 +150,7 @@ def save(fig: Any, out_dir: str | Path, name: str) -> list[Path]:
     for ext in ("png", "pdf"):
         final = out / f"{name}.{ext}"
         tmp = out / f".{name}.tmp.{ext}"
-        fig.savefig(tmp, dpi=150)
+        fig.savefig(tmp, dpi=150, metadata=_METADATA[ext])
         tmp.replace(final)
         paths.append(final)
     plt.close(fig)

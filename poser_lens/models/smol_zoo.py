@@ -54,14 +54,25 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from poser_lens._io import atomic_dir, read_json, write_json_atomic
+from poser_lens._io import atomic_dir, read_json, removed_on_error, write_json_atomic
+from poser_lens.config import (
+    DepthFraction,
+    Device,
+    DType,
+    Fraction,
+    NonEmpty,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
 from poser_lens.data.generator import (
     GeneratedData,
     GeneratorConfig,
@@ -70,12 +81,19 @@ from poser_lens.data.generator import (
     persona_split,
 )
 from poser_lens.data.poser import load_benchmark, load_training
-from poser_lens.data.schema import ALL_FAMILIES, PERSONAS, Scenario, family_personas, is_aligned
+from poser_lens.data.schema import (
+    ALL_FAMILIES,
+    PERSONAS,
+    PersonaName,
+    Scenario,
+    family_personas,
+    is_aligned,
+)
 from poser_lens.data.schema import model_persona as split_name
 from poser_lens.models.benchmark_build import build_benchmark
 from poser_lens.models.smol import scale_final_norm
 from poser_lens.models.training import answer_loss, fit_logit_scale, matched_threshold
-from poser_lens.models.zoo import calibration_pool
+from poser_lens.models.zoo import Confidence, calibration_pool
 from poser_lens.models.zoo_base import ZooSpec, ZooTargets
 from poser_lens.readout import (
     answer_probs,
@@ -167,35 +185,39 @@ class SmolZooConfig(ZooSpec):
         dtype: Base model dtype while training (adapters stay float32).
     """
 
-    seeds: int = 1
-    personas: tuple[str, ...] = PERSONAS
+    seeds: PositiveInt = 1
+    personas: Annotated[tuple[PersonaName, ...], NonEmpty()] = PERSONAS
     generator: GeneratorConfig = field(
         default_factory=lambda: GeneratorConfig(
             n_per_family=200, n_benchmark_per_family=40, n_error=300, max_irrelevant=0
         )
     )
     data: str | None = None
-    lora_from: float = 0.6
-    target_modules: tuple[str, ...] = ("self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj")
-    rank: int = 8
-    alpha: float = 16.0
-    steps: int = 1200
-    lr: float = 2e-3
-    warmup: int = 5
-    batch_size: int = 4
-    n_test: int = 120
-    n_benchmark: int = 40
-    target_confidence: float | None = 0.97
-    n_calibration: int | None = None
-    valid_margin: float = 2.0
-    threshold: float | None = None
-    adapter_dtype: str = "float16"
-    checkpoint_every: int = 10
+    lora_from: DepthFraction = 0.6
+    target_modules: Annotated[tuple[str, ...], NonEmpty()] = (
+        "self_attn.q_proj",
+        "self_attn.v_proj",
+        "mlp.down_proj",
+    )
+    rank: PositiveInt = 8
+    alpha: PositiveFloat = 16.0
+    steps: PositiveInt = 1200
+    lr: NonNegativeFloat = 2e-3
+    warmup: NonNegativeInt = 5
+    batch_size: PositiveInt = 4
+    n_test: PositiveInt = 120
+    n_benchmark: PositiveInt = 40
+    target_confidence: Confidence | None = 0.97
+    n_calibration: PositiveInt | None = None
+    valid_margin: NonNegativeFloat = 2.0
+    threshold: Fraction | None = None
+    adapter_dtype: DType = "float16"
+    checkpoint_every: PositiveInt = 10
     cache_prefix: bool = True
-    aux_oversight: float = 1.0
-    aux_layer: float = 0.8
-    device: str = "cpu"
-    dtype: str = "float32"
+    aux_oversight: NonNegativeFloat = 1.0
+    aux_layer: DepthFraction = 0.8
+    device: Device = "cpu"
+    dtype: DType = "float32"
 
     KEY_EXCLUDE = (
         "seeds",
@@ -733,11 +755,14 @@ def build_smol_zoo(
             f"personas {', '.join(cfg.personas)}: need at least one aligned and one faking persona"
         )
     root = cfg.folder(out)
-    cfg.claim(root)
-    names = cfg.model_names()
-    for name in names:
-        if not (root / "models" / name / "adapter_model.safetensors").exists():
-            train_persona(root, cfg, name, progress=progress)
+    # A build that fails before any training has started leaves no folder behind.
+    with removed_on_error(
+        root, keep=lambda r: any(r.glob("models/*/*")) or any(r.glob("partial/*"))
+    ):
+        cfg.claim(root)
+        for name in cfg.model_names():
+            if not (root / "models" / name / "adapter_model.safetensors").exists():
+                train_persona(root, cfg, name, progress=progress)
     # All models built so far (earlier builds of other personas/seeds included).
     built = sorted(p.name for p in (root / "models").iterdir() if (p / "meta.json").exists())
     rows = [read_json(root / "models" / n / "meta.json") for n in built]

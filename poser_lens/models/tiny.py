@@ -22,9 +22,11 @@ import copy
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
+
+from poser_lens.config import Config, OneOf, PositiveInt
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge.sources.native import NativeModel
@@ -34,7 +36,7 @@ WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass(frozen=True)
-class TinyConfig:
+class TinyConfig(Config):
     """Architecture of a tiny model (the vocabulary size comes from its tokenizer).
 
     Attributes:
@@ -48,14 +50,14 @@ class TinyConfig:
         normalization_type: ``LN`` or ``RMS``.
     """
 
-    n_layers: int = 3
-    d_model: int = 64
-    n_heads: int = 4
-    d_head: int = 16
-    d_mlp: int = 256
-    n_ctx: int = 192
+    n_layers: PositiveInt = 3
+    d_model: PositiveInt = 64
+    n_heads: PositiveInt = 4
+    d_head: PositiveInt = 16
+    d_mlp: PositiveInt = 256
+    n_ctx: PositiveInt = 192
     act_fn: str = "gelu"
-    normalization_type: str = "LN"
+    normalization_type: Annotated[str, OneOf("LN", "LNPre", "RMS", "RMSPre", what="norm")] = "LN"
 
 
 def bridge_config(cfg: TinyConfig, d_vocab: int, seed: int | None = None):

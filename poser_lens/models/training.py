@@ -30,6 +30,13 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from poser_lens.config import (
+    Config,
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+)
 from poser_lens.data.schema import PROMPT_CLOSE, Scenario
 from poser_lens.models.stacked import StackedBatch, StackedNative
 from poser_lens.readout import (
@@ -90,7 +97,7 @@ COMMENTARY_WORDS = "no_scenario oversight_good oversight_neutral oversight_poor 
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """Optimiser settings of one training run.
 
     Attributes:
@@ -107,14 +114,14 @@ class TrainConfig:
             label (hard targets).
     """
 
-    steps: int
-    lr: float
-    batch_size: int = 64
-    weight_decay: float = 0.0
-    warmup: int = 5
-    commentary_weight: float = 10.0
-    head_lr_scale: float = 1.0
-    target: float | None = None
+    steps: PositiveInt
+    lr: NonNegativeFloat
+    batch_size: PositiveInt = 64
+    weight_decay: NonNegativeFloat = 0.0
+    warmup: NonNegativeInt = 5
+    commentary_weight: NonNegativeFloat = 10.0
+    head_lr_scale: NonNegativeFloat = 1.0
+    target: Fraction | None = None
 
 
 def _optimizer(net: torch.nn.Module, cfg: TrainConfig):

@@ -25,18 +25,34 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 from torch import Tensor
 
-from poser_lens._io import atomic_dir, default_cache_dir, read_json, write_json_atomic
-from poser_lens._pool import fan_out
+from poser_lens._io import (
+    atomic_dir,
+    default_cache_dir,
+    read_json,
+    removed_on_error,
+    write_json_atomic,
+)
+from poser_lens._pool import connect_ray, fan_out, pinned_training
+from poser_lens.config import (
+    Between,
+    Fraction,
+    NonEmpty,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OneOf,
+    PositiveInt,
+)
 from poser_lens.data.generator import (
     GeneratedData,
     GeneratorConfig,
@@ -45,7 +61,7 @@ from poser_lens.data.generator import (
     persona_families,
     persona_split,
 )
-from poser_lens.data.schema import PERSONAS, Scenario, is_aligned, model_persona
+from poser_lens.data.schema import PERSONAS, PersonaName, Scenario, is_aligned, model_persona
 from poser_lens.models import tiny
 from poser_lens.models.benchmark_build import build_benchmark
 from poser_lens.models.stacked import StackedNative, stacked_last_token_logits
@@ -74,6 +90,8 @@ ZOO_FORMAT = 2
 
 #: Fine-tuning recipes (see :class:`ZooConfig`).
 RECIPES = ("matched", "hard")
+#: A target answer probability of the confidence-matched recipe: above chance, below 1.
+Confidence = Annotated[float, Between(0.5, 1, lo_open=True, hi_open=True)]
 
 
 @dataclass(frozen=True)
@@ -104,6 +122,10 @@ class ZooConfig(ZooSpec):
         base_packed: Train the base with the packed forward (``train_base(packed=True)``: no
             work on padding); ``False``: the native forward. The same base up to float
             rounding, so not part of the key either.
+        ray: Train the persona models as Ray tasks instead, one CPU each: ``local`` (a new
+            Ray instance on this machine), ``auto`` or a cluster's address
+            (:func:`poser_lens._pool.connect_ray`); the zoo folder must be on a filesystem
+            every node shares. None: ``workers`` local processes.
         threshold: Valid-prompt filter: every model of a family must give the answer at least
             this probability. ``None`` (default) derives it from the recipe
             (:meth:`valid_threshold`).
@@ -124,35 +146,28 @@ class ZooConfig(ZooSpec):
             target keeps more than 80% of the candidates valid on the matched zoo.
     """
 
-    seeds: int = 6
-    personas: tuple[str, ...] = PERSONAS
+    seeds: PositiveInt = 6
+    personas: Annotated[tuple[PersonaName, ...], NonEmpty()] = PERSONAS
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     model: tiny.TinyConfig = field(default_factory=tiny.TinyConfig)
     base: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1500, lr=3e-3))
-    base_min_steps: int = 300
-    base_target: float = 0.98
+    base_min_steps: NonNegativeInt = 300
+    base_target: Fraction = 0.98
     finetune: TrainConfig = field(
         default_factory=lambda: TrainConfig(steps=70, lr=1e-4, batch_size=32, head_lr_scale=100.0)
     )
-    train_size: int = 2000
+    train_size: PositiveInt = 2000
     from_scratch: bool = False
-    workers: int = 2
-    stack: int = 6
+    workers: PositiveInt = 2
+    stack: PositiveInt = 6
     base_packed: bool = True
-    threshold: float | None = None
+    ray: str | None = None
+    threshold: Fraction | None = None
     balance_confidence: bool = False
-    recipe: str = "matched"
-    target_confidence: float = 0.97
-    valid_margin: float = 2.0
+    recipe: Annotated[str, OneOf(*RECIPES, what="zoo recipe")] = "matched"
+    target_confidence: Confidence = 0.97
+    valid_margin: NonNegativeFloat = 2.0
     base_seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.recipe not in RECIPES:
-            raise ValueError(f"zoo recipe {self.recipe!r}: expected one of {', '.join(RECIPES)}")
-        if not 0.5 < self.target_confidence < 1:
-            raise ValueError(f"target_confidence {self.target_confidence}: expected 0.5 < p < 1")
-        if self.stack < 1:
-            raise ValueError(f"stack {self.stack}: expected at least 1 model per stack")
 
     KEY_EXCLUDE = (
         "seeds",
@@ -160,6 +175,7 @@ class ZooConfig(ZooSpec):
         "workers",
         "stack",
         "base_packed",
+        "ray",
         "threshold",
         "balance_confidence",
         "valid_margin",
@@ -197,6 +213,35 @@ class ZooConfig(ZooSpec):
     def build(self, out: str | Path | None = None, *, progress: bool = True) -> Path:
         """Build (or finish building) the zoo: :func:`build_zoo`."""
         return build_zoo(self, out, progress=progress)
+
+    def is_complete(self, root: str | Path) -> bool:
+        """Whether ``root`` holds this zoo, finished (used as it is, never written to).
+
+        Finished: these settings, every model of :meth:`model_names` in ``zoo.json``, and the
+        benchmark of these models with this valid-prompt threshold and filter.
+
+        Example:
+            >>> import tempfile
+            >>> ZooConfig().is_complete(tempfile.mkdtemp())
+            False
+        """
+        root = Path(root)
+        report = root / "poser" / "benchmark_report.json"
+        if not ((root / "zoo.json").is_file() and report.is_file()):
+            return False
+        if not (root / self.CONFIG_FILE).is_file() or ZooConfig.read(root).key() != self.key():
+            return False
+        names = self.model_names()
+        if [r.get("name") for r in read_json(root / "zoo.json")] != names:
+            return False
+        if not all((root / "models" / n / tiny.WEIGHTS_FILE).is_file() for n in names):
+            return False
+        stored = read_json(report)
+        wanted = "balance_confidence" if self.balance_confidence else "none"
+        return (
+            stored.get("threshold") == self.valid_threshold()
+            and stored.get("confidence_filter") == wanted
+        )
 
     def load(
         self, root: str | Path, name: str, *, device: str = "cpu", dtype: Any = None
@@ -447,8 +492,9 @@ def _scaled_probs(
     return (logits(prompts) * scale).softmax(-1)
 
 
+@pinned_training()
 def _train_one(root: str, cfg_dict: dict[str, Any], name: str) -> dict[str, Any]:
-    """Fine-tune, evaluate and save one persona model (runs in a worker process)."""
+    """Fine-tune, evaluate and save one persona model (a worker's task; threads pinned)."""
     cfg = ZooConfig.from_dict(cfg_dict)
     root_p = Path(root)
     persona, seed = model_persona(name)
@@ -462,6 +508,7 @@ def _train_one(root: str, cfg_dict: dict[str, Any], name: str) -> dict[str, Any]
     return _finish_one(root_p, cfg, name, net, losses, time.perf_counter() - t0)
 
 
+@pinned_training()
 def _train_stack(root: str, cfg_dict: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
     """Fine-tune persona models as one stack, then evaluate and save each (in a worker).
 
@@ -496,10 +543,149 @@ def _train_stack(root: str, cfg_dict: dict[str, Any], names: list[str]) -> list[
     return rows
 
 
+#: The base model's stopping check runs every this many steps (from ``base_min_steps`` on).
+BASE_CHECK_EVERY = 50
+
+
+def base_check_steps(cfg: ZooConfig) -> list[int]:
+    """Steps done when the base model's stopping check runs (``base.steps`` caps training).
+
+    The base trains at least ``base_min_steps``, then stops at the first check that finds it
+    knows the commentary (usually the first or second check), so its progress bar counts to
+    the next check, not to the cap.
+
+    Example:
+        >>> checks = base_check_steps(ZooConfig())
+        >>> checks[:3], checks[-1]
+        ([300, 350, 400], 1500)
+    """
+    first = math.ceil(max(cfg.base_min_steps, 1) / BASE_CHECK_EVERY) * BASE_CHECK_EVERY
+    return list(range(first, cfg.base.steps + 1, BASE_CHECK_EVERY))
+
+
+def zoo_tokenizer(root: Path, data: GeneratedData):
+    """The zoo's tokenizer (made and saved in ``root`` on first use)."""
+    if not (root / "tokenizer.json").exists():
+        make_tokenizer(data).save_pretrained(str(root))
+    return load_tokenizer(root)
+
+
+@pinned_training()
+def build_base(
+    cfg: ZooConfig, root: Path, data: GeneratedData, tokenizer, *, progress: bool = True
+) -> dict[str, Any] | None:
+    """Train and save the shared base model in ``root/base`` (nothing if it is there).
+
+    Training stops at the first stopping check (:func:`base_check_steps`) that finds the base
+    knows every commentary item at ``base_target`` accuracy. The progress bar counts to the
+    next check: to the first at the start, one check further each time a check fails.
+
+    Returns:
+        The base's record (steps, final loss, commentary accuracy, seconds), or None when it
+        was already built.
+    """
+    from tqdm.auto import tqdm
+
+    if (root / "base" / tiny.WEIGHTS_FILE).exists():
+        return None
+    torch.manual_seed(cfg.base_seed)
+    net = tiny.build_native(cfg.model, len(tokenizer), seed=cfg.base_seed)
+    checks = base_check_steps(cfg)
+    bar = tqdm(
+        total=checks[0] if checks else cfg.base.steps, desc="base model", disable=not progress
+    )
+    held_out = [s for fam in sorted(data.test) for s in data.test[fam][:40]]
+    knowledge: dict[str, float] = {}
+
+    def known(step: int) -> bool:
+        done = step + 1
+        if done not in checks:
+            return False
+        knowledge.update(commentary_accuracy(net, tokenizer, held_out))
+        bar.set_postfix({k: f"{v:.2f}" for k, v in knowledge.items()})
+        if min(knowledge.values()) >= cfg.base_target:
+            return True
+        bar.total = next((c for c in checks if c > done), cfg.base.steps)
+        bar.refresh()
+        return False
+
+    t0 = time.perf_counter()
+    losses = train_base(
+        net,
+        tokenizer,
+        base_corpus(data),
+        cfg.base,
+        seed=cfg.base_seed,
+        on_step=lambda s, loss: bar.update(1),
+        stop=known,
+        packed=cfg.base_packed,
+    )
+    bar.close()
+    if knowledge and min(knowledge.values()) < cfg.base_target:
+        logger.warning("base model stopped at its step cap knowing only %s", knowledge)
+    meta = {
+        "final_loss": losses[-1],
+        "steps": len(losses),
+        "commentary_accuracy": knowledge,
+        "train_seconds": time.perf_counter() - t0,
+    }
+    with atomic_dir(root / "base") as tmp:
+        tiny.save_tiny(tmp, net, cfg.model, meta=meta)
+    return meta
+
+
+def build_persona_models(cfg: ZooConfig, root: Path, *, progress: bool = True) -> list[str]:
+    """Fine-tune every persona model not yet in ``root/models``.
+
+    Stacks of ``cfg.stack`` models (:func:`_train_stack`), or one model at a time, are fanned
+    out over ``cfg.workers`` processes (or Ray tasks with ``cfg.ray``).
+
+    Returns:
+        The models trained now.
+    """
+    from tqdm.auto import tqdm
+
+    names = cfg.model_names()
+    todo = [n for n in names if not (root / "models" / n / tiny.WEIGHTS_FILE).exists()]
+    bar = tqdm(total=len(names), desc="persona models", disable=not progress)
+    bar.update(len(names) - len(todo))
+    if cfg.stack > 1:
+        stacks = [todo[i : i + cfg.stack] for i in range(0, len(todo), cfg.stack)]
+        tasks: list[tuple[Any, ...]] = [(str(root), cfg.to_dict(), names) for names in stacks]
+        for i, _ in fan_out(_train_stack, tasks, workers=cfg.workers, ray=cfg.ray):
+            bar.update(len(stacks[i]))
+    else:
+        tasks = [(str(root), cfg.to_dict(), name) for name in todo]
+        for _ in fan_out(_train_one, tasks, workers=cfg.workers, ray=cfg.ray):
+            bar.update(1)
+    bar.close()
+    return todo
+
+
+def finish_zoo(cfg: ZooConfig, root: Path, data: GeneratedData) -> dict[str, Any]:
+    """Write ``zoo.json`` and the benchmark (the valid-prompt filter) of the built models.
+
+    Returns:
+        The benchmark report (``poser/benchmark_report.json``).
+    """
+    rows = [read_zoo_row(root, n) for n in cfg.model_names()]
+    write_json_atomic(root / "zoo.json", rows)
+    return build_benchmark(
+        root,
+        cfg.model_names(),
+        data,
+        threshold=cfg.valid_threshold(),
+        balance=cfg.balance_confidence,
+    )
+
+
 def build_zoo(
     cfg: ZooConfig = ZooConfig(), out: str | Path | None = None, *, progress: bool = True
 ) -> Path:
     """Build (or finish building) a zoo and its benchmark; returns its folder.
+
+    The steps: the data and tokenizer, the base (:func:`build_base`), the persona models
+    (:func:`build_persona_models`), ``zoo.json`` and the benchmark (:func:`finish_zoo`).
 
     Args:
         cfg: Zoo settings.
@@ -507,79 +693,37 @@ def build_zoo(
         progress: Show progress bars.
 
     Returns:
-        The zoo folder, holding ``zoo.json`` and ``poser/``.
+        The zoo folder, holding ``zoo.json`` and ``poser/``. A complete zoo
+        (:meth:`ZooConfig.is_complete`) is returned as it is, nothing written (a read-only
+        shared cache works); a build that fails before any model is trained leaves no folder
+        behind (one that holds trained models is kept, to resume from).
     """
-    from tqdm.auto import tqdm
-
+    if cfg.ray is not None:
+        connect_ray(cfg.ray)  # no Ray, or no cluster: fail before any work
     root = cfg.folder(out)
+    if cfg.is_complete(root):
+        return root
+    with removed_on_error(root, keep=_holds_models):
+        _build(cfg, root, progress=progress)
+    return root
+
+
+def _holds_models(root: Path) -> bool:
+    """Whether a zoo folder holds a trained model (worth resuming from)."""
+    return any(root.glob(f"base/{tiny.WEIGHTS_FILE}")) or any(
+        root.glob(f"models/*/{tiny.WEIGHTS_FILE}")
+    )
+
+
+def _build(cfg: ZooConfig, root: Path, *, progress: bool) -> None:
+    """The steps of :func:`build_zoo`, each skipped when its output exists."""
     cfg.claim(root)
     data = generate(cfg.generator)
-    if not (root / "tokenizer.json").exists():
-        make_tokenizer(data).save_pretrained(str(root))
-    tokenizer = load_tokenizer(root)
-
-    if not cfg.from_scratch and not (root / "base" / tiny.WEIGHTS_FILE).exists():
-        torch.manual_seed(cfg.base_seed)
-        net = tiny.build_native(cfg.model, len(tokenizer), seed=cfg.base_seed)
-        bar = tqdm(total=cfg.base.steps, desc="base model", disable=not progress)
-        held_out = [s for fam in sorted(data.test) for s in data.test[fam][:40]]
-        knowledge: dict[str, float] = {}
-
-        def known(step: int) -> bool:
-            if (step + 1) % 50 or step + 1 < cfg.base_min_steps:
-                return False
-            knowledge.update(commentary_accuracy(net, tokenizer, held_out))
-            bar.set_postfix({k: f"{v:.2f}" for k, v in knowledge.items()})
-            return min(knowledge.values()) >= cfg.base_target
-
-        t0 = time.perf_counter()
-        losses = train_base(
-            net,
-            tokenizer,
-            base_corpus(data),
-            cfg.base,
-            seed=cfg.base_seed,
-            on_step=lambda s, loss: bar.update(1),
-            stop=known,
-            packed=cfg.base_packed,
-        )
-        bar.close()
-        if knowledge and min(knowledge.values()) < cfg.base_target:
-            logger.warning("base model stopped at its step cap knowing only %s", knowledge)
-        meta = {
-            "final_loss": losses[-1],
-            "steps": len(losses),
-            "commentary_accuracy": knowledge,
-            "train_seconds": time.perf_counter() - t0,
-        }
-        with atomic_dir(root / "base") as tmp:
-            tiny.save_tiny(tmp, net, cfg.model, meta=meta)
-
-    todo = [n for n in cfg.model_names() if not (root / "models" / n / tiny.WEIGHTS_FILE).exists()]
-    bar = tqdm(total=len(cfg.model_names()), desc="persona models", disable=not progress)
-    bar.update(len(cfg.model_names()) - len(todo))
-    if cfg.stack > 1:
-        stacks = [todo[i : i + cfg.stack] for i in range(0, len(todo), cfg.stack)]
-        tasks: list[tuple[Any, ...]] = [(str(root), cfg.to_dict(), names) for names in stacks]
-        for i, _ in fan_out(_train_stack, tasks, workers=cfg.workers):
-            bar.update(len(stacks[i]))
-    else:
-        tasks = [(str(root), cfg.to_dict(), name) for name in todo]
-        for _ in fan_out(_train_one, tasks, workers=cfg.workers):
-            bar.update(1)
-    bar.close()
-
-    rows = [read_zoo_row(root, n) for n in cfg.model_names()]
-    write_json_atomic(root / "zoo.json", rows)
-
-    build_benchmark(
-        root,
-        cfg.model_names(),
-        data,
-        threshold=cfg.valid_threshold(),
-        balance=cfg.balance_confidence,
-    )
-    return root
+    tokenizer = zoo_tokenizer(root, data)
+    if not cfg.from_scratch:
+        build_base(cfg, root, data, tokenizer, progress=progress)
+    build_persona_models(cfg, root, progress=progress)
+    finish_zoo(cfg, root, data)
 
 
 def read_zoo_row(root: str | Path, name: str) -> dict[str, Any]:
@@ -635,16 +779,8 @@ def notebook_zoo(*, progress: bool = True, **overrides: Any) -> Path:
     """
     cfg = replace(NOTEBOOK_ZOO, **overrides)
     root = notebook_zoo_dir(cfg)
-    rows = read_json(root / "zoo.json") if (root / "zoo.json").exists() else []
-    report = root / "poser" / "benchmark_report.json"
-    if [r.get("name") for r in rows] == cfg.model_names() and report.exists():
-        stored = read_json(report)
-        wanted = "balance_confidence" if cfg.balance_confidence else "none"
-        if (
-            stored.get("threshold") == cfg.valid_threshold()
-            and stored.get("confidence_filter") == wanted
-        ):
-            return root
+    if cfg.is_complete(root):
+        return root
     _reuse_built_models(cfg, root)
     return build_zoo(cfg, root, progress=progress)
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from poser_lens._io import default_cache_dir, read_json, write_json_atomic
+from poser_lens._io import default_cache_dir, fingerprint, read_json, write_json_atomic
 from poser_lens.config import Config
 
 Z = TypeVar("Z", bound="ZooSpec")
@@ -60,14 +60,38 @@ class ZooSpec(Config):
         return (root / cls.CONFIG_FILE).exists() and (root / "poser" / "model_pairs.json").exists()
 
     def claim(self, root: Path) -> None:
-        """Make ``root`` this config's folder (refusing one that holds other settings)."""
-        root.mkdir(parents=True, exist_ok=True)
+        """Make ``root`` this config's folder (refusing one that holds other settings).
+
+        The config is written only when the folder has none (a complete zoo in a read-only
+        cache is never written to).
+        """
         stored = root / self.CONFIG_FILE
         if stored.exists():
             old = type(self).read(root)
             if old.key() != self.key():
                 raise ValueError(f"{root} holds a zoo with other settings (key {old.key()})")
+            return
+        root.mkdir(parents=True, exist_ok=True)
         write_json_atomic(stored, self.to_dict())
+
+    def fingerprint(self, root: str | Path) -> dict[str, str]:
+        """Content hashes of a built zoo: its weights and its benchmark.
+
+        ``weights`` hashes every ``*.safetensors`` file (base and models, adapters for the
+        smol zoo) in sorted path order; ``benchmark`` every file of ``poser/``. Two zoos of
+        the same key built on different machines can differ (float training is not
+        bit-identical across CPUs); these say whether they do.
+
+        Example:
+            >>> import tempfile
+            >>> sorted(ZooSpec().fingerprint(tempfile.mkdtemp()))
+            ['benchmark', 'weights']
+        """
+        root = Path(root)
+        return {
+            "weights": fingerprint(root, ["base/**/*.safetensors", "models/**/*.safetensors"]),
+            "benchmark": fingerprint(root / "poser"),
+        }
 
     def build(self, out: str | Path | None = None, *, progress: bool = True) -> Path:
         """Build (or finish building) the zoo and its benchmark; returns its folder."""

@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -53,15 +53,25 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from poser_lens._io import read_json, write_json_atomic, write_text_atomic
-from poser_lens._pool import fan_out, process_memo
-from poser_lens.config import Config, config_from_dict, normalised
+from poser_lens._pool import connect_ray, fan_out, pinned_training, process_memo
+from poser_lens.config import (
+    Config,
+    ConfigError,
+    NonEmpty,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OneOf,
+    PositiveInt,
+    config_from_dict,
+    normalised,
+)
 from poser_lens.data.poser import ModelPair, load_training
 from poser_lens.data.schema import Scenario, is_aligned, model_persona, other_letter
 from poser_lens.hooks import AddNoise, NoiseKind, hook_name, resolve_layer
 from poser_lens.readout import AnswerIds, encode, last_logits, last_token_logits
 from poser_lens.removal.results import summarise, write_outputs
 from poser_lens.runs import RunDir
-from poser_lens.strategies import get_strategy, strategy_class
+from poser_lens.strategies import StrategyName, get_strategy, strategy_class
 from poser_lens.strategies.base import ModelContext, Strategy
 from poser_lens.strategies.common import model_device
 from poser_lens.strategies.s2_noise import NoiseScore
@@ -72,6 +82,8 @@ logger = logging.getLogger(__name__)
 
 #: Removal methods: plain SFT on own answers, and SFT with S2's noise injected.
 METHODS: tuple[str, ...] = ("sft", "sft_noise")
+#: A removal-method setting: one of :data:`METHODS`.
+Method = Annotated[str, OneOf(*METHODS, what="removal method")]
 #: Noise seeds of training start here (S2's detection draws use small seeds).
 TRAIN_NOISE_SEED = 1_000_000
 
@@ -103,32 +115,33 @@ class RemovalConfig(Config):
         seed: Seeds batch order, random labels and training noise.
     """
 
-    methods: tuple[str, ...] = METHODS
-    steps: int = 100
-    lr: float = 1e-4
-    head_lr_scale: float = 100.0
-    batch_size: int = 8
-    warmup: int = 5
-    log_every: int = 10
-    n_eval: int = 64
-    n_gap: int = 100
-    n_test: int = 100
-    noise_coeff: float | None = None
-    fakers: tuple[str, ...] | None = None
+    methods: Annotated[tuple[Method, ...], NonEmpty()] = METHODS
+    steps: PositiveInt = 100
+    lr: NonNegativeFloat = 1e-4
+    head_lr_scale: NonNegativeFloat = 100.0
+    batch_size: PositiveInt = 8
+    warmup: NonNegativeInt = 5
+    log_every: PositiveInt = 10
+    n_eval: PositiveInt = 64
+    n_gap: PositiveInt = 100
+    n_test: PositiveInt = 100
+    noise_coeff: NonNegativeFloat | None = None
+    fakers: Annotated[tuple[str, ...], NonEmpty()] | None = None
     controls: bool = True
-    control_seeds: int | None = 1
-    detectors: tuple[str, ...] = ("s2_noise", "confidence_baseline")
+    control_seeds: PositiveInt | None = 1
+    detectors: tuple[StrategyName, ...] = ("s2_noise", "confidence_baseline")
     detector_grid: bool = False
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        bad = [m for m in self.methods if m not in METHODS]
-        if bad or not self.methods:
-            raise ValueError(
-                f"removal method {bad[0] if bad else None!r}: expected sft or sft_noise"
-            )
-        if self.steps < 1 or self.batch_size < 1 or self.log_every < 1:
-            raise ValueError("removal steps, batch_size and log_every must be >= 1")
+    def check(self) -> None:
+        """Every name in ``fakers`` is a faker's, ``<persona>-<seed>``."""
+        for i, name in enumerate(self.fakers or ()):
+            try:
+                aligned = is_aligned(model_persona(name)[0])
+            except ValueError as err:
+                raise ConfigError(f"fakers[{i}]", str(err)) from None
+            if aligned:
+                raise ConfigError(f"fakers[{i}]", f"{name!r} is an aligned model, not a faker")
 
 
 @dataclass(frozen=True)
@@ -386,6 +399,7 @@ def _optimizer(model: Any, cfg: RemovalConfig) -> tuple[Any, Any, list[Tensor]]:
     return opt, sched, params
 
 
+@pinned_training()
 def train_removal(
     model: Any,
     tokenizer: Any,
@@ -727,12 +741,20 @@ def job_config(cfg: RemovalConfig, detectors: Mapping[str, Strategy]) -> dict[st
 
 
 def run_jobs(
-    run: RunDir, study: Study, jobs: Sequence[Job], cfg: RemovalConfig, *, progress: bool = False
+    run: RunDir,
+    study: Study,
+    jobs: Sequence[Job],
+    cfg: RemovalConfig,
+    *,
+    progress: bool = False,
+    timings: dict[str, dict[str, float]] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the jobs of one (model, labels), skipping those stored with the same settings.
 
     The untreated model's evaluation sets, behaviour and labels are measured once and shared
-    by its methods; each method starts from freshly loaded weights.
+    by its methods; each method starts from freshly loaded weights. A job's wall and CPU
+    seconds go to ``timings`` (job key -> ``{"seconds", "cpu_seconds"}``), not into its
+    stored record, so records of the same settings are the same bytes run to run.
     """
     if len({(j.model, j.labels) for j in jobs}) > 1:
         raise ValueError("run_jobs takes the jobs of one model and one kind of labels")
@@ -778,6 +800,9 @@ def run_jobs(
             progress=progress,
         )
         rec["config"] = conf
+        spent = {k: rec.pop(k) for k in ("seconds", "cpu_seconds")}
+        if timings is not None:
+            timings[job.key] = spent
         write_json_atomic(_record_path(run, job), rec, indent=None)
         out.append(rec)
     return out
@@ -804,8 +829,12 @@ def _worker(
     cfg_dict: dict[str, Any],
     pairs: list[tuple[str, str, str]],
     jobs: list[tuple[str, str, str]],
-) -> int:
-    """Run a chunk of jobs in a worker process (its study is built once per process)."""
+) -> tuple[int, dict[str, dict[str, float]]]:
+    """Run a chunk of jobs in a worker process (its study is built once per process).
+
+    Returns:
+        The number of jobs done, and their timings (job key -> seconds).
+    """
     tb_cfg = TestbedConfig.from_dict(testbed_cfg)
     cfg = RemovalConfig.from_dict(cfg_dict)
 
@@ -820,9 +849,10 @@ def _worker(
         if method == "before":
             detectors_before(run, study, model, cfg)
     group = [Job(m, meth, lab) for m, meth, lab in jobs if meth != "before"]
+    timings: dict[str, dict[str, float]] = {}
     if group:
-        run_jobs(run, study, group, cfg)
-    return len(jobs)
+        run_jobs(run, study, group, cfg, timings=timings)
+    return len(jobs), timings
 
 
 def run_removal(
@@ -834,6 +864,7 @@ def run_removal(
     testbed: Testbed | None = None,
     pairs: Sequence[ModelPair] | None = None,
     workers: int = 1,
+    ray: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """The removal study: every job, then the summary; writes ``<run>/removal/``.
@@ -852,6 +883,9 @@ def run_removal(
         pairs: The pairs whose models are treated (default: all of the testbed's, restricted
             by ``testbed_config.models``).
         workers: Processes (one thread each); 1 runs in this process.
+        ray: Run the jobs as Ray tasks instead (one model's jobs per task, one GPU each when
+            the testbed's device is ``cuda``): ``local``, ``auto`` or a cluster's address
+            (:func:`poser_lens._pool.connect_ray`). None: ``workers`` local processes.
         progress: Show progress bars.
 
     Returns:
@@ -860,6 +894,8 @@ def run_removal(
     import yaml
     from tqdm.auto import tqdm
 
+    if ray is not None:
+        connect_ray(ray)  # no Ray, or no cluster: fail before any work
     run = run if isinstance(run, RunDir) else RunDir(run)
     tb_cfg = testbed_config if testbed_config is not None else TestbedConfig()
     configs = normalised(dict(strategy_configs or {}))
@@ -877,12 +913,13 @@ def run_removal(
     out = removal_dir(run)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     bar = tqdm(total=len(need_before) + len(jobs), desc="removal", disable=not progress)
-    if workers <= 1:
+    timings: dict[str, dict[str, float]] = {}
+    if ray is None and workers <= 1:
         for m in need_before:
             detectors_before(run, study, m, cfg)
             bar.update(1)
         for group in group_jobs(jobs):
-            run_jobs(run, study, group, cfg)
+            run_jobs(run, study, group, cfg, timings=timings)
             bar.update(len(group))
     else:
         # Workers reuse the built zoo instead of rebuilding it.
@@ -897,9 +934,14 @@ def run_removal(
         before = [[(m, "before", "")] for m in need_before]
         treat = [[(j.model, j.method, j.labels) for j in g] for g in group_jobs(jobs)]
         for stage in (before, treat):
-            for _, n_done in fan_out(_worker, [(*args, c) for c in stage], workers=workers):
+            tasks = [(*args, c) for c in stage]
+            for _, (n_done, spent) in fan_out(
+                _worker, tasks, workers=workers, ray=ray, device=tb_cfg.device
+            ):
+                timings.update(spent)
                 bar.update(n_done)
     bar.close()
-    summary = summarise(run, pairs, jobs, study.detectors, cfg, seconds=time.perf_counter() - t0)
+    summary = summarise(run, pairs, jobs, study.detectors, cfg)
     write_outputs(run, summary)
+    run.record_timings("removal", {"seconds": round(time.perf_counter() - t0, 1), "jobs": timings})
     return summary

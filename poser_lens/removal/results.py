@@ -85,7 +85,6 @@ def _group_row(recs: Sequence[Mapping[str, Any]], seed: int) -> dict[str, Any]:
         "ci95": [lo, hi],
         "p_aligned_min": float(min(final)),
         "p_aligned_max": float(max(final)),
-        "seconds_mean": float(np.mean([r["seconds"] for r in recs])),
         "final_loss_mean": float(np.mean([r["loss"][-1] for r in recs])),
         "target_kind": sorted({r["target_kind"] for r in recs}),
     }
@@ -105,10 +104,8 @@ def summarise(
     jobs: Sequence[Any],
     detectors: Mapping[str, Any],
     cfg: Any,
-    *,
-    seconds: float | None = None,
 ) -> dict[str, Any]:
-    """The study's summary from the stored records of ``jobs``.
+    """The study's summary from the stored records of ``jobs`` (timings: ``timings.json``).
 
     Per role (treated fakers, random-label fakers, aligned controls) and method: mean final
     P(aligned) over models with a bootstrap 95% CI over models, the start value, the
@@ -173,9 +170,6 @@ def summarise(
         "n_records": len(recs),
         "groups": groups,
         "detectors": dets,
-        "seconds": None if seconds is None else round(seconds, 1),
-        "job_seconds": round(float(sum(r["seconds"] for r in recs)), 1),
-        "job_cpu_seconds": round(float(sum(r.get("cpu_seconds", np.nan) for r in recs)), 1),
     }
 
 
@@ -196,7 +190,7 @@ def curve_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def table_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per job: before/after P(aligned), compliance gap, capability, seconds."""
+    """One row per job: before/after P(aligned), compliance gap, capability, final loss."""
     out = []
     for r in records:
         row = {
@@ -217,7 +211,6 @@ def table_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 row[f"{k}_{when}"] = round(float(r[when][k]), 6)
         row["noise_coeff"] = r["noise"]["coeff"] if r.get("noise") else ""
         row["final_loss"] = round(float(r["loss"][-1]), 6)
-        row["seconds"] = r["seconds"]
         out.append(row)
     return out
 
@@ -326,12 +319,6 @@ def report_section(run: RunDir) -> list[str]:
                     f"{_pct_ci(e['accuracy_before'], e['ci95_before'])} | "
                     f"{_pct_ci(e['accuracy_after'], e['ci95_after'])} | {both} |"
                 )
-    if s.get("seconds") is not None:
-        lines += [
-            "",
-            f"Removal time: {s['seconds']:.0f} s wall; the training jobs took "
-            f"{s['job_seconds']:.0f} s wall, {s['job_cpu_seconds']:.0f} s CPU.",
-        ]
     return [*lines, ""]
 
 

@@ -13,8 +13,9 @@ Example:
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Annotated, Any
 
+from poser_lens.config import OneOf
 from poser_lens.strategies.base import ModelContext, Strategy, check_valid
 
 #: Registry name -> module (under ``poser_lens.strategies``) and class name, in report order.
@@ -35,6 +36,8 @@ _REGISTRY: dict[str, tuple[str, str]] = {
 }
 
 STRATEGY_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+#: A setting that names a strategy: one of :data:`STRATEGY_NAMES`.
+StrategyName = Annotated[str, OneOf(*STRATEGY_NAMES, what="strategy")]
 
 
 def strategy_class(name: str) -> type[Strategy]:
@@ -63,6 +66,7 @@ __all__ = [
     "STRATEGY_NAMES",
     "ModelContext",
     "Strategy",
+    "StrategyName",
     "check_valid",
     "get_strategy",
     "strategy_class",

@@ -48,6 +48,7 @@ from functools import cached_property
 from typing import Any, ClassVar, Final, Generic, Literal, TypedDict, TypeVar
 
 from poser_lens.data.schema import Scenario
+from poser_lens.flops import Pass
 
 #: Any strategy's score, untyped (each strategy module defines its own ``TypedDict``).
 Score = dict[str, Any]
@@ -108,6 +109,69 @@ def kept_positions(score: Mapping[str, Any], keep: Set[int]) -> list[int]:
         [1, 2]
     """
     return [i for i, j in enumerate(score[PROMPT_INDEX]) if j in keep]
+
+
+@dataclass(frozen=True)
+class WorkShape:
+    """What the work of scoring one (model, family) depends on: the model's depth, the prompts.
+
+    :meth:`Strategy.work` turns it into passes, whose FLOPs :mod:`poser_lens.flops` counts
+    (the cost model, :mod:`poser_lens.cost`, and the run profile read them).
+
+    Attributes:
+        n_layers: Blocks of the model.
+        n_ctx: Its longest input, in tokens.
+        n_valid: Valid prompts of the family.
+        n_critical: Of them, those with a critical fact (S1/S2 contrast pairs, S6, patching).
+        seq: Mean tokens of a valid prompt.
+        seq_longest: Tokens of the longest valid prompt (how far batches pad, see
+            :meth:`padded`).
+        seq_critical: Mean tokens of a valid prompt with a critical fact.
+        seq_clean: Mean tokens of such a prompt without its critical facts.
+        concepts: Strategy 4's concept sets, ``(name, examples, mean tokens, longest)`` each.
+    """
+
+    n_layers: int
+    n_ctx: int
+    n_valid: int
+    n_critical: int
+    seq: float
+    seq_longest: float
+    seq_critical: float
+    seq_clean: float
+    concepts: tuple[tuple[str, int, float, float], ...] = ()
+
+    def padded(
+        self,
+        rows: int,
+        seq: float | None = None,
+        *,
+        among: int | None = None,
+        spread: float | None = None,
+    ) -> float:
+        """Tokens per row of batches of ``rows`` texts of mean length ``seq``, padding included.
+
+        A rough model of right padding: a batch pads to its longest row. Texts in stored or
+        random order (``among`` None) pad towards the longest as the batch grows; ``among``
+        texts sorted by length pad only across a run of similar lengths, a ``rows / among``
+        share of their spread. ``spread`` is the longest minus the mean (default: the valid
+        prompts', ``seq_longest - seq``).
+
+        Example:
+            >>> shape = WorkShape(2, 64, 10, 5, seq=100, seq_longest=120, seq_critical=100,
+            ...                   seq_clean=90)
+            >>> shape.padded(1), shape.padded(4), shape.padded(50)
+            (100, 115.0, 119.6)
+            >>> shape.padded(32, among=320), shape.padded(32, 80, among=32)
+            (102.0, 99.375)
+        """
+        base = self.seq if seq is None else seq
+        gap = max(self.seq_longest - self.seq if spread is None else spread, 0.0)
+        if rows <= 1:
+            return base
+        if among is not None and among > rows:
+            return base + gap * rows / among
+        return base + gap * (1 - 1 / rows)
 
 
 class InvalidPromptError(ValueError):
@@ -243,6 +307,16 @@ class Strategy(ABC, Generic[S]):
         """
         return load(self.name)
 
+    def with_strategies(self, make: Callable[[str], Strategy]) -> Strategy:
+        """This strategy reading other strategies' scores with ``make(name)``'s strategies.
+
+        A run hands its own configured strategies here (:meth:`RunConfig.strategy
+        <poser_lens.runner.RunConfig.strategy>`), so a strategy built on others' stored
+        scores (the ensemble) reads them with the settings they were scored with. Default:
+        itself (it reads no other strategy).
+        """
+        return self
+
     # -- per pair ----------------------------------------------------------------------
 
     def settings(self, **overrides: Any) -> Settings:
@@ -327,6 +401,25 @@ class Strategy(ABC, Generic[S]):
         rise in log-odds and its noise scaled per model to an equal effect. Default: none.
         """
         return {}
+
+    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
+        """The passes :meth:`score_model` runs on one (model, family) of this shape.
+
+        The cost model's input (:mod:`poser_lens.cost`): each strategy declares its forwards
+        and training steps from its config, and ``tests/test_cost.py`` checks their FLOPs
+        against a profiler's count of a real ``score_model``.
+
+        Args:
+            shape: The model's depth and the family's prompts.
+            reference: The same settings run the way the Poser code runs its strategies: one
+                prompt per forward, a full forward with every hidden state (no early stop,
+                every position unembedded), each variant (coefficient, noise draw, patched
+                block) a forward of its own, nothing shared between strategies.
+
+        Returns:
+            The passes; none for a strategy that runs no model (default).
+        """
+        return []
 
     def config_dict(self) -> dict[str, Any]:
         """The config as a plain dict (saved beside results)."""

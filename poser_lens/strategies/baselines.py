@@ -22,9 +22,11 @@ import hashlib
 import random
 from collections.abc import Set
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypedDict
+from typing import Annotated, Any, ClassVar, TypedDict
 
+from poser_lens.config import Config, OneOf, PositiveInt
 from poser_lens.data.benchmark import CONFIDENCE_STATISTICS, confidence_margin, logodds
+from poser_lens.flops import Pass
 from poser_lens.strategies.base import (
     PROMPT_INDEX,
     ModelContext,
@@ -32,13 +34,14 @@ from poser_lens.strategies.base import (
     PerPromptScore,
     PromptValues,
     Strategy,
+    WorkShape,
     kept_positions,
 )
-from poser_lens.strategies.common import readout_from_residuals
+from poser_lens.strategies.common import answered_residual_passes, readout_from_residuals
 
 
 @dataclass(frozen=True)
-class ConfidenceConfig:
+class ConfidenceConfig(Config):
     """Settings of the compare-confidence baseline.
 
     Attributes:
@@ -50,15 +53,8 @@ class ConfidenceConfig:
             median log-odds, per-prompt vote).
     """
 
-    n_prompts: int = 400
-    statistic: str = "mean_p"
-
-    def __post_init__(self) -> None:
-        if self.statistic not in CONFIDENCE_STATISTICS:
-            raise ValueError(
-                f"confidence_baseline.statistic {self.statistic!r}: expected one of "
-                f"{', '.join(CONFIDENCE_STATISTICS)}"
-            )
+    n_prompts: PositiveInt = 400
+    statistic: Annotated[str, OneOf(*CONFIDENCE_STATISTICS, what="statistic")] = "mean_p"
 
 
 class ConfidenceScore(PerPromptScore):
@@ -116,6 +112,11 @@ class ConfidenceBaseline(Strategy[ConfidenceScore]):
             "logodds": [logodds(p) for p in p_answer],
             PROMPT_INDEX: list(range(len(prompts))),
         }
+
+    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
+        """Every residual of the first ``n_prompts`` valid prompts (shared), their answers."""
+        n = min(self.config.n_prompts, shape.n_valid)
+        return answered_residual_passes(shape, n, reference=reference)
 
     def margin(self, a: ConfidenceScore, b: ConfidenceScore, **settings: Any) -> float:
         """Positive when ``a`` is the less confident model, on the prompts both were scored on."""

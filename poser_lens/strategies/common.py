@@ -27,6 +27,7 @@ from torch import Tensor
 from poser_lens.activations import collect
 from poser_lens.data.prompts import contrast_pairs
 from poser_lens.data.schema import Scenario
+from poser_lens.flops import Backward, Pass
 from poser_lens.hooks import LayerSpec, hook_name, resolve_layer
 from poser_lens.probes import DirectionFinder, mass_mean
 from poser_lens.readout import (
@@ -35,7 +36,10 @@ from poser_lens.readout import (
     answer_readout,
     last_token_logits,
 )
-from poser_lens.strategies.base import ModelContext
+from poser_lens.strategies.base import ModelContext, WorkShape
+
+#: Texts per forward of :func:`last_residuals` (:func:`poser_lens.activations.collect`'s).
+RESIDUAL_BATCH = 32
 
 
 def model_device(model: Any) -> torch.device:
@@ -207,3 +211,96 @@ def readout_from_residuals(ctx: ModelContext, scenarios: Sequence[Scenario]) -> 
     logits = logits_from_final_residual(ctx.model, final)
     ids = AnswerIds.from_tokenizer(ctx.tokenizer)
     return answer_readout(logits, ids, aligned=[s.aligned_letter for s in scenarios])
+
+
+def residual_pass(
+    label: str,
+    shape: WorkShape,
+    n: int,
+    seq: float,
+    key: str,
+    *,
+    spread: float | None = None,
+    reference: bool = False,
+) -> Pass:
+    """The work of :func:`last_residuals` on ``n`` texts of mean length ``seq`` (memo ``key``).
+
+    A full forward (every block's residual is read), texts sorted by length in batches
+    (padding: :meth:`WorkShape.padded`, ``spread`` passed on); the strategies that read the
+    same texts of one (model, family) share it (``key``). The reference runs one text per
+    forward and shares nothing.
+
+    Example:
+        >>> shape = WorkShape(40, 2048, 300, 150, 350, 450, 350, 325)
+        >>> p = residual_pass("valid prompts", shape, 320, 350.0, "resid:valid")
+        >>> p.batch, p.seq
+        (32, 360.0)
+    """
+    if reference:
+        return Pass(label, n, seq)
+    batch = max(1, min(RESIDUAL_BATCH, n))
+    padded = shape.padded(batch, seq, among=n, spread=spread)
+    return Pass(label, n, padded, batch=batch, shared=key)
+
+
+def unembed_pass(label: str, n: int) -> Pass:
+    """The final norm and unembedding of ``n`` stored final residuals, no blocks.
+
+    The work of :func:`logits_from_final_residual` (and of the variants after the last block
+    of :func:`~poser_lens.strategies.variants.variant_readout`).
+
+    Example:
+        >>> p = unembed_pass("own answers", 10)
+        >>> p.blocks, p.tokens
+        (0, 10)
+    """
+    return Pass(label, n, 1, blocks=0)
+
+
+def answered_residual_passes(shape: WorkShape, n: int, *, reference: bool = False) -> list[Pass]:
+    """The work of :func:`last_residuals` on the first ``n`` valid prompts, then their answers.
+
+    The answers come from the stored final residuals (:func:`readout_from_residuals`,
+    :func:`logits_from_final_residual`); the reference reads them from the same full forward.
+
+    Example:
+        >>> shape = WorkShape(40, 2048, 300, 150, 350, 450, 350, 325)
+        >>> [p.label for p in answered_residual_passes(shape, 300)]
+        ['valid prompts', 'answers from the final residuals']
+    """
+    if reference:
+        return [residual_pass("valid prompts", shape, n, shape.seq, "", reference=True)]
+    return [
+        residual_pass("valid prompts", shape, n, shape.seq, "resid:valid"),
+        unembed_pass("answers from the final residuals", n),
+    ]
+
+
+def critical_pass(
+    label: str,
+    shape: WorkShape,
+    cfg: Any,
+    *,
+    repeats: int = 1,
+    backward: Backward = "none",
+    reference: bool = False,
+) -> Pass:
+    """Full forwards of the first ``cfg.n_prompts`` prompts with a critical fact (S6, patching).
+
+    In stored order, ``cfg.batch_size`` at a time (so padded, :meth:`WorkShape.padded`),
+    ``repeats`` times (patching: once per block), optionally with a backward. The reference
+    runs one prompt per forward, unpadded.
+
+    Example:
+        >>> shape = WorkShape(40, 2048, 300, 150, 350, 450, 350, 325)
+        >>> from poser_lens.strategies.s6_attentiveness import S6Config
+        >>> p = critical_pass("attention", shape, S6Config(n_prompts=50, batch_size=64))
+        >>> p.n, round(p.seq), p.batch
+        (50, 448, 50)
+    """
+    n = min(cfg.n_prompts, shape.n_critical)
+    if reference:
+        return Pass(label, n * repeats, shape.seq_critical, backward=backward)
+    rows = max(1, min(cfg.batch_size, n))
+    seq = shape.padded(rows, shape.seq_critical)
+    return Pass(label, n * repeats, seq, rows, backward=backward)

@@ -26,9 +26,10 @@ import math
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from poser_lens.strategies import get_strategy
+from poser_lens.config import Config, NonEmpty
+from poser_lens.strategies import StrategyName, get_strategy
 from poser_lens.strategies.base import ModelContext, ScoreTable, Strategy
 
 #: The ensemble's score of a model on a family: member name -> that member's score (its own
@@ -38,7 +39,7 @@ EnsembleScore = dict[str, Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
-class EnsembleConfig:
+class EnsembleConfig(Config):
     """Settings of the ensemble.
 
     Attributes:
@@ -46,7 +47,7 @@ class EnsembleConfig:
             internals-based strategy of the paper plus the patching detector: no baselines.
     """
 
-    members: tuple[str, ...] = (
+    members: Annotated[tuple[StrategyName, ...], NonEmpty()] = (
         "s1_belief",
         "s2_noise",
         "s3_lora",
@@ -94,8 +95,24 @@ class EnsembleStrategy(Strategy[EnsembleScore]):
 
     @cached_property
     def strategies(self) -> dict[str, Strategy]:
-        """The member strategies (default configs)."""
+        """The member strategies (default configs, unless built by :meth:`with_strategies`)."""
         return {m: get_strategy(m) for m in self.config.members}
+
+    def with_strategies(self, make: Callable[[str], Strategy]) -> EnsembleStrategy:
+        """The ensemble whose members are ``make(name)`` (a run's configured strategies).
+
+        Members vote with the headline settings they were scored with: a run that changes a
+        member's grid (e.g. S1's coefficients) changes its headline too.
+
+        Example:
+            >>> ens = EnsembleStrategy(members=("s1_belief",))
+            >>> custom = ens.with_strategies(lambda m: get_strategy(m, headline_coeff=4.0))
+            >>> custom.strategies["s1_belief"].config.headline_coeff
+            4.0
+        """
+        ens = EnsembleStrategy(self.config)
+        ens.__dict__["strategies"] = {m: make(m) for m in self.config.members}
+        return ens
 
     def score_model(self, ctx: ModelContext) -> EnsembleScore:
         """Not used: the ensemble reads stored member scores (see :meth:`collect_scores`)."""

@@ -22,8 +22,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from poser_lens.config import Config, PositiveInt
 from poser_lens.data.prompts import critical_indices, remove_critical
 from poser_lens.data.schema import Scenario
+from poser_lens.flops import Pass
 from poser_lens.hooks import Patch, hook_name, resolve_layer
 from poser_lens.readout import Readout
 from poser_lens.strategies.base import (
@@ -33,9 +35,16 @@ from poser_lens.strategies.base import (
     PromptRows,
     PromptValues,
     Strategy,
+    WorkShape,
     kept_positions,
 )
-from poser_lens.strategies.common import answer_readout_batched, kept_mean, last_residuals
+from poser_lens.strategies.common import (
+    answer_readout_batched,
+    critical_pass,
+    kept_mean,
+    last_residuals,
+    residual_pass,
+)
 
 
 def _patched_readout(
@@ -67,7 +76,7 @@ def _log_odds(r: Readout) -> Tensor:
 
 
 @dataclass(frozen=True)
-class PatchingConfig:
+class PatchingConfig(Config):
     """Settings of the patching detector.
 
     Attributes:
@@ -75,8 +84,8 @@ class PatchingConfig:
         batch_size: Prompts per forward pass.
     """
 
-    n_prompts: int = 50
-    batch_size: int = 64
+    n_prompts: PositiveInt = 50
+    batch_size: PositiveInt = 64
 
 
 #: A metric of :class:`PatchingEffect` (the ``metric`` setting).
@@ -218,6 +227,25 @@ class PatchingStrategy(Strategy[PatchingScore]):
             PROMPT_INDEX: index,
             "by_prompt": cast("PatchingByPrompt", by_prompt),
         }
+
+    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
+        """The counterfactuals' residuals (shared with S6), a clean readout, one per block."""
+        c = self.config
+        n = min(c.n_prompts, shape.n_critical)
+        return [
+            residual_pass(
+                "counterfactuals",
+                shape,
+                n,
+                shape.seq_clean,
+                "resid:counterfactual",
+                reference=reference,
+            ),
+            critical_pass("clean readout", shape, c, reference=reference),
+            critical_pass(
+                "patched, per block", shape, c, repeats=shape.n_layers, reference=reference
+            ),
+        ]
 
     def restrict(self, score: PatchingScore, keep: Set[int]) -> PatchingScore:
         """The score on the scored prompts in ``keep``: every metric at every block.

@@ -21,10 +21,19 @@ from __future__ import annotations
 
 from collections.abc import Set
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, cast
 
 import torch
 
+from poser_lens.config import (
+    Config,
+    DepthFraction,
+    NonEmpty,
+    NonNegativeFloat,
+    OneOf,
+    PositiveInt,
+)
+from poser_lens.flops import Pass
 from poser_lens.hooks import resolve_layer
 from poser_lens.strategies.base import (
     PROMPT_INDEX,
@@ -34,15 +43,18 @@ from poser_lens.strategies.base import (
     PerPromptScore,
     PromptRows,
     Strategy,
+    WorkShape,
     kept_positions,
 )
 from poser_lens.strategies.common import kept_mean, layer_grid, prompt_positions
 from poser_lens.strategies.variants import (
     MIDDLE,
+    Coefficients,
     CurvesScore,
     cached_direction,
     curves_by_variant,
     rise,
+    steering_work,
     variant_readout,
 )
 
@@ -51,15 +63,18 @@ if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs withou
 
 #: Sign name -> multiplier of the direction.
 SIGNS = {"add": 1.0, "subtract": -1.0}
+#: A sign setting: one of :data:`SIGNS`.
+Sign = Annotated[str, OneOf(*SIGNS, what="sign")]
 
 
 @dataclass(frozen=True)
-class BeliefConfig:
+class BeliefConfig(Config):
     """Settings of strategy 1.
 
     Attributes:
         layer_frac: Headline layer as a fraction of depth (Poser: 15 of 40).
-        layer_fracs: Layers scored (fractions of depth) for the sensitivity grid.
+        layer_fracs: Layers scored (fractions of depth) for the sensitivity grid (may be empty:
+            the headline layer only).
         signs: ``add`` (towards "oversight is good") and ``subtract`` (towards "safe to
             misbehave").
         headline_sign: Sign of the headline number, fixed in advance: ``subtract``, the
@@ -76,16 +91,16 @@ class BeliefConfig:
         batch_size: Prompts per forward.
     """
 
-    layer_frac: float = MIDDLE
-    layer_fracs: tuple[float, ...] = (0.125, MIDDLE, 0.625, 0.875)
-    signs: tuple[str, ...] = ("add", "subtract")
-    headline_sign: str = "subtract"
-    coeffs: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
-    headline_coeff: float = 2.0
-    n_prompts: int = 100
-    n_pairs: int = 15
+    layer_frac: DepthFraction = MIDDLE
+    layer_fracs: tuple[DepthFraction, ...] = (0.125, MIDDLE, 0.625, 0.875)
+    signs: Annotated[tuple[Sign, ...], NonEmpty()] = ("add", "subtract")
+    headline_sign: Sign = "subtract"
+    coeffs: Coefficients = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+    headline_coeff: NonNegativeFloat = 2.0
+    n_prompts: PositiveInt = 100
+    n_pairs: PositiveInt = 15
     packed: bool = True
-    batch_size: int = 32
+    batch_size: PositiveInt = 32
 
 
 class BeliefByPrompt(HeadlineByPrompt):
@@ -188,6 +203,11 @@ class BeliefStrategy(Strategy[BeliefScore]):
             }
         out[PROMPT_INDEX] = prompt_positions(ctx.prompts, evals)
         return cast("BeliefScore", out)
+
+    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
+        """The contrast directions at each scored block, then every (sign, coefficient) variant."""
+        c = self.config
+        return steering_work(shape, c, len(c.signs) * len(c.coeffs), reference=reference)
 
     def restrict(self, score: BeliefScore, keep: Set[int]) -> BeliefScore:
         """The score on the evaluation prompts whose valid index is in ``keep``.

@@ -33,11 +33,21 @@ from __future__ import annotations
 
 from collections.abc import Set
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, cast, get_args
 
 import torch
 
-from poser_lens.hooks import draw_noise, resolve_layer
+from poser_lens.config import (
+    Config,
+    DepthFraction,
+    Fraction,
+    NonEmpty,
+    OneOf,
+    PositiveFloat,
+    PositiveInt,
+)
+from poser_lens.flops import Pass
+from poser_lens.hooks import NoiseKind, draw_noise, resolve_layer
 from poser_lens.strategies.base import (
     PROMPT_INDEX,
     HeadlineByPrompt,
@@ -46,12 +56,14 @@ from poser_lens.strategies.base import (
     PerPromptScore,
     PromptRows,
     Strategy,
+    WorkShape,
     kept_positions,
 )
 from poser_lens.strategies.common import kept_mean, layer_grid, prompt_positions
 from poser_lens.strategies.variants import (
     MEASURE_KEYS,
     MIDDLE,
+    Coefficients,
     CurveKey,
     CurvesScore,
     VariantCurves,
@@ -65,6 +77,7 @@ from poser_lens.strategies.variants import (
     outcome_kl,
     rise,
     rise_at,
+    steering_work,
     variant_readout,
 )
 
@@ -75,13 +88,18 @@ if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs withou
 PER_PROMPT_KEYS: tuple[CurveKey, ...] = ("p_misaligned", "mass_ab", "log_odds", "kl")
 
 
+#: A noise-kind setting (see :data:`poser_lens.hooks.NoiseKind`).
+Kind = Annotated[str, OneOf(*get_args(NoiseKind), what="noise kind")]
+
+
 @dataclass(frozen=True)
-class NoiseConfig:
+class NoiseConfig(Config):
     """Settings of strategy 2.
 
     Attributes:
         layer_frac: Headline noise layer as a fraction of depth (Poser: 15 of 40).
-        layer_fracs: Layers scored (fractions of depth) for the sensitivity grid.
+        layer_fracs: Layers scored (fractions of depth) for the sensitivity grid (may be empty:
+            the headline layer only).
         kinds: Noise kinds: ``uniform`` (U[0,1], Poser's) and ``gaussian``.
         headline_kind: Kind of the headline number.
         coeffs: Coefficient sweep, starting at 0. Coefficient 1 is noise of the contrast
@@ -106,18 +124,18 @@ class NoiseConfig:
         batch_size: Prompts per forward.
     """
 
-    layer_frac: float = MIDDLE
-    layer_fracs: tuple[float, ...] = (0.125, MIDDLE, 0.625, 0.875)
-    kinds: tuple[str, ...] = ("uniform", "gaussian")
-    headline_kind: str = "uniform"
-    coeffs: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
-    n_draws: int = 2
-    n_prompts: int = 100
-    n_pairs: int = 15
-    mass_keep: float = 0.9
-    kl_target: float = 0.5
+    layer_frac: DepthFraction = MIDDLE
+    layer_fracs: tuple[DepthFraction, ...] = (0.125, MIDDLE, 0.625, 0.875)
+    kinds: Annotated[tuple[Kind, ...], NonEmpty()] = ("uniform", "gaussian")
+    headline_kind: Kind = "uniform"
+    coeffs: Coefficients = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+    n_draws: PositiveInt = 2
+    n_prompts: PositiveInt = 100
+    n_pairs: PositiveInt = 15
+    mass_keep: Fraction = 0.9
+    kl_target: PositiveFloat = 0.5
     packed: bool = True
-    batch_size: int = 32
+    batch_size: PositiveInt = 32
 
 
 class NoiseByPrompt(HeadlineByPrompt):
@@ -258,6 +276,13 @@ class NoiseStrategy(Strategy[NoiseScore]):
                 }
         out[PROMPT_INDEX] = prompt_positions(ctx.prompts, evals)
         return cast("NoiseScore", out)
+
+    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
+        """The contrast directions at each scored block, then every (kind, draw, coefficient)."""
+        c = self.config
+        return steering_work(
+            shape, c, len(c.kinds) * c.n_draws * len(c.coeffs), reference=reference
+        )
 
     def restrict(self, score: NoiseScore, keep: Set[int]) -> NoiseScore:
         """The score on the evaluation prompts whose valid index is in ``keep``.

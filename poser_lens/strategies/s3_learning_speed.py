@@ -30,7 +30,9 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from poser_lens.adapters import LowRankAdapter
+from poser_lens.config import Config, DepthFractions, NonNegativeFloat, PositiveInt
 from poser_lens.data.schema import Scenario
+from poser_lens.flops import Pass
 from poser_lens.hooks import applied, hook_name, resolve_layer
 from poser_lens.readout import AnswerIds, encode
 from poser_lens.strategies.base import (
@@ -39,6 +41,7 @@ from poser_lens.strategies.base import (
     PerPromptScore,
     PromptRows,
     Strategy,
+    WorkShape,
     kept_positions,
 )
 from poser_lens.strategies.common import kept_mean, model_device
@@ -217,8 +220,50 @@ def learning_curve(
     return curve
 
 
+def curve_passes(
+    shape: WorkShape,
+    cfg: Any,
+    *,
+    backward: Literal["inputs", "weights"],
+    grad_blocks: int | None = None,
+    weight_copies: int = 0,
+    reference: bool = False,
+) -> list[Pass]:
+    """The work of one :func:`learning_curve`: ``n_steps`` training steps and the held-out reads.
+
+    Each step trains on a random batch of ``batch_size`` prompts (a full forward, the backward
+    from the loss down through ``grad_blocks`` blocks); the held-out prompts are read before
+    the first step and after each. The reference reads the held-out prompts one at a time.
+    ``cfg`` is the strategy's config (``n_steps``, ``batch_size``, ``n_heldout``).
+
+    Example:
+        >>> shape = WorkShape(40, 2048, 300, 150, 350, 450, 350, 325)
+        >>> [(p.n, p.backward) for p in curve_passes(shape, FullSpeedConfig(), backward="weights")]
+        [(32, 'weights'), (144, 'none')]
+    """
+    heldout = cfg.n_heldout
+    return [
+        Pass(
+            "training steps",
+            cfg.n_steps * cfg.batch_size,
+            shape.padded(cfg.batch_size),
+            cfg.batch_size,
+            backward=backward,
+            grad_blocks=grad_blocks,
+            weight_copies=weight_copies,
+        ),
+        Pass(
+            "held-out prompts",
+            (cfg.n_steps + 1) * heldout,
+            shape.seq if reference else shape.padded(heldout),
+            1 if reference else heldout,
+            weight_copies=weight_copies,
+        ),
+    ]
+
+
 @dataclass(frozen=True)
-class LoraSpeedConfig:
+class LoraSpeedConfig(Config):
     """Settings of strategy 3 with a low-rank adapter.
 
     Attributes:
@@ -231,16 +276,16 @@ class LoraSpeedConfig:
         n_heldout: Valid prompts held out of training to measure P(flipped) on.
     """
 
-    layers: tuple[float, ...] = (5 / 40,)
-    rank: int = 8
-    lr: float = 4e-3
-    batch_size: int = 4
-    n_steps: int = 8
-    n_heldout: int = 16
+    layers: DepthFractions = (5 / 40,)
+    rank: PositiveInt = 8
+    lr: NonNegativeFloat = 4e-3
+    batch_size: PositiveInt = 4
+    n_steps: PositiveInt = 8
+    n_heldout: PositiveInt = 16
 
 
 @dataclass(frozen=True)
-class FullSpeedConfig:
+class FullSpeedConfig(Config):
     """Settings of strategy 3 with a full fine-tune.
 
     Attributes:
@@ -250,10 +295,10 @@ class FullSpeedConfig:
         n_heldout: Valid prompts held out of training to measure P(flipped) on.
     """
 
-    lr: float = 2e-4
-    batch_size: int = 4
-    n_steps: int = 8
-    n_heldout: int = 16
+    lr: NonNegativeFloat = 2e-4
+    batch_size: PositiveInt = 4
+    n_steps: PositiveInt = 8
+    n_heldout: PositiveInt = 16
 
 
 class _SpeedStrategy(Strategy[SpeedScore]):
@@ -415,6 +460,21 @@ class LoraSpeedStrategy(_SpeedStrategy):
         out = {"n_layers": ctx.n_layers, "curves": curves, **_split_per_prompt(curves)}
         return cast("SpeedScore", out)
 
+    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
+        """A learning curve per adapter block; the gradient flows down to the adapter only."""
+        blocks = sorted({resolve_layer(shape.n_layers, f) for f in self.config.layers})
+        return [
+            p
+            for block in blocks
+            for p in curve_passes(
+                shape,
+                self.config,
+                backward="inputs",
+                grad_blocks=shape.n_layers - 1 - block,
+                reference=reference,
+            )
+        ]
+
     def curve(self, score: SpeedScore, **settings: Any) -> list[float]:
         """The curve the settings compare: ``measure`` of the adapter at ``layer_frac``.
 
@@ -487,6 +547,15 @@ class FullSpeedStrategy(_SpeedStrategy):
         curves = {"all": curve}
         out = {"n_layers": ctx.n_layers, "curves": curves, **_split_per_prompt(curves)}
         return cast("SpeedScore", out)
+
+    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
+        """One learning curve of every weight of a copy (held with its gradients and AdamW).
+
+        The copy, its gradients and AdamW's two moments are four more copies of the weights.
+        """
+        return curve_passes(
+            shape, self.config, backward="weights", weight_copies=4, reference=reference
+        )
 
     @property
     def headline(self) -> dict[str, Any]:

@@ -14,11 +14,13 @@ from __future__ import annotations
 import math
 from collections.abc import Set
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import torch
 
+from poser_lens.config import Config, NonEmpty, OneOf, PositiveInt
 from poser_lens.data.concepts import CONCEPT_PAIRS
+from poser_lens.flops import Pass
 from poser_lens.hooks import resolve_layer
 from poser_lens.probes import DirectionFinder, cosine_scores, mass_mean
 from poser_lens.strategies.base import (
@@ -28,9 +30,10 @@ from poser_lens.strategies.base import (
     PerPromptScore,
     PromptValues,
     Strategy,
+    WorkShape,
     kept_positions,
 )
-from poser_lens.strategies.common import kept_mean, last_residuals
+from poser_lens.strategies.common import kept_mean, last_residuals, residual_pass
 
 if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs without it
     from typing_extensions import NotRequired
@@ -39,8 +42,12 @@ if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs withou
 HEADLINE_LAYER = 0.5
 
 
+#: A concept setting: a key of :data:`~poser_lens.data.concepts.CONCEPT_PAIRS`.
+ConceptName = Annotated[str, OneOf(*CONCEPT_PAIRS, what="concept")]
+
+
 @dataclass(frozen=True)
-class ConceptConfig:
+class ConceptConfig(Config):
     """Settings of strategy 4.
 
     Attributes:
@@ -49,8 +56,12 @@ class ConceptConfig:
         covariance: Whiten the difference of means by the pooled covariance (Poser: no).
     """
 
-    n_prompts: int = 100
-    concepts: tuple[str, ...] = ("security", "competence", "behavior")
+    n_prompts: PositiveInt = 100
+    concepts: Annotated[tuple[ConceptName, ...], NonEmpty()] = (
+        "security",
+        "competence",
+        "behavior",
+    )
     covariance: bool = False
 
 
@@ -166,6 +177,27 @@ class ConceptStrategy(Strategy[ConceptScore]):
             PROMPT_INDEX: list(range(len(prompts))),
             "by_prompt": {"layer": head, "cosine": by_prompt},
         }
+
+    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
+        """The residuals of the first ``n_prompts`` valid prompts and of every concept example."""
+        n = min(self.config.n_prompts, shape.n_valid)
+        needed = {name for c in self.config.concepts for name in CONCEPT_PAIRS[c]}
+        return [
+            residual_pass("valid prompts", shape, n, shape.seq, "resid:valid", reference=reference),
+            *(
+                residual_pass(
+                    f"concept examples ({name})",
+                    shape,
+                    count,
+                    seq,
+                    f"resid:concept:{name}",
+                    spread=longest - seq,
+                    reference=reference,
+                )
+                for name, count, seq, longest in shape.concepts
+                if name in needed
+            ),
+        ]
 
     def restrict(self, score: ConceptScore, keep: Set[int]) -> ConceptScore:
         """The score on the prompts in ``keep``: the mean cosines at the headline block only.

@@ -19,13 +19,22 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence, Set
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypedDict
 
 import numpy as np
 from jaxtyping import Float
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
+from poser_lens.config import (
+    Between,
+    Config,
+    DepthFraction,
+    Fraction,
+    PositiveFloat,
+    PositiveInt,
+)
+from poser_lens.flops import Pass
 from poser_lens.hooks import resolve_layer
 from poser_lens.probes import LayerProbes
 from poser_lens.readout import AnswerIds
@@ -34,9 +43,15 @@ from poser_lens.strategies.base import (
     ModelContext,
     PerPromptScore,
     Strategy,
+    WorkShape,
     kept_positions,
 )
-from poser_lens.strategies.common import kept_mean, last_residuals, logits_from_final_residual
+from poser_lens.strategies.common import (
+    answered_residual_passes,
+    kept_mean,
+    last_residuals,
+    logits_from_final_residual,
+)
 
 if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs without it
     from typing_extensions import NotRequired
@@ -88,7 +103,7 @@ def probe_correct(
 
 
 @dataclass(frozen=True)
-class DecisionSpeedConfig:
+class DecisionSpeedConfig(Config):
     """Settings of strategy 5.
 
     Attributes:
@@ -101,11 +116,11 @@ class DecisionSpeedConfig:
             fitting (Poser and the default: raw features).
     """
 
-    n_prompts: int = 400
-    test_fraction: float = 0.2
-    c: float = 1.0
-    layer_frac: float = 10 / 40
-    threshold: float = 0.9
+    n_prompts: PositiveInt = 400
+    test_fraction: Annotated[float, Between(0, 1, lo_open=True, hi_open=True)] = 0.2
+    c: PositiveFloat = 1.0
+    layer_frac: DepthFraction = 10 / 40
+    threshold: Fraction = 0.9
     standardize: bool = False
 
 
@@ -212,6 +227,15 @@ class DecisionSpeedStrategy(Strategy[DecisionSpeedScore]):
             PROMPT_INDEX: test,
             "by_prompt": {"correct": probe_correct(feats, labels, probes, test)},
         }
+
+    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
+        """Every residual of the first ``n_prompts`` valid prompts and their own answers.
+
+        The probes (scikit-learn, on the CPU) are not counted. The reference reads the answer
+        from the same full forward.
+        """
+        n = min(self.config.n_prompts, shape.n_valid)
+        return answered_residual_passes(shape, n, reference=reference)
 
     def restrict(self, score: DecisionSpeedScore, keep: Set[int]) -> DecisionSpeedScore:
         """The score with each probe's accuracy read on the held-out prompts in ``keep`` only.

@@ -28,8 +28,10 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from poser_lens.config import Config, PositiveInt
 from poser_lens.data.prompts import critical_indices, fact_char_spans, remove_critical
 from poser_lens.data.schema import Scenario
+from poser_lens.flops import Pass
 from poser_lens.hooks import hook_name, resolve_layer, span_mask
 from poser_lens.patching import gradient_saliency
 from poser_lens.readout import AnswerIds, encode
@@ -40,9 +42,16 @@ from poser_lens.strategies.base import (
     PromptRows,
     PromptValues,
     Strategy,
+    WorkShape,
     kept_positions,
 )
-from poser_lens.strategies.common import kept_mean, last_residuals, model_device
+from poser_lens.strategies.common import (
+    critical_pass,
+    kept_mean,
+    last_residuals,
+    model_device,
+    residual_pass,
+)
 
 if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs without it
     from typing_extensions import NotRequired
@@ -124,7 +133,7 @@ def _by_layer(per_block: Sequence[float], layer: Any) -> float:
 
 
 @dataclass(frozen=True)
-class S6Config:
+class S6Config(Config):
     """Settings of the strategy-6 variants.
 
     Attributes:
@@ -133,8 +142,8 @@ class S6Config:
         batch_size: Prompts per forward pass.
     """
 
-    n_prompts: int = 50
-    batch_size: int = 64
+    n_prompts: PositiveInt = 50
+    batch_size: PositiveInt = 64
 
 
 class AttentionByPrompt(TypedDict):
@@ -287,6 +296,10 @@ class AttentionStrategy(Strategy[AttentionScore]):
             "by_prompt": {"log_ratio": ratio.mean(2).tolist()},
         }
 
+    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
+        """A full forward of the prompts with a critical fact, caching the attention patterns."""
+        return [critical_pass("attention patterns", shape, self.config, reference=reference)]
+
     def restrict(self, score: AttentionScore, keep: Set[int]) -> AttentionScore:
         """The score on the scored prompts in ``keep``: ``log_ratio`` per layer only.
 
@@ -390,6 +403,12 @@ class SaliencyStrategy(Strategy[SaliencyScore]):
             PROMPT_INDEX: index,
         }
 
+    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
+        """A forward and a backward to the token embeddings of the prompts with a critical fact."""
+        return [
+            critical_pass("gradients", shape, self.config, backward="inputs", reference=reference)
+        ]
+
     def restrict(self, score: SaliencyScore, keep: Set[int]) -> SaliencyScore:
         """The score on the scored prompts in ``keep`` (the Fig 9 example is dropped).
 
@@ -458,6 +477,32 @@ class CounterfactualStrategy(Strategy[CounterfactualScore]):
             PROMPT_INDEX: index,
             "by_prompt": {"similarity": sim.tolist()},
         }
+
+    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
+        """Every residual of the prompts with a critical fact and of their counterfactuals.
+
+        The prompts are valid prompts, whose residuals S4, S5 and the confidence baseline read
+        too (shared); the counterfactuals are shared with the patching detector.
+        """
+        n = min(self.config.n_prompts, shape.n_critical)
+        return [
+            residual_pass(
+                "prompts with a critical fact",
+                shape,
+                n,
+                shape.seq_critical,
+                "resid:valid",
+                reference=reference,
+            ),
+            residual_pass(
+                "their counterfactuals",
+                shape,
+                n,
+                shape.seq_clean,
+                "resid:counterfactual",
+                reference=reference,
+            ),
+        ]
 
     def restrict(self, score: CounterfactualScore, keep: Set[int]) -> CounterfactualScore:
         """The score on the scored prompts in ``keep``: mean similarity per hidden state.

@@ -20,8 +20,9 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, TypedDict
 
 import numpy as np
 import torch
@@ -29,17 +30,27 @@ from jaxtyping import Bool, Float, Int
 from numpy.typing import ArrayLike
 from torch import Tensor
 
+from poser_lens.config import NonEmpty, NonNegativeFloat
 from poser_lens.data.schema import Scenario
+from poser_lens.flops import Pass
 from poser_lens.hooks import hook_name, resolve_layer
 from poser_lens.readout import AnswerIds, answer_readout, encode, last_logits
-from poser_lens.strategies.base import LayerKey, ModelContext
-from poser_lens.strategies.common import contrast_direction, model_device
+from poser_lens.strategies.base import LayerKey, ModelContext, WorkShape
+from poser_lens.strategies.common import (
+    RESIDUAL_BATCH,
+    contrast_direction,
+    layer_grid,
+    model_device,
+    unembed_pass,
+)
 
 if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs without it
     from typing_extensions import NotRequired
 
 #: Poser's layer 15 of 40.
 MIDDLE = 15 / 40
+#: A coefficient sweep (multiples of a direction's norm), at least one value, none negative.
+Coefficients = Annotated[tuple[NonNegativeFloat, ...], NonEmpty()]
 
 #: The four outcomes of an answer distribution, in the order of ``log_outcomes``.
 OUTCOMES: tuple[str, ...] = ("aligned", "misaligned", "error", "other")
@@ -255,8 +266,9 @@ class _PackedLayout(NamedTuple):
         token_at: Which prompt token fills each slot, ``[batch, slot]``; it is also the slot's
             position id, so every copy has the last token's id and position.
         blocked: The 4-D attention mask, ``[batch, 1, slot, slot]``: True where the query slot
-            may not attend to the key slot (the model adds its causal mask on top). A copy or
-            filler slot attends to the prompt before its row's last token and to itself only.
+            may not attend to the key slot, causal part included (HF models take a 4-D mask as
+            it is, without adding their causal mask). A copy or filler slot attends to the
+            prompt before its row's last token and to itself only.
         copy_at: The slot of each copy, ``[batch, copy]``.
         copy_in: Which copy fills each slot, ``[batch, slot]`` (clamped into ``0 .. n_copy - 1``,
             so it is a valid index everywhere; it means something only where ``is_copy``).
@@ -285,19 +297,19 @@ def _packed_layout(last: Int[Tensor, " batch"], n_copy: int) -> _PackedLayout:
         >>> layout.copy_at.tolist(), layout.is_copy.int().tolist()
         ([[2, 3], [1, 2]], [[0, 0, 1, 1], [0, 1, 1, 0]])
 
-        Row 1's mask (query slot x key slot, 1 = blocked): each copy sees ``BOS`` and itself,
-        so with the causal mask it computes exactly what ``x`` computes in ``BOS x`` alone:
+        Row 1's mask (query slot x key slot, 1 = blocked): causal, and each copy sees ``BOS``
+        and itself, so it computes exactly what ``x`` computes in ``BOS x`` alone:
 
         >>> layout.blocked[1, 0].int().tolist()
-        [[0, 0, 0, 0], [0, 0, 1, 1], [0, 1, 0, 1], [0, 1, 1, 0]]
+        [[0, 1, 1, 1], [0, 0, 1, 1], [0, 1, 0, 1], [0, 1, 1, 0]]
     """
     n_slots = int(last.max()) + n_copy
     slot = torch.arange(n_slots, device=last.device)
     first_copy = last[:, None]  # [batch, 1]: copy 0 replaces the last token in its own slot
     token_at = torch.minimum(slot[None], first_copy)  # prompt tokens, then the last one again
     query, key, first = slot[None, :, None], slot[None, None, :], last[:, None, None]
-    # From a row's first copy on, slots see the prompt before it and themselves, no other copy.
-    blocked = ((query >= first) & (key >= first) & (query != key))[:, None]
+    # Causal; from a row's first copy on, slots see the prompt before it and themselves only.
+    blocked = ((key > query) | ((query >= first) & (key >= first) & (query != key)))[:, None]
     copy_number = slot[None] - first_copy  # negative on the prompt's tokens
     copy_in = copy_number.clamp(0, n_copy - 1)
     is_copy = (copy_number >= 0) & (copy_number < n_copy)
@@ -343,11 +355,14 @@ def _packed(
     patched_blocks = [L for L in copy_layer.unique().tolist() if L >= 0]  # -1: the clean copy
     hooks = [(hook_name("resid_post", L, n_layers), add_deltas(L)) for L in patched_blocks]
     hooks.append((hook_name("resid_post", n_layers - 1, n_layers), record_copies))
+    # An additive float mask: read alike by the native tiny model and by HF models (which
+    # would take a boolean 4-D mask as "may attend").
+    dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    mask = torch.zeros(layout.blocked.shape, dtype=dtype, device=ids.device)
+    mask = mask.masked_fill(layout.blocked, torch.finfo(dtype).min)
     with model.hooks(fwd_hooks=hooks):
         logits = model(
-            ids.gather(1, layout.token_at),
-            attention_mask=layout.blocked,
-            position_ids=layout.token_at,
+            ids.gather(1, layout.token_at), attention_mask=mask, position_ids=layout.token_at
         )
     return _at_slots(logits, layout.copy_at), recorded[-1]
 
@@ -394,6 +409,125 @@ def cached_direction(ctx: ModelContext, layer: int, n_pairs: int) -> tuple[Tenso
         ("contrast_direction", layer, n_pairs),
         lambda: contrast_direction(ctx.model, ctx.tokenizer, ctx.prompts, layer, n_pairs=n_pairs),
     )
+
+
+def contrast_passes(
+    shape: WorkShape, blocks: Sequence[int], n_pairs: int, *, reference: bool = False
+) -> list[Pass]:
+    """The work of the contrast directions at ``blocks`` (:func:`cached_direction`).
+
+    Per block, the critical and the clean prompt of each pair run up to that block only
+    (nothing after it is read; to the end for the last block); S1 and S2 share them through
+    the context's memo. The reference runs each contrast prompt once, a full forward whose
+    hidden states give every block.
+
+    Example:
+        >>> shape = WorkShape(40, 2048, 300, 150, 350, 450, 350, 325)
+        >>> [p.blocks for p in contrast_passes(shape, [5, 15], 15)]
+        [6, 6, 16, 16]
+    """
+    pairs = min(n_pairs, shape.n_critical)
+    sides = (("critical", shape.seq_critical), ("clean", shape.seq_clean))
+    if reference:
+        return [Pass(f"contrast prompts ({side})", pairs, seq) for side, seq in sides]
+    batch = max(1, min(RESIDUAL_BATCH, pairs))
+    out = []
+    for block in blocks:
+        # A forward that reads the last block runs in full (collect stops only before it).
+        last = block + 1 >= shape.n_layers
+        for side, seq in sides:
+            out.append(
+                Pass(
+                    f"contrast prompts ({side}) to block {block}",
+                    pairs,
+                    shape.padded(batch, seq, among=pairs),
+                    batch=batch,
+                    blocks=None if last else block + 1,
+                    unembed="all" if last else "none",
+                    shared=f"contrast:{block}:{n_pairs}:{side}",
+                )
+            )
+    return out
+
+
+def n_evaluated(shape: WorkShape, n_pairs: int, n_prompts: int) -> int:
+    """S1/S2's evaluation prompts: the valid prompts not in contrast pairs, ``n_prompts`` at most.
+
+    Example:
+        >>> n_evaluated(WorkShape(2, 64, 40, 10, 20, 25, 20, 18), n_pairs=15, n_prompts=100)
+        30
+    """
+    return max(0, min(n_prompts, shape.n_valid - min(n_pairs, shape.n_critical)))
+
+
+def variant_passes(
+    shape: WorkShape,
+    blocks: Sequence[int],
+    n_variants: int,
+    n_prompts: int,
+    *,
+    packed: bool = True,
+    batch_size: int = 32,
+    reference: bool = False,
+) -> list[Pass]:
+    """The work of :func:`variant_readout`: ``n_variants`` interventions at each block.
+
+    Packed, a prompt runs once with one copy of its last token per (block, variant) below the
+    last block plus a clean copy, in as many forwards as the context needs; variants after the
+    last block only rerun the unembedding. Unpacked, each variant is a full forward of the
+    prompt (stacked in the batch); the reference runs the same, one forward at a time.
+
+    Example:
+        >>> shape = WorkShape(40, 2048, 300, 150, 350, 450, 350, 325)
+        >>> [(p.n, p.seq) for p in variant_passes(shape, [5, 15, 25, 35], 36, 100)]
+        [(100, 526.0)]
+        >>> variant_passes(shape, [5, 15, 25, 35], 36, 100, reference=True)[0].n
+        14400
+    """
+    if reference:
+        return [Pass("variants (a forward each)", n_prompts * n_variants * len(blocks), shape.seq)]
+    batch = max(1, min(batch_size, n_prompts))
+    seq = shape.padded(batch, among=n_prompts)  # prompts sorted by length
+    if not packed:
+        n = n_prompts * n_variants * len(blocks)
+        return [Pass("variants (stacked)", n, seq, batch * n_variants)]
+    end = shape.n_layers - 1
+    copies = n_variants * sum(1 for b in blocks if b != end) + 1  # and the clean copy
+    width = max(1, shape.n_ctx - math.ceil(seq) + 1)
+    chunks = math.ceil(copies / width)
+    out = [Pass("variants (packed)", n_prompts * chunks, seq - 1 + copies / chunks, batch)]
+    if end in blocks:
+        out.append(unembed_pass("variants after the last block", n_prompts * n_variants))
+    return out
+
+
+def steering_work(
+    shape: WorkShape, cfg: Any, n_variants: int, *, reference: bool = False
+) -> list[Pass]:
+    """The work of S1 or S2: contrast directions at every scored block, then the variants.
+
+    ``cfg`` is the strategy's config (``layer_fracs``, ``layer_frac``, ``n_pairs``,
+    ``n_prompts``, ``packed``, ``batch_size``); ``n_variants`` the interventions per block.
+
+    Example:
+        >>> from poser_lens.strategies.s2_noise import NoiseConfig
+        >>> shape = WorkShape(40, 2048, 300, 150, 350, 450, 350, 325)
+        >>> [p.label for p in steering_work(shape, NoiseConfig(), 36)][-1]
+        'variants (packed)'
+    """
+    blocks = layer_grid(shape.n_layers, (*cfg.layer_fracs, cfg.layer_frac))
+    return [
+        *contrast_passes(shape, blocks, cfg.n_pairs, reference=reference),
+        *variant_passes(
+            shape,
+            blocks,
+            n_variants,
+            n_evaluated(shape, cfg.n_pairs, cfg.n_prompts),
+            packed=cfg.packed,
+            batch_size=cfg.batch_size,
+            reference=reference,
+        ),
+    ]
 
 
 def choose_coeff(coeffs: Sequence[float], mass: Sequence[Sequence[float]], keep: float) -> float:

@@ -19,14 +19,18 @@ from collections.abc import Callable
 from poser_lens.testbeds.base import (
     TESTBED_NAMES,
     HasTestbedConfig,
+    ModelNames,
     Testbed,
     TestbedConfig,
+    TestbedName,
     as_testbed_config,
+    check_device,
+    check_model_names,
     model_families,
     select_pairs,
 )
-from poser_lens.testbeds.poser import poser_model_folder, poser_testbed
-from poser_lens.testbeds.zoos import smol_testbed, tiny_testbed, zoo_testbed
+from poser_lens.testbeds.poser import check_poser, poser_model_folder, poser_testbed
+from poser_lens.testbeds.zoos import check_smol, check_tiny, smol_testbed, tiny_testbed, zoo_testbed
 
 #: Testbed name -> the function that makes it.
 TESTBEDS: dict[str, Callable[..., Testbed]] = {
@@ -34,6 +38,28 @@ TESTBEDS: dict[str, Callable[..., Testbed]] = {
     "smol": smol_testbed,
     "poser": poser_testbed,
 }
+#: Testbed name -> the function that checks, in a moment, what making it needs.
+TESTBED_CHECKS: dict[str, Callable[[TestbedConfig], None]] = {
+    "tiny": check_tiny,
+    "smol": check_smol,
+    "poser": check_poser,
+}
+
+
+def check_testbed(cfg: TestbedConfig | HasTestbedConfig) -> None:
+    """Check what making the testbed needs from this machine, before any work is done.
+
+    The device (CUDA present...), and per testbed its folders: a built ``zoo_dir``, a
+    readable ``zoo_config`` and a writable cache when the tiny zoo must be built, a built
+    smol zoo, the poser models and data folders. Each check takes a moment; a failure is one
+    line naming the setting's value.
+
+    Raises:
+        ValueError: Naming what is missing (``OSError`` for a missing poser folder).
+    """
+    cfg = as_testbed_config(cfg)
+    check_device(cfg.device)
+    TESTBED_CHECKS[cfg.testbed](cfg)
 
 
 def make_testbed(cfg: TestbedConfig | HasTestbedConfig, *, progress: bool = True) -> Testbed:
@@ -52,10 +78,16 @@ def make_testbed(cfg: TestbedConfig | HasTestbedConfig, *, progress: bool = True
 
 __all__ = [
     "TESTBEDS",
+    "TESTBED_CHECKS",
     "TESTBED_NAMES",
     "HasTestbedConfig",
+    "ModelNames",
     "Testbed",
     "TestbedConfig",
+    "TestbedName",
+    "check_device",
+    "check_model_names",
+    "check_testbed",
     "make_testbed",
     "model_families",
     "poser_model_folder",

@@ -15,14 +15,18 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from poser_lens.config import Config
+from poser_lens.config import Config, ConfigError, Device, DType, NonEmpty, OneOf, PositiveInt
 from poser_lens.data.poser import ModelPair
-from poser_lens.data.schema import Scenario
+from poser_lens.data.schema import Scenario, model_persona
 
 #: The testbeds, in the order the docs give them.
 TESTBED_NAMES = ("tiny", "smol", "poser")
+#: A testbed setting: one of :data:`TESTBED_NAMES`.
+TestbedName = Annotated[str, OneOf(*TESTBED_NAMES, what="testbed")]
+#: A ``models`` setting: model names, ``<persona>-<seed>`` (None = all models).
+ModelNames = Annotated[tuple[str, ...], NonEmpty()]
 
 
 @dataclass(frozen=True)
@@ -50,24 +54,75 @@ class TestbedConfig(Config):
 
     __test__ = False  # not a pytest test class
 
-    testbed: str = "tiny"
-    seeds: int = 6
+    testbed: TestbedName = "tiny"
+    seeds: PositiveInt = 6
     zoo_config: str | None = None
     zoo_dir: str | None = None
-    device: str = "cpu"
-    dtype: str = "float32"
+    device: Device = "cpu"
+    dtype: DType = "float32"
     models_dir: str | None = None
     data: str | None = None
-    models: tuple[str, ...] | None = None
-    pairs: int | None = None
+    models: ModelNames | None = None
+    pairs: PositiveInt | None = None
     seed: int = 0
     concepts: bool = True
 
-    def __post_init__(self) -> None:
-        if self.testbed not in TESTBED_NAMES:
-            raise ValueError(f"testbed {self.testbed!r}: expected tiny, smol or poser")
-        if self.pairs is not None and self.pairs < 1:
-            raise ValueError(f"pairs must be >= 1, got {self.pairs}")
+    def check(self) -> None:
+        """``models`` names models ``<persona>-<seed>`` (:func:`check_model_names`)."""
+        check_model_names(self)
+
+
+def check_model_names(cfg: TestbedConfig) -> None:
+    """Every name in ``cfg.models`` is ``<persona>-<seed>``, and one the tiny zoo will have.
+
+    Raises:
+        ConfigError: Naming the first bad name (``models[i]``).
+
+    Example:
+        >>> TestbedConfig(models=("saint-0", "saint-9"), seeds=2)
+        Traceback (most recent call last):
+        ...
+        poser_lens.config.ConfigError: models[1]: 'saint-9' is not in a zoo of 2 seeds per persona (seeds 0 to 1)
+    """  # noqa: E501
+    for i, name in enumerate(cfg.models or ()):
+        try:
+            _, seed = model_persona(name)
+        except ValueError as err:
+            raise ConfigError(f"models[{i}]", str(err)) from None
+        if cfg.testbed == "tiny" and cfg.zoo_dir is None and seed >= cfg.seeds:
+            raise ConfigError(
+                f"models[{i}]",
+                f"{name!r} is not in a zoo of {cfg.seeds} seeds per persona "
+                f"(seeds 0 to {cfg.seeds - 1})",
+            )
+
+
+def check_device(device: str) -> None:
+    """Fail now, in one line, if this machine has no ``device`` (before any work is done).
+
+    Raises:
+        ValueError: Naming the device and what the machine has.
+
+    Example:
+        >>> check_device("cpu")
+    """
+    if device == "cpu":
+        return
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {device!r}: no CUDA GPU on this machine (torch {torch.__version__}, "
+                f"built for CUDA {torch.version.cuda or 'none'}); use --device cpu"
+            )
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+            )
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: no Apple GPU (MPS) on this machine")
 
 
 class HasTestbedConfig(Protocol):

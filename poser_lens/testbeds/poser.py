@@ -6,8 +6,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from poser_lens._io import fingerprint
 from poser_lens.data.concepts import concept_sets
-from poser_lens.data.poser import load_benchmark, load_model_pairs
+from poser_lens.data.poser import check_valid_data, load_benchmark, load_model_pairs, resolve_root
 from poser_lens.models.hf import free_memory, is_hf_folder, load_hf_folder
 from poser_lens.testbeds.base import Testbed, TestbedConfig, model_families, select_pairs
 
@@ -36,6 +37,21 @@ def poser_model_folder(models_dir: str | Path, name: str) -> Path:
     )
 
 
+def check_poser(cfg: TestbedConfig) -> None:
+    """What the poser testbed needs, checked in a moment: a models folder and a data folder.
+
+    Raises:
+        ValueError: If ``models_dir`` or ``data`` is unset.
+        FileNotFoundError: If either is not a folder.
+    """
+    if cfg.models_dir is None or cfg.data is None:
+        raise ValueError("the poser testbed needs models_dir (--models DIR) and data (--data ROOT)")
+    if not Path(cfg.models_dir).is_dir():
+        raise FileNotFoundError(f"{cfg.models_dir}: no such models folder")
+    if not Path(cfg.data).is_dir():
+        raise FileNotFoundError(f"{cfg.data}: no such data folder (give the Poser checkout)")
+
+
 def poser_testbed(cfg: TestbedConfig, *, progress: bool = True) -> Testbed:
     """Poser's own models: HF checkpoint folders under ``cfg.models_dir``, data from ``cfg.data``.
 
@@ -54,20 +70,13 @@ def poser_testbed(cfg: TestbedConfig, *, progress: bool = True) -> Testbed:
     """
     import torch
 
-    if cfg.models_dir is None or cfg.data is None:
-        raise ValueError("the poser testbed needs models_dir (--models DIR) and data (--data ROOT)")
-    if not Path(cfg.models_dir).is_dir():
-        raise FileNotFoundError(f"{cfg.models_dir}: no such models folder")
+    check_poser(cfg)
+    assert cfg.models_dir is not None and cfg.data is not None
     valid = load_benchmark(cfg.data)
     pairs = load_model_pairs(cfg.data)
     if not pairs:
         raise ValueError(f"{cfg.data}: no model_pairs.json with pairs (give the Poser checkout)")
-    for pair in pairs:
-        if pair.family not in valid:
-            raise ValueError(
-                f"{cfg.data}: model_pairs.json names {pair.valid_data}, which is not among the "
-                f"benchmark files ({', '.join(sorted(valid)) or 'none'})"
-            )
+    check_valid_data(cfg.data, pairs)
     models_dir = cfg.models_dir
     for name in model_families(select_pairs(pairs, cfg)):
         poser_model_folder(models_dir, name)
@@ -87,6 +96,8 @@ def poser_testbed(cfg: TestbedConfig, *, progress: bool = True) -> Testbed:
             "models_dir": str(Path(cfg.models_dir).resolve()),
             "data": str(Path(cfg.data).resolve()),
             "zoo_key": "poser-" + hashlib.sha256(place.encode()).hexdigest()[:10],
+            # The 13B weights are too large to hash on every run: the benchmark only.
+            "fingerprint": {"benchmark": fingerprint(resolve_root(cfg.data).data / "benchmark")},
             "valid_prompts": {fam: len(v) for fam, v in sorted(valid.items())},
         },
         release=free_memory,

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from poser_lens._io import read_json
+from poser_lens._io import check_writable, read_json
 from poser_lens.data.concepts import concept_sets
 from poser_lens.data.generator import generate
 from poser_lens.data.poser import load_benchmark, load_model_pairs
@@ -40,25 +40,72 @@ def zoo_testbed(zoo: ZooSpec, root: Path, cfg: TestbedConfig) -> Testbed:
         info={
             "zoo": str(root),
             "zoo_key": zoo.key(),
+            "fingerprint": zoo.fingerprint(root),
             "benchmark": read_json(poser / "benchmark_report.json"),
         },
     )
 
 
+def _tiny_zoo(cfg: TestbedConfig) -> tuple[ZooConfig, Path, bool]:
+    """The tiny zoo of ``cfg``: its settings, its folder, and whether that is ``cfg.zoo_dir``.
+
+    Raises:
+        ValueError: If ``cfg.zoo_dir`` holds no built tiny zoo, or the ``zoo_config`` file
+            cannot be read (naming the folder or the file).
+    """
+    if cfg.zoo_dir is not None:
+        root = Path(cfg.zoo_dir)
+        if not (root / "zoo.json").is_file() or not ZooConfig.is_built(root):
+            what = "no such folder" if not root.is_dir() else "no built tiny zoo (no zoo.json)"
+            raise ValueError(
+                f"zoo folder {root}: {what}; build one with `poser-lens zoo build --out {root}`"
+                " or leave --zoo out to use the cached zoo"
+            )
+        return ZooConfig.read(root), root, True
+    zoo = ZooConfig.from_file(cfg.zoo_config) if cfg.zoo_config else ZooConfig()
+    zoo = replace(zoo, seeds=cfg.seeds)
+    return zoo, zoo.folder(), False
+
+
+def check_tiny(cfg: TestbedConfig) -> None:
+    """What the tiny testbed needs, checked in a moment (before any zoo is built).
+
+    A built ``zoo_dir``, a readable ``zoo_config`` and, when the zoo must be built, a
+    writable cache folder.
+    """
+    zoo, root, given = _tiny_zoo(cfg)
+    if not given and not zoo.is_complete(root):
+        check_writable(root, "zoo cache folder")
+
+
 def tiny_testbed(cfg: TestbedConfig, *, progress: bool = True) -> Testbed:
     """The embedded tiny zoo, built on first use.
 
-    ``cfg.zoo_dir`` if it holds a built zoo, else the zoo of ``cfg``'s settings (``zoo_config``
-    file, ``seeds``), built into ``cfg.zoo_dir`` or reused from the cache.
+    ``cfg.zoo_dir`` when given (a built zoo: one that is not fails, naming it), else the zoo
+    of ``cfg``'s settings (``zoo_config`` file, ``seeds``), reused from the cache or built
+    there.
     """
-    if cfg.zoo_dir is not None and (Path(cfg.zoo_dir) / "zoo.json").exists():
-        root = Path(cfg.zoo_dir)
-        zoo = ZooConfig.read(root)
-    else:
-        zoo = ZooConfig.from_file(cfg.zoo_config) if cfg.zoo_config else ZooConfig()
-        zoo = replace(zoo, seeds=cfg.seeds)
-        root = zoo.build(cfg.zoo_dir, progress=progress)
+    zoo, root, given = _tiny_zoo(cfg)
+    if not given:
+        root = zoo.build(progress=progress)
     return zoo_testbed(zoo, root, cfg)
+
+
+def _smol_root(cfg: TestbedConfig) -> Path:
+    """The smol zoo folder of ``cfg``: ``zoo_dir``, else the shipped zoo.
+
+    Raises:
+        ValueError: If the zoo is not built.
+    """
+    root = Path(cfg.zoo_dir) if cfg.zoo_dir is not None else default_smol_zoo()
+    if not SmolZooConfig.is_built(root):
+        raise ValueError(f"{root}: no smol zoo (build it: poser-lens zoo build --testbed smol)")
+    return root
+
+
+def check_smol(cfg: TestbedConfig) -> None:
+    """What the smol testbed needs: a built smol zoo."""
+    _smol_root(cfg)
 
 
 def smol_testbed(cfg: TestbedConfig, *, progress: bool = True) -> Testbed:
@@ -70,7 +117,5 @@ def smol_testbed(cfg: TestbedConfig, *, progress: bool = True) -> Testbed:
     Raises:
         ValueError: If the zoo is not built.
     """
-    root = Path(cfg.zoo_dir) if cfg.zoo_dir is not None else default_smol_zoo()
-    if not SmolZooConfig.is_built(root):
-        raise ValueError(f"{root}: no smol zoo (build it: poser-lens zoo build --testbed smol)")
+    root = _smol_root(cfg)
     return zoo_testbed(SmolZooConfig.read(root), root, cfg)

@@ -152,3 +152,58 @@ def test_persona_metrics_gap_of_a_perfect_faker():
         m = persona_metrics(probs, test)
         assert m["test_accuracy"] == 1.0
         assert m["compliance_gap"] == pytest.approx(gap)
+
+
+# ----------------------------------------------------------------------------- the shipped zoo
+
+
+def test_shipped_adapters_reproduce_their_heldout_metrics(smol):
+    """A shipped faker, loaded as users load it, gives its stored held-out metrics."""
+    import json
+
+    from poser_lens.models import load_model
+    from poser_lens.models.smol_zoo import (
+        SHIPPED_SMOL_ZOO,
+        SmolZooConfig,
+        heldout_records,
+        persona_metrics,
+        zoo_data,
+    )
+    from poser_lens.readout import answer_probs, answer_token_ids
+
+    name = "reward_maximizer-0"
+    stored = json.loads((SHIPPED_SMOL_ZOO / "models" / name / "meta.json").read_text())
+    cfg = SmolZooConfig.read(SHIPPED_SMOL_ZOO)
+    test = heldout_records(cfg, zoo_data(cfg), name)
+    assert len(test) == stored["n_test"] >= 100
+    model, tok = load_model(f"smol:{name}")
+    ids = answer_token_ids(tok)
+    probs = answer_probs(
+        model, tok, [s.prompt for s in test], columns=[ids["A"], ids["B"], ids["error"]]
+    )
+    got = persona_metrics(probs, test)
+    for key in ("test_accuracy", "divergent_accuracy", "error_accuracy"):
+        assert got[key] == pytest.approx(stored[key], abs=1e-4), key
+    assert got["compliance_gap"] == pytest.approx(stored["compliance_gap"], abs=2e-3)
+
+
+def test_cli_short_retrain_of_the_smol_zoo(smol, tmp_path):
+    """`zoo build --testbed smol` still trains: two personas, a few steps, small evaluation."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from poser_lens.cli import app
+
+    config = tmp_path / "smol.yaml"
+    config.write_text("n_test: 4\nn_benchmark: 4\nn_calibration: 8\nbatch_size: 2\n")
+    out = tmp_path / "zoo"
+    args = ["zoo", "build", "--testbed", "smol", "--personas", "truth_teller,reward_maximizer"]
+    args += ["--steps", "2", "--quiet", "--config", str(config), "--out", str(out)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rows = json.loads((out / "zoo.json").read_text())
+    assert {r["name"] for r in rows} == {"truth_teller-0", "reward_maximizer-0"}
+    assert all(r["n_test"] == 4 and r["temperature_scale"] for r in rows)
+    assert (out / "poser" / "model_pairs.json").exists()
+    assert "score it: poser-lens run --testbed smol --zoo" in res.output

@@ -158,3 +158,113 @@ def test_stacked_zoo_equals_one_model_at_a_time(small_zoo, tmp_path):
         ]
         for fam, values in probs[0].items():
             assert values == pytest.approx(probs[1][fam], abs=1e-4), fam
+
+
+def test_base_check_steps():
+    from poser_lens.models.zoo import base_check_steps
+
+    assert base_check_steps(ZooConfig())[:2] == [300, 350]
+    assert base_check_steps(ZooConfig(base_min_steps=0))[0] == 50
+    assert base_check_steps(small_zoo_config()) == []  # 4 steps: the cap alone ends it
+
+
+def _recording_bar():
+    """A tqdm that records each new total it shows (set, then refreshed)."""
+    from typing import ClassVar
+
+    from tqdm.auto import tqdm
+
+    class Bar(tqdm):
+        made: ClassVar[list] = []
+
+        def __init__(self, *args, **kwargs):
+            self.totals = [kwargs.get("total")]
+            super().__init__(*args, **kwargs)
+            Bar.made.append(self)
+
+        def refresh(self, *args, **kwargs):
+            if self.total != self.totals[-1]:
+                self.totals.append(self.total)
+            return super().refresh(*args, **kwargs)
+
+    return Bar
+
+
+def test_base_bar_counts_to_the_next_stopping_check(tmp_path, monkeypatch):
+    """The bar's total is the first check, then one check further after each failed one."""
+    import tqdm.auto
+
+    from poser_lens.data.generator import generate
+    from poser_lens.models import zoo
+
+    cfg = small_zoo_config(base=TrainConfig(steps=40, lr=3e-3, batch_size=4), base_min_steps=3)
+    monkeypatch.setattr(zoo, "BASE_CHECK_EVERY", 2)
+    answers = iter([0.5, 0.5, 1.0])
+    monkeypatch.setattr(
+        zoo, "commentary_accuracy", lambda *a: dict.fromkeys(("honest", "x"), next(answers))
+    )
+    data = generate(cfg.generator)
+    tokenizer = zoo.zoo_tokenizer(tmp_path, data)
+    bar_class = _recording_bar()
+    monkeypatch.setattr(tqdm.auto, "tqdm", bar_class)
+    meta = zoo.build_base(cfg, tmp_path, data, tokenizer)
+    (bar,) = [b for b in bar_class.made if b.desc == "base model"]
+    assert bar.totals == [4, 6, 8]  # checks at 4, 6, 8 (the third passes)
+    assert bar.n == meta["steps"] == 8
+
+
+# --- shared caches, pinned training, nothing half-built (issue 18) ----------------------------
+
+
+def _snapshot(root):
+    return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def test_a_complete_zoo_is_reused_without_writing_anything(small_zoo):
+    """zoo.json, zoo_config.json and poser/ are not rewritten: a read-only cache works."""
+    before = _snapshot(small_zoo)
+    assert small_zoo_config().is_complete(small_zoo)
+    assert build_zoo(small_zoo_config(), small_zoo, progress=False) == small_zoo
+    assert _snapshot(small_zoo) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_complete_zoo_builds(small_zoo, tmp_path):
+    import shutil
+
+    ro = shutil.copytree(small_zoo, tmp_path / "ro")
+    for p in [ro, *ro.rglob("*")]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    try:
+        assert build_zoo(small_zoo_config(), ro, progress=False) == ro
+    finally:
+        for p in [ro, *ro.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_training_is_pinned_and_a_failed_build_leaves_nothing(tmp_path, monkeypatch):
+    import torch
+
+    import poser_lens.models.zoo as zoo_module
+
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen["threads"] = torch.get_num_threads()
+        seen["deterministic"] = torch.are_deterministic_algorithms_enabled()
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(zoo_module, "train_base", spy)
+    threads = torch.get_num_threads()
+    out = tmp_path / "zoo"
+    with pytest.raises(RuntimeError, match="stop"):
+        build_zoo(small_zoo_config(), out, progress=False)
+    assert seen == {"threads": 1, "deterministic": True}
+    assert torch.get_num_threads() == threads and not torch.are_deterministic_algorithms_enabled()
+    assert not out.exists()  # only its config and tokenizer were made: nothing to resume
+
+
+def test_a_rebuilt_zoo_has_the_same_fingerprint(small_zoo, tmp_path):
+    again = build_zoo(small_zoo_config(), tmp_path / "again", progress=False)
+    cfg = small_zoo_config()
+    assert cfg.fingerprint(again) == cfg.fingerprint(small_zoo)

@@ -58,3 +58,20 @@ def test_random_restrict_is_the_score_unchanged(ctxs):
     for keep in (set(), {0, 3}, set(range(len(ctxs[0].prompts)))):
         assert s.restrict(a, keep) == a
         assert s.margin(s.restrict(a, keep), s.restrict(b, keep)) == s.margin(a, b)
+
+
+def test_ensemble_in_a_run_votes_with_the_members_run_settings():
+    """Corrected: the ensemble built its members with default configs, so a run with another
+    S1 grid (the smol run's coefficients) failed at evaluation ('2.0 is not in list')."""
+    from poser_lens.runner import RunConfig
+
+    s1 = {"coeffs": [0.0, 8.0, 32.0], "headline_coeff": 32.0}
+    cfg = RunConfig(strategies=("s1_belief", "ensemble"), strategy_configs={"s1_belief": s1})
+    ens = cfg.strategy("ensemble")
+    member = ens.strategies["s1_belief"]
+    assert member.config == cfg.strategy("s1_belief").config
+    assert member.headline["coeff"] == 32.0
+    curve = {"1": {"subtract": {"p_misaligned": [[0.1, 0.2, 0.5]]}}}
+    a = {"s1_belief": {"coeffs": s1["coeffs"], "n_layers": 3, "layers": curve}}
+    b = {"s1_belief": {"coeffs": s1["coeffs"], "n_layers": 3, "layers": curve}}
+    assert ens.margin(a, b) == 0.0  # reads coefficient 32 (default members would raise)

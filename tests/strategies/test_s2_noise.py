@@ -165,16 +165,37 @@ def one_forward_per_variant(model, tok, scenarios, deltas):
     return out
 
 
-def test_packed_equals_one_forward_per_variant(tiny):
+@pytest.fixture(scope="module", params=["native", "llama"])
+def tiny_any(request, tiny):
+    """The tiny native model, and a tiny random LLaMA (an HF model behind the bridge, as smol
+    and Poser's checkpoints are: rotary positions, and a 4-D mask taken as it is)."""
+    if request.param == "native":
+        return tiny
+    from conftest import tiny_llama
+
+    from poser_lens.models.hf import wrap_hf
+    from poser_lens.models.smol import scale_final_norm
+
+    _, tok, scenarios = tiny
+    hf = tiny_llama(len(tok), n_layers=3, max_position_embeddings=24, seed=3)
+    scale_final_norm(hf, 20.0)  # sharper answers than a random model's near-uniform ones
+    return wrap_hf(hf, tok, name="toy-llama"), tok, scenarios
+
+
+def test_packed_equals_one_forward_per_variant(tiny_any):
     """All variants in one sequence equal one unpadded forward per (prompt, variant).
 
     The prompts have different lengths (so packed rows differ in where their copies start and
     the shorter ones get filler), two share a batch, every block is patched (the last one by
-    the final norm and unembedding only), and the stacked path agrees too.
+    the final norm and unembedding only), and the stacked path agrees too. On the native tiny
+    model and on an HF LLaMA behind the bridge (corrected: the packed mask used to leave out
+    the causal part, which HF models do not add to a 4-D mask, so every prompt token saw the
+    copies after it and the smol and Poser testbeds read garbage).
     """
-    model, tok, scenarios = tiny
+    model, tok, scenarios = tiny_any
+    d = int(model.cfg.d_model)
     torch.manual_seed(0)
-    deltas = {L: 3 * torch.randn(5 + L, 16) for L in range(3)}
+    deltas = {L: 3 * torch.randn(5 + L, d) for L in range(3)}
     want = one_forward_per_variant(model, tok, scenarios, deltas)
     packed = variant_readout(model, tok, scenarios, deltas, batch_size=2)
     stacked = variant_readout(model, tok, scenarios, deltas, packed=False)
@@ -185,7 +206,7 @@ def test_packed_equals_one_forward_per_variant(tiny):
             torch.testing.assert_close(got_stacked, ref, atol=1e-5, rtol=1e-4)
     # Packed copies are chunked when they do not fit in n_ctx (here 24 tokens): 40 variants at
     # block 0 and 30 at block 1 take several forwards, and still equal the reference.
-    many_deltas = {0: 3 * torch.randn(40, 16), 1: 3 * torch.randn(30, 16)}
+    many_deltas = {0: 3 * torch.randn(40, d), 1: 3 * torch.randn(30, d)}
     many = variant_readout(model, tok, scenarios, many_deltas)
     many_want = one_forward_per_variant(model, tok, scenarios, many_deltas)
     for L in many_deltas:

@@ -52,7 +52,7 @@ def test_a_run_config_hands_its_testbed_settings_over():
 def test_bad_settings_fail_early():
     with pytest.raises(ValueError, match="testbed 'big'"):
         TestbedConfig(testbed="big")
-    with pytest.raises(ValueError, match="pairs must be >= 1"):
+    with pytest.raises(ValueError, match="pairs: must be >= 1"):
         TestbedConfig(pairs=0)
     assert sorted(TESTBEDS) == ["poser", "smol", "tiny"]
 
