@@ -115,7 +115,9 @@ def base_flops(cfg: Any, data: Any, tokenizer: Any, arch: Any, steps: int) -> tu
     """Analytic FLOPs of the base's training and stopping checks; and its mean padded length.
 
     The batches are drawn as ``train_base`` draws them (``random.Random(seed).sample`` of the
-    corpus, one per step, padded to the longest), so the count is exact for the steps done.
+    corpus, one per step), so the count is exact for the steps done: each padded to the
+    longest, or, with ``cfg.base_packed``, the real tokens alone (the packed forward does no
+    work on padding; its attention, quadratic in a row's length, is counted at the mean).
     """
     from poser_lens.flops import Pass, forward_flops
     from poser_lens.models.zoo import base_check_steps, base_corpus
@@ -123,7 +125,8 @@ def base_flops(cfg: Any, data: Any, tokenizer: Any, arch: Any, steps: int) -> tu
     lengths = [len(x) for x in tokenizer(base_corpus(data))["input_ids"]]
     rng = random.Random(cfg.base_seed)
     k = min(cfg.base.batch_size, len(lengths))
-    padded = [max(rng.sample(lengths, k)) for _ in range(steps)]
+    samples = [rng.sample(lengths, k) for _ in range(steps)]
+    padded = [sum(b) / k if cfg.base_packed else max(b) for b in samples]
     train = sum(Pass("base step", k, s, backward="weights").flops(arch) for s in padded)
     held_out = [s.prompt for fam in sorted(data.test) for s in data.test[fam][:40]]
     held = sorted(len(x) for x in tokenizer(held_out)["input_ids"])  # answer_probs sorts
@@ -135,14 +138,18 @@ def base_flops(cfg: Any, data: Any, tokenizer: Any, arch: Any, steps: int) -> tu
     return train + checks * one_check, round(sum(padded) / max(len(padded), 1))
 
 
-def finetune_flops(cfg: Any, root: Path, name: str) -> float:
-    """FLOPs of one persona model's fine-tune, calibration and evaluation (FlopCounterMode).
+def finetune_flops(cfg: Any, root: Path, names: list[str]) -> float:
+    """FLOPs of persona models' fine-tunes, calibration and evaluation (FlopCounterMode).
 
-    Trains ``name`` again in a scratch copy of the zoo's base and tokenizer (not timed).
+    Trains ``names`` again in a scratch copy of the zoo's base and tokenizer (not timed), as
+    the zoo does: one stack (``cfg.stack`` > 1) or one model at a time. ``FlopCounterMode``
+    counts matrix products; the stacked path's fused attention kernel
+    (``scaled_dot_product_attention`` on the CPU) is not counted, which leaves out a few
+    percent.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from poser_lens.models.zoo import _train_one
+    from poser_lens.models.zoo import _train_one, _train_stack
 
     scratch = Path(tempfile.mkdtemp(prefix="profile_finetune_"))
     try:
@@ -151,7 +158,11 @@ def finetune_flops(cfg: Any, root: Path, name: str) -> float:
                 shutil.copy2(f, scratch / f.name)
         shutil.copytree(root / "base", scratch / "base")
         with FlopCounterMode(display=False) as counter:
-            _train_one(str(scratch), cfg.to_dict(), name)
+            if cfg.stack > 1:
+                _train_stack(str(scratch), cfg.to_dict(), names)
+            else:
+                for name in names:
+                    _train_one(str(scratch), cfg.to_dict(), name)
         return float(counter.get_total_flops())
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -273,8 +284,11 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     base_phase.flops_method = f"analytic ({steps} steps and their stopping checks)"
     base_phase.shape = (cfg.base.batch_size, base_len)
     models = cfg.model_names()
-    ft_phase.flops = len(models) * finetune_flops(cfg, root, models[0])
-    ft_phase.flops_method = f"FlopCounterMode on {models[0]}, x {len(models)} models"
+    group = models[: max(1, min(cfg.stack, len(models)))]
+    ft_phase.flops = len(models) / len(group) * finetune_flops(cfg, root, group)
+    ft_phase.flops_method = (
+        f"FlopCounterMode on {len(group)} model(s) ({', '.join(group)}), x {len(models)} models"
+    )
     train_lens = [
         len(x)
         for x in tokenizer([s.prompt for s in data.train[sorted(data.train)[0]]])["input_ids"]

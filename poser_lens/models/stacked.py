@@ -14,8 +14,7 @@ modules (saved, wrapped and hooked as usual).
 The forward reproduces the native one (pre-LN blocks: LayerNorm or RMSNorm, causal attention
 with split Q/K/V/O projections and biases, MLP, final norm, unembedding without bias) up to
 float rounding, and reads logits at each row's last real token like
-:func:`poser_lens.readout.last_logits`. Two things it does differently, to skip work whose
-result is never read:
+:func:`poser_lens.readout.last_logits`. It skips work whose result is never read:
 
 * **no work on padding** (:class:`StackedBatch`): token-wise parts (embeddings, norms,
   projections, MLP) run on each model's real tokens only, packed one row after another;
@@ -25,7 +24,8 @@ result is never read:
   but only the last tokens' queries, attention output and MLP.
 
 Attention runs in :func:`torch.nn.functional.scaled_dot_product_attention` (one fused causal
-kernel, not the native scores / mask / softmax / mask sequence).
+kernel, not the native scores / mask / softmax / mask sequence), and each norm's scale and
+shift are folded into the linear map that reads it.
 
 Example:
     >>> from poser_lens.models.tiny import TinyConfig, build_native
