@@ -193,6 +193,7 @@ def check_scoring(
     testbed: Any, strategy: Any, sample: tuple[str, list[str]], families: list[Any], arch: Any
 ) -> dict[str, Any]:
     """One model's scoring (its families) counted by FlopCounterMode, beside the analytic."""
+    from poser_lens.flops import total_flops
     from poser_lens.strategies import ModelContext
 
     name, fams = sample
@@ -205,7 +206,7 @@ def check_scoring(
             strategy.score_model(ctx)
 
     measured = counted_flops(score)
-    analytic = sum(p.flops(arch) for fam in fams for p in strategy.work(shapes[fam]))
+    analytic = sum(total_flops(arch, strategy.work(shapes[fam])) for fam in fams)
     return {"model": name, "analytic": analytic, "flop_counter": measured}
 
 

@@ -19,8 +19,9 @@ if none is built. Run: ``python benchmarks/strategy_speed.py [--models 2] [--pro
 from __future__ import annotations
 
 import argparse
-import tempfile
+import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -36,13 +37,44 @@ from poser_lens.strategies.common import contrast_direction, layer_grid
 from poser_lens.strategies.s2_noise import NoiseStrategy
 
 
-def find_zoo() -> Path:
-    """The default zoo if built, else a small two-model zoo in a temporary folder."""
+def find_zoo(zoo: Path | None = None) -> Path:
+    """``zoo`` if given, else the default zoo if built, else a small two-model zoo.
+
+    The small zoo (one seed of two personas, the default architecture and prompts) is built
+    once in the cache (``POSER_LENS_CACHE``) and reused by later runs.
+    """
+    if zoo is not None:
+        return zoo
     default = ZooConfig().folder()
     if (default / "zoo.json").exists():
         return default
     small = ZooConfig(seeds=1, personas=("truth_teller", "reward_maximizer"))
-    return build_zoo(small, Path(tempfile.mkdtemp()) / "zoo", progress=False)
+    if (small.folder() / "zoo.json").exists():
+        return small.folder()
+    return build_zoo(small, progress=False)
+
+
+class _NoModules:
+    """Stands in for ``FlopCounterMode``'s module tracker (every count goes to ``Global``)."""
+
+    parents = frozenset({"Global"})
+
+    def __enter__(self) -> _NoModules:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+def counted_flops(fn: Callable[[], object]) -> float:
+    """FLOPs (matrix products) torch's ``FlopCounterMode`` counts while ``fn()`` runs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _NoModules()  # type: ignore[assignment]
+    with counter:
+        fn()
+    return float(counter.get_total_flops())
 
 
 @torch.no_grad()
@@ -112,29 +144,151 @@ def reference_s5(ctx: ModelContext, n_prompts: int) -> tuple[list[list[list[floa
     return feats, labels
 
 
-def compare_s5(zoo: Path, n_models: int, n_prompts: int) -> float:
-    """Time the S5 features (last-token residuals of every layer + own answer) both ways."""
+def _cpu_and_wall(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """The least CPU time and the least wall time of ``repeats`` calls of ``fn``, in seconds."""
+    cpu = wall = math.inf
+    for _ in range(repeats):
+        c0, w0 = time.process_time(), time.perf_counter()
+        fn()
+        cpu, wall = min(cpu, time.process_time() - c0), min(wall, time.perf_counter() - w0)
+    return cpu, wall
+
+
+def _op_shares(fn: Callable[[], object]) -> dict[str, float]:
+    """Shares of ``fn``'s operator time (torch's profiler, self CPU time) by kind of operator.
+
+    ``matrix products`` (``mm``, ``addmm``, ``bmm``: what the FLOP count counts),
+    ``attention masks and softmax`` (the native attention's ``masked_fill`` with its copy of the
+    scores, ``softmax``, the division by the scale) and ``other``.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    kinds = {
+        "matrix products": ("aten::mm", "aten::addmm", "aten::bmm"),
+        "attention masks and softmax": (
+            "aten::masked_fill_",
+            "aten::copy_",
+            "aten::_softmax",
+            "aten::div",
+        ),
+    }
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    time_of = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    total = sum(time_of.values()) or 1.0
+    shares = {k: sum(time_of.get(op, 0.0) for op in ops) / total for k, ops in kinds.items()}
+    return {**shares, "other": 1.0 - sum(shares.values())}
+
+
+def _s5_sides(ctx: ModelContext, n_prompts: int) -> dict[str, Callable[[], object]]:
+    """The S5 features of one model both ways: the reference loop and poser_lens's."""
     from poser_lens.activations import collect
     from poser_lens.strategies.s5_decision_speed import own_answers
 
+    texts = [s.prompt for s in ctx.prompts[:n_prompts]]
+
+    def ours() -> list[str]:
+        acts = collect(ctx.model, ctx.tokenizer, texts)
+        return own_answers(ctx.model, ctx.tokenizer, acts[:, -1])
+
+    return {"reference": lambda: reference_s5(ctx, n_prompts), "poser_lens": ours}
+
+
+def _padded_tokens(lengths: list[int], texts: list[str], batch: int = 32) -> int:
+    """Tokens of ``collect``'s batches, padding included (texts sorted by length, then cut)."""
+    by_length = [lengths[i] for i in sorted(range(len(texts)), key=lambda i: len(texts[i]))]
+    chunks = [by_length[i : i + batch] for i in range(0, len(by_length), batch)]
+    return sum(max(c) * len(c) for c in chunks)
+
+
+def compare_s5(zoo: Path, n_models: int, n_prompts: int, repeats: int = 3) -> float:
+    """Time the S5 features (last-token residuals of every layer + own answer) both ways.
+
+    Prints, for the reference loop and for poser_lens: the FLOPs done (counted by torch's
+    ``FlopCounterMode`` on the calls, beside the strategy's declared work), the CPU time (the
+    least of ``repeats`` runs; CPU time, so other load on the machine inflates it less than
+    wall time), the FLOP/s achieved per CPU-second and ``torch.matmul``'s rate on this CPU at
+    each one's shapes (one block's products and an unembedding, one thread,
+    :func:`~poser_lens.flops.measure_matmul_rate`, measured in the same run): how far each is
+    from the machine's limit, and the best speed-up possible, the reference's time over
+    poser_lens's FLOPs at that rate. Then where poser_lens's operator time goes. Returns the
+    ratio of CPU times.
+    """
+    from poser_lens.cost import measure_shape
+    from poser_lens.flops import Arch, human, measure_matmul_rate
+    from poser_lens.strategies.s5_decision_speed import DecisionSpeedStrategy
+
     bench = load_benchmark(zoo / "poser")
     names = sorted(p.name for p in (zoo / "models").iterdir() if p.is_dir())[:n_models]
-    t_ref = t_ours = 0.0
+    strategy = DecisionSpeedStrategy(n_prompts=n_prompts)
+    labels = ("reference", "poser_lens")
+    cpu, wall, counted, declared = ({k: 0.0 for k in labels} for _ in range(4))
+    tokens, padded = [], 0
+    sides: dict[str, Callable[[], object]] = {}
     for name in names:
         model, tok = load_zoo_model(zoo, name)
         fam = persona_families(model_persona(name)[0])[0]
         ctx = ModelContext(name, model, tok, fam, bench[fam])
-        t0 = time.perf_counter()
-        reference_s5(ctx, n_prompts)
-        t1 = time.perf_counter()
-        acts = collect(model, tok, [s.prompt for s in ctx.prompts[:n_prompts]])
-        own_answers(model, tok, acts[:, -1])
-        t2 = time.perf_counter()
-        t_ref, t_ours = t_ref + t1 - t0, t_ours + t2 - t1
-    ratio = t_ref / t_ours
+        arch = Arch.from_config(model.cfg)
+        shape = measure_shape(
+            tok, ctx.prompts[:n_prompts], {}, n_layers=arch.n_layers, n_ctx=arch.n_ctx
+        )
+        sides = _s5_sides(ctx, n_prompts)
+        for label, fn in sides.items():
+            c, w = _cpu_and_wall(fn, repeats)
+            cpu[label] += c
+            wall[label] += w
+            counted[label] += counted_flops(fn)
+            work = strategy.work(shape, reference=label == "reference")
+            declared[label] += sum(p.flops(arch) for p in work)
+        texts = [s.prompt for s in ctx.prompts[:n_prompts]]
+        lengths = [len(ids) for ids in tok(texts)["input_ids"]]
+        tokens += lengths
+        padded += _padded_tokens(lengths, texts)
+    seq = round(sum(tokens) / len(tokens))
+    rate = {
+        "reference": measure_matmul_rate(arch, 1, seq),
+        "poser_lens": measure_matmul_rate(arch, 32, round(padded / len(tokens))),
+    }
+    ratio = cpu["reference"] / cpu["poser_lens"]
     print(
-        f"S5 features, {len(names)} models x {n_prompts} prompts: reference {t_ref:.1f} s, "
-        f"poser_lens {t_ours:.2f} s, speed-up {ratio:.1f}x (target >= 10x)"
+        f"S5 features, {len(names)} models x up to {n_prompts} prompts: reference "
+        f"{cpu['reference']:.2f} CPU s ({wall['reference']:.2f} s wall), poser_lens "
+        f"{cpu['poser_lens']:.2f} CPU s ({wall['poser_lens']:.2f} s wall), speed-up {ratio:.1f}x "
+        f"in CPU time, {wall['reference'] / wall['poser_lens']:.1f}x in wall time (target >= 10x)"
+    )
+    print(f"  one torch thread; {len(tokens)} prompts of {seq} tokens on average")
+    columns = ("FLOPs", "declared", "CPU s", "FLOP/s", "matmul limit", "of limit")
+    print(f"  {'':11s} " + " ".join(f"{c:>13s}" for c in columns))
+    for label in labels:
+        achieved = counted[label] / cpu[label]
+        row = (
+            human(counted[label]),
+            human(declared[label]),
+            f"{cpu[label]:.2f}",
+            f"{human(achieved)}/s",
+            f"{human(rate[label])}/s",
+            f"{achieved / rate[label]:.0%}",
+        )
+        print(f"  {label:11s} " + " ".join(f"{c:>13s}" for c in row))
+    floor = counted["poser_lens"] / rate["poser_lens"]
+    print(
+        f"  FLOPs reference / poser_lens: {counted['reference'] / counted['poser_lens']:.2f}; at "
+        f"the matmul limit poser_lens would take {floor:.2f} CPU s: best possible speed-up "
+        f"{cpu['reference'] / floor:.1f}x"
+    )
+    print(
+        "  CPU s by kind of operator (torch's profiler: shares of self CPU time, times the CPU s):"
+    )
+    shares = {label: _op_shares(fn) for label, fn in sides.items()}
+    for kind in shares["poser_lens"]:
+        ref, ours = (shares[k][kind] * cpu[k] for k in labels)
+        print(f"    {kind:28s} reference {ref:5.2f}  poser_lens {ours:5.2f}  ({ref / ours:.1f}x)")
+    masks = shares["poser_lens"]["attention masks and softmax"] * cpu["poser_lens"]
+    print(
+        f"  with the attention's masks and softmax as measured ({masks:.2f} CPU s) and every "
+        f"product at the matmul limit, poser_lens would take {masks + floor:.2f} CPU s: best "
+        f"possible speed-up with this attention {cpu['reference'] / (masks + floor):.1f}x"
     )
     return ratio
 
@@ -144,11 +298,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=2)
     parser.add_argument("--prompts", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3, help="S5: timed runs of each side")
+    parser.add_argument("--zoo", type=Path, default=None, help="a built zoo folder to use")
+    parser.add_argument("--only", choices=("s2", "s5"), default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    zoo = find_zoo()
-    compare_s2(zoo, args.models, args.prompts)
-    compare_s5(zoo, args.models, max(args.prompts, 200))
+    zoo = find_zoo(args.zoo)
+    if args.only != "s5":
+        compare_s2(zoo, args.models, args.prompts)
+    if args.only != "s2":
+        compare_s5(zoo, args.models, max(args.prompts, 200), args.repeats)
 
 
 if __name__ == "__main__":

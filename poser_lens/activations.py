@@ -3,8 +3,9 @@
 Prompts of unequal length are right padded and each row is read at its own last real token
 (or at any positions a mask selects). In a causal model real tokens never attend to padding on
 their right, so no attention mask is needed and batched results equal one-at-a-time ones (a
-test checks this). The forward stops after the last block that is needed, and results move to
-the CPU batch by batch.
+test checks this). The forward stops as soon as the last wanted hook point has been read: no
+block after it runs, and reading the last block's residual runs neither the final norm nor the
+unembedding of every position. Results move to the CPU batch by batch.
 
 Example:
     >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
@@ -20,11 +21,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from poser_lens.hooks import hook_name
@@ -72,6 +73,70 @@ def stop_layer(hook_names: Sequence[str], n_layers: int) -> int | None:
     return stop if stop < n_layers else None
 
 
+def last_token_reads(
+    model: Any,
+    ids: Int[Tensor, "batch pos"],
+    last: Int[Tensor, " batch"],
+    hook_names: Sequence[str],
+    *,
+    stop_at_layer: int | None = None,
+) -> dict[str, Tensor]:
+    """Each hook point's activation at each row's last token, from one forward that stops early.
+
+    Every named hook records ``act[row, last[row]]`` as it fires; once the last of them has
+    fired the forward is stopped (TransformerLens's own ``StopAtLayerException``, which the
+    bridge's forward catches), so nothing after it runs: reading the last block's residual
+    skips the final norm and the unembedding of every position, which a cached full forward
+    would run. The activations read are those of a full forward (the same operations up to
+    the point read). No gradient.
+
+    Args:
+        model: A hooked model (``TransformerBridge``).
+        ids: Right-padded token ids, on the model's device.
+        last: Each row's last real index, on the same device.
+        hook_names: Hook points to read.
+        stop_at_layer: Also stop before this block (:func:`stop_layer`; the stop at the last
+            read makes it redundant, but it lets the bridge clean up as after a stopped run).
+
+    Returns:
+        Hook name -> ``[batch, ...]`` (the activation's trailing axes), on the model's device.
+
+    Example:
+        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
+        >>> cfg = TinyConfig(n_layers=2, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
+        >>> model = wrap(build_native(cfg, d_vocab=10))
+        >>> ids, last = torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([2, 1])
+        >>> name = "blocks.1.hook_resid_post"
+        >>> read = last_token_reads(model, ids, last, [name])
+        >>> _, cache = model.run_with_cache(ids)
+        >>> torch.equal(read[name], cache[name][[0, 1], [2, 1]])
+        True
+    """
+    from transformer_lens.model_bridge.exceptions import StopAtLayerException
+
+    wanted = list(dict.fromkeys(hook_names))
+    rows = torch.arange(ids.shape[0], device=ids.device)
+    got: dict[str, Tensor] = {}
+
+    def reader(name: str) -> Callable[[Tensor, Any], Tensor]:
+        def read(act: Tensor, hook: Any) -> Tensor:
+            got[name] = act[rows, last]
+            if len(got) == len(wanted):
+                raise StopAtLayerException(act)  # everything is read: run nothing more
+            return act
+
+        return read
+
+    with torch.no_grad():
+        model.run_with_hooks(
+            ids, fwd_hooks=[(n, reader(n)) for n in wanted], stop_at_layer=stop_at_layer
+        )
+    missing = [n for n in wanted if n not in got]
+    if missing:
+        raise ValueError(f"hook points never fired: {', '.join(missing)}")
+    return got
+
+
 def collect(
     model: Any,
     tokenizer: Any,
@@ -106,7 +171,6 @@ def collect(
     names = list(hook_names or residual_hook_names(model.cfg.n_layers))
     stop_at = stop_layer(names, model.cfg.n_layers)
     device = device or next(model.parameters()).device
-    wanted = set(names)
     # Similar lengths share a batch (less padding); rows go back to the caller's order below.
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     ordered = [prompts[i] for i in order]
@@ -114,12 +178,8 @@ def collect(
     for i in range(0, len(ordered), batch_size):
         ids, last = encode(tokenizer, ordered[i : i + batch_size])
         ids, last = ids.to(device), last.to(device)
-        with torch.no_grad():
-            _, cache = model.run_with_cache(
-                ids, names_filter=lambda n: n in wanted, stop_at_layer=stop_at
-            )
-        rows = torch.arange(ids.shape[0], device=device)
-        out.append(torch.stack([cache[n][rows, last] for n in names], dim=1).float().cpu())
+        read = last_token_reads(model, ids, last, names, stop_at_layer=stop_at)
+        out.append(torch.stack([read[n] for n in names], dim=1).float().cpu())
     if not out:
         return torch.empty(0, len(names), model.cfg.d_model)
     acts = torch.cat(out)

@@ -167,7 +167,8 @@ class StrategyCost:
 
     Attributes:
         name: The strategy.
-        flops: FLOPs of its passes (work it shares with others included).
+        flops: FLOPs of its passes run alone (work it shares with others included; its own
+            passes of one ``shared`` key once, as its memo runs them).
         reference_flops: FLOPs of the same settings run as the Poser code would.
         memory_bytes: Peak device memory of its largest pass (weights included; 0 for a
             strategy that runs no model).
@@ -223,14 +224,14 @@ def strategy_cost(
         >>> fam = poser_families(CostConfig())[0]
         >>> cost = strategy_cost(get_strategy("s5_decision_speed"), LLAMA_13B, [fam])
         >>> round(cost.ratio, 2)  # the same forwards, one prompt at a time (and no padding)
-        0.98
+        0.99
     """
     flops = ref = memory = 0.0
     first: tuple[Pass, ...] = ()
     for fam in families:
         passes = strategy.work(fam.shape)
         first = first or tuple(passes)
-        flops += fam.n_models * sum(p.flops(arch) for p in passes)
+        flops += fam.n_models * total_flops(arch, passes)  # its own shared passes once
         ref += fam.n_models * sum(p.flops(arch) for p in strategy.work(fam.shape, reference=True))
         for p in passes:
             memory = max(memory, pass_memory(arch, p, dtype_bytes))

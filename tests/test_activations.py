@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from poser_lens.activations import collect, residual_hook_names
+from poser_lens.activations import collect, last_token_reads, residual_hook_names
 from poser_lens.models.tiny import TinyConfig, build_native, wrap
 from poser_lens.models.tokenizer import build_tokenizer
 
@@ -51,3 +51,28 @@ def test_collect_never_runs_blocks_after_the_last_needed_one():
     assert stop_layer(["blocks.1.hook_resid_pre"], 3) == 2
     assert stop_layer(["blocks.2.hook_resid_post"], 3) is None
     assert stop_layer(["hook_unembed", "hook_embed"], 3) is None
+
+
+def test_collect_stops_after_the_last_residual_and_equals_a_full_forward():
+    """Reading every residual runs neither the final norm nor the unembedding, and the rows
+    are exactly a full cached forward's of the same batch."""
+    from poser_lens.hooks import applied
+    from poser_lens.readout import encode
+
+    model, tok = make()
+
+    def boom(act, hook):
+        raise RuntimeError(f"{hook.name} ran")
+
+    ids, last = encode(tok, sorted(PROMPTS, key=len))  # collect's one batch, sorted by length
+    _, cache = model.run_with_cache(ids)
+    rows = torch.arange(len(PROMPTS))
+    full = torch.stack([cache[n][rows, last] for n in residual_hook_names(3)], dim=1)
+    with applied(model, [("ln_final.hook_normalized", boom), ("unembed.hook_in", boom)]):
+        got = collect(model, tok, sorted(PROMPTS, key=len), batch_size=3)
+        with pytest.raises(RuntimeError, match="ran"):
+            model(ids)
+    assert torch.equal(got, full)
+    assert not model.hook_dict["blocks.2.hook_resid_post"].fwd_hooks  # its reader taken off
+    with pytest.raises(ValueError, match="never fired"):
+        last_token_reads(model, ids, last, ["blocks.0.hook_resid_post"], stop_at_layer=0)

@@ -17,15 +17,15 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from poser_lens.activations import collect
-from poser_lens.data.prompts import contrast_pairs
+from poser_lens.data.prompts import contrast_pairs, critical_indices
 from poser_lens.data.schema import Scenario
 from poser_lens.flops import Backward, Pass
 from poser_lens.hooks import LayerSpec, hook_name, resolve_layer
@@ -34,6 +34,7 @@ from poser_lens.readout import (
     AnswerIds,
     Readout,
     answer_readout,
+    encode,
     last_token_logits,
 )
 from poser_lens.strategies.base import ModelContext, WorkShape
@@ -61,6 +62,47 @@ def answer_readout_batched(
     return answer_readout(logits, ids, aligned=[s.aligned_letter for s in scenarios])
 
 
+def contrast_residuals(
+    model: Any,
+    tokenizer: Any,
+    scenarios: Sequence[Scenario],
+    blocks: Sequence[int],
+    *,
+    n_pairs: int = 15,
+) -> tuple[
+    Float[Tensor, "pair block d_model"], Float[Tensor, "pair block d_model"], list[Scenario]
+]:
+    """Last-token residuals of the contrast pairs at several blocks, and the evaluation set.
+
+    Contrast pairs are the first ``n_pairs`` scenarios with a critical fact: the prompt with
+    all facts (on valid prompts the critical fact asserts good oversight) against the same
+    prompt without its critical facts (:func:`poser_lens.data.prompts.contrast_pairs`, with
+    Poser's list bugs fixed and no A/B swap, so the direction is not confounded with the
+    answer letter). Each side runs once for every block (``blocks.L.hook_resid_post`` of each
+    of ``blocks``, :func:`poser_lens.activations.collect`, which stops after the deepest one);
+    every other scenario is returned for evaluation.
+
+    Returns:
+        ``(critical, clean, rest)``: ``[pair, block, d_model]`` each, blocks in the order given.
+
+    Raises:
+        ValueError: Without a scenario with a critical fact, or with none left to evaluate.
+    """
+    pairs, rest = contrast_pairs(scenarios, n_pairs)
+    if not pairs:
+        raise ValueError("no scenario with a critical fact to build contrast pairs from")
+    if not rest:
+        raise ValueError(
+            f"{len(scenarios)} valid prompts: all used for the {len(pairs)} contrast pairs, none "
+            "left to evaluate (lower n_pairs)"
+        )
+    n_layers = int(model.cfg.n_layers)
+    names = [hook_name("resid_post", block, n_layers) for block in blocks]
+    crit = collect(model, tokenizer, [p.critical.prompt for p in pairs], names)
+    clean = collect(model, tokenizer, [p.clean.prompt for p in pairs], names)
+    return crit, clean, rest
+
+
 def contrast_direction(
     model: Any,
     tokenizer: Any,
@@ -72,26 +114,14 @@ def contrast_direction(
 ) -> tuple[Float[Tensor, " d_model"], list[Scenario]]:
     """The "oversight" direction at a layer from contrast pairs, and the evaluation set.
 
-    Contrast pairs are the first ``n_pairs`` scenarios with a critical fact: the prompt with
-    all facts (on valid prompts the critical fact asserts good oversight) against the same
-    prompt without its critical facts (:func:`poser_lens.data.prompts.contrast_pairs`, with
-    Poser's list bugs fixed and no A/B swap, so the direction is not confounded with the
-    answer letter). The direction is ``finder(critical, clean)`` of ``blocks.L.hook_resid_post``
-    at the last token (default: difference of means), so it points towards "oversight is good";
-    every other scenario is returned for evaluation.
+    The direction is ``finder(critical, clean)`` of ``blocks.L.hook_resid_post`` at the last
+    token of the contrast pairs (:func:`contrast_residuals`; default finder: difference of
+    means), so it points towards "oversight is good"; every other scenario is returned for
+    evaluation.
     """
-    pairs, rest = contrast_pairs(scenarios, n_pairs)
-    if not pairs:
-        raise ValueError("no scenario with a critical fact to build contrast pairs from")
-    if not rest:
-        raise ValueError(
-            f"{len(scenarios)} valid prompts: all used for the {len(pairs)} contrast pairs, none "
-            "left to evaluate (lower n_pairs)"
-        )
-    name = hook_name("resid_post", layer, int(model.cfg.n_layers))
-    crit = collect(model, tokenizer, [p.critical.prompt for p in pairs], [name])[:, 0]
-    clean = collect(model, tokenizer, [p.clean.prompt for p in pairs], [name])[:, 0]
-    return (finder or mass_mean())(crit, clean), rest
+    block = resolve_layer(int(model.cfg.n_layers), layer)
+    crit, clean, rest = contrast_residuals(model, tokenizer, scenarios, [block], n_pairs=n_pairs)
+    return (finder or mass_mean())(crit[:, 0], clean[:, 0]), rest
 
 
 def prompt_positions(prompts: Sequence[Any], subset: Sequence[Any]) -> list[int]:
@@ -213,6 +243,96 @@ def readout_from_residuals(ctx: ModelContext, scenarios: Sequence[Scenario]) -> 
     return answer_readout(logits, ids, aligned=[s.aligned_letter for s in scenarios])
 
 
+class CriticalBatch(NamedTuple):
+    """A batch of the prompts with a critical fact, after one plain forward of it.
+
+    Attributes:
+        ids: Right-padded token ids.
+        last: Each row's last real index.
+        patterns: Per block, the attention pattern from each row's last token, ``[batch, head,
+            pos]`` (float32, CPU).
+        logits: Each row's last-token logits, ``[batch, vocab]`` (float32, CPU).
+    """
+
+    ids: Int[Tensor, "batch pos"]
+    last: Int[Tensor, " batch"]
+    patterns: list[Float[Tensor, "batch head pos"]]
+    logits: Float[Tensor, "batch vocab"]
+
+
+@torch.no_grad()
+def last_token_attention(
+    model: Any, ids: Int[Tensor, "batch pos"], last: Int[Tensor, " batch"]
+) -> tuple[list[Float[Tensor, "batch head pos"]], Float[Tensor, "batch vocab"]]:
+    """Attention from each row's own last token per block, and the last-token logits.
+
+    One full forward whose pattern hooks keep only each row's last query (float32, CPU): the
+    ``[pos, pos]`` patterns of the whole batch are never held, so the forward needs no more
+    memory than a plain one. The hooks return the patterns unchanged and the logits are the
+    forward's own, so they equal a plain forward's read at the last tokens
+    (:func:`poser_lens.readout.last_logits`).
+
+    Example:
+        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
+        >>> cfg = TinyConfig(n_layers=2, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
+        >>> model = wrap(build_native(cfg, d_vocab=10))
+        >>> patterns, logits = last_token_attention(model, torch.tensor([[1, 2, 3]]),
+        ...                                         torch.tensor([2]))
+        >>> len(patterns), tuple(patterns[0].shape), tuple(logits.shape)
+        (2, (1, 2, 3), (1, 10))
+    """
+    n_layers = int(model.cfg.n_layers)
+    names = [hook_name("pattern", layer, n_layers) for layer in range(n_layers)]
+    rows = torch.arange(ids.shape[0], device=ids.device)
+    last = last.to(ids.device)
+    got: dict[str, Tensor] = {}
+
+    def keep_last(pattern: Tensor, hook: Any) -> Tensor:
+        got[hook.name] = pattern[rows, :, last].float().cpu()
+        return pattern
+
+    logits = model.run_with_hooks(ids, fwd_hooks=[(n, keep_last) for n in names])
+    return [got[n] for n in names], logits[rows, last].float().cpu()
+
+
+def critical_forwards(ctx: ModelContext, n_prompts: int, batch_size: int) -> list[CriticalBatch]:
+    """One plain forward of the first ``n_prompts`` prompts with a critical fact, memoised.
+
+    The prompts (:func:`poser_lens.data.prompts.critical_indices`) run in stored order,
+    ``batch_size`` at a time (:func:`last_token_attention`). S6's attention reads the
+    patterns and the patching detector's clean readout the logits, so with the same
+    ``n_prompts`` and ``batch_size`` (their defaults) the two share one forward per batch:
+    exactly the forward each ran alone (the same batches, a forward with no hook that changes
+    anything). S6's saliency runs the same batches but keeps its own forward: its backward
+    needs that forward's autograd graph, which a memo cannot hold (every activation of a
+    batch), and making the plain forward carry the graph and the backward would cost S6's
+    attention and the patching detector a backward whenever they run without the saliency.
+
+    Example:
+        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
+        >>> from poser_lens.models.tokenizer import build_tokenizer
+        >>> tok = build_tokenizer(["a b"])
+        >>> cfg = TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
+        >>> ctx = ModelContext("saint-0", wrap(build_native(cfg, len(tok)), tok), tok, "f", [])
+        >>> critical_forwards(ctx, 50, 64)
+        []
+    """
+
+    def run() -> list[CriticalBatch]:
+        index = critical_indices(ctx.prompts, n_prompts)
+        device = model_device(ctx.model)
+        out = []
+        for i in range(0, len(index), batch_size):
+            ids, last = encode(
+                ctx.tokenizer, [ctx.prompts[j].prompt for j in index[i : i + batch_size]]
+            )
+            ids, last = ids.to(device), last.to(device)
+            out.append(CriticalBatch(ids, last, *last_token_attention(ctx.model, ids, last)))
+        return out
+
+    return list(ctx.cached(("critical_forwards", n_prompts, batch_size), run))
+
+
 def residual_pass(
     label: str,
     shape: WorkShape,
@@ -225,10 +345,11 @@ def residual_pass(
 ) -> Pass:
     """The work of :func:`last_residuals` on ``n`` texts of mean length ``seq`` (memo ``key``).
 
-    A full forward (every block's residual is read), texts sorted by length in batches
-    (padding: :meth:`WorkShape.padded`, ``spread`` passed on); the strategies that read the
-    same texts of one (model, family) share it (``key``). The reference runs one text per
-    forward and shares nothing.
+    Every block runs (every block's residual is read), but neither the final norm nor the
+    unembedding (:func:`poser_lens.activations.collect` stops after the last residual); texts
+    sorted by length in batches (padding: :meth:`WorkShape.padded`, ``spread`` passed on).
+    The strategies that read the same texts of one (model, family) share it (``key``). The
+    reference runs one text per full forward (every position unembedded) and shares nothing.
 
     Example:
         >>> shape = WorkShape(40, 2048, 300, 150, 350, 450, 350, 325)
@@ -240,7 +361,7 @@ def residual_pass(
         return Pass(label, n, seq)
     batch = max(1, min(RESIDUAL_BATCH, n))
     padded = shape.padded(batch, seq, among=n, spread=spread)
-    return Pass(label, n, padded, batch=batch, shared=key)
+    return Pass(label, n, padded, batch=batch, unembed="none", shared=key)
 
 
 def unembed_pass(label: str, n: int) -> Pass:
@@ -283,13 +404,16 @@ def critical_pass(
     *,
     repeats: int = 1,
     backward: Backward = "none",
+    shared: bool = False,
     reference: bool = False,
 ) -> Pass:
     """Full forwards of the first ``cfg.n_prompts`` prompts with a critical fact (S6, patching).
 
     In stored order, ``cfg.batch_size`` at a time (so padded, :meth:`WorkShape.padded`),
-    ``repeats`` times (patching: once per block), optionally with a backward. The reference
-    runs one prompt per forward, unpadded.
+    ``repeats`` times (patching: once per block), optionally with a backward. ``shared``: the
+    plain forward of :func:`critical_forwards` (S6's attention and the patching detector's
+    clean readout), counted once between the strategies whose settings match. The reference
+    runs one prompt per forward, unpadded, and shares nothing.
 
     Example:
         >>> shape = WorkShape(40, 2048, 300, 150, 350, 450, 350, 325)
@@ -303,4 +427,5 @@ def critical_pass(
         return Pass(label, n * repeats, shape.seq_critical, backward=backward)
     rows = max(1, min(cfg.batch_size, n))
     seq = shape.padded(rows, shape.seq_critical)
-    return Pass(label, n * repeats, seq, rows, backward=backward)
+    key = f"critical:{cfg.n_prompts}:{cfg.batch_size}" if shared else None
+    return Pass(label, n * repeats, seq, rows, backward=backward, shared=key)

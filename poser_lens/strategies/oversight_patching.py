@@ -27,7 +27,7 @@ from poser_lens.data.prompts import critical_indices, remove_critical
 from poser_lens.data.schema import Scenario
 from poser_lens.flops import Pass
 from poser_lens.hooks import Patch, hook_name, resolve_layer
-from poser_lens.readout import Readout
+from poser_lens.readout import AnswerIds, Readout, answer_readout
 from poser_lens.strategies.base import (
     PROMPT_INDEX,
     ModelContext,
@@ -40,6 +40,7 @@ from poser_lens.strategies.base import (
 )
 from poser_lens.strategies.common import (
     answer_readout_batched,
+    critical_forwards,
     critical_pass,
     kept_mean,
     last_residuals,
@@ -66,6 +67,20 @@ def _patched_readout(
     return answer_readout_batched(
         ctx.model, ctx.tokenizer, prompts, hooks=hooks, batch_size=len(prompts)
     )
+
+
+def _clean_readout(ctx: ModelContext, prompts: list[Scenario], cfg: PatchingConfig) -> Readout:
+    """The answer readout of the prompts, unpatched, in the patched readouts' batches.
+
+    From :func:`~poser_lens.strategies.common.critical_forwards`, the forward S6's attention
+    runs on the same batches (shared when the settings match): its last-token logits are a
+    plain forward's.
+    """
+    batches = critical_forwards(ctx, cfg.n_prompts, cfg.batch_size)
+    vocab = int(ctx.model.cfg.d_vocab)
+    logits = torch.cat([b.logits for b in batches]) if batches else torch.empty(0, vocab)
+    ids = AnswerIds.from_tokenizer(ctx.tokenizer)
+    return answer_readout(logits, ids, aligned=[s.aligned_letter for s in prompts])
 
 
 def _log_odds(r: Readout) -> Tensor:
@@ -194,7 +209,7 @@ class PatchingStrategy(Strategy[PatchingScore]):
         prompts = [ctx.prompts[i] for i in index]
         counter = last_residuals(ctx, [remove_critical(s).prompt for s in prompts])[:, 1:]
         bs = self.config.batch_size
-        clean = answer_readout_batched(ctx.model, ctx.tokenizer, prompts, batch_size=bs)
+        clean = _clean_readout(ctx, prompts, self.config)
         assert clean.p_misaligned is not None  # read with the prompts' aligned letters
         effect: dict[str, list[float]] = {k: [] for k in ("p", "logit", "abs_p", "abs_logit")}
         deltas: dict[str, list[Tensor]] = {"delta_p": [], "delta_logit": []}
@@ -241,7 +256,7 @@ class PatchingStrategy(Strategy[PatchingScore]):
                 "resid:counterfactual",
                 reference=reference,
             ),
-            critical_pass("clean readout", shape, c, reference=reference),
+            critical_pass("clean readout", shape, c, shared=True, reference=reference),
             critical_pass(
                 "patched, per block", shape, c, repeats=shape.n_layers, reference=reference
             ),

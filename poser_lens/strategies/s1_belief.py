@@ -183,8 +183,9 @@ class BeliefStrategy(Strategy[BeliefScore]):
             "direction_norm": {},
         }
         deltas, evals = {}, []
-        for layer in layer_grid(ctx.n_layers, (*c.layer_fracs, c.layer_frac)):
-            v, rest = cached_direction(ctx, layer, c.n_pairs)
+        grid = layer_grid(ctx.n_layers, (*c.layer_fracs, c.layer_frac))
+        for layer in grid:
+            v, rest = cached_direction(ctx, layer, c.n_pairs, grid)
             evals = rest[: c.n_prompts]
             deltas[layer] = (signs[:, None, None] * coeffs[None, :, None] * v).reshape(-1, len(v))
             out["direction_norm"][str(layer)] = float(v.norm())

@@ -245,8 +245,9 @@ class NoiseStrategy(Strategy[NoiseScore]):
             ]
         )
         deltas, evals = {}, None
-        for layer in layer_grid(n_layers, (*c.layer_fracs, c.layer_frac)):
-            v, rest = cached_direction(ctx, layer, c.n_pairs)
+        grid = layer_grid(n_layers, (*c.layer_fracs, c.layer_frac))
+        for layer in grid:
+            v, rest = cached_direction(ctx, layer, c.n_pairs, grid)
             evals = rest[: c.n_prompts]  # the same at every layer
             deltas[layer] = (units[:, None] * coeffs[None, :, None] * v.norm()).reshape(-1, d_model)
             out["direction_norm"][str(layer)] = float(v.norm())

@@ -132,6 +132,51 @@ def _p_flipped(
     return logits.float().log_softmax(-1).gather(1, target[:, None])[:, 0]
 
 
+def heldout_order(n: int, seed: int) -> list[int]:
+    """The seeded shuffle of ``n`` prompts a learning curve holds out the first of.
+
+    Example:
+        >>> sorted(heldout_order(5, 0)) == list(range(5))
+        True
+    """
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def flipped_batch(
+    tokenizer: Any, batch: Sequence[Scenario], device: torch.device | str
+) -> tuple[Int[Tensor, "b pos"], Int[Tensor, " b"], Int[Tensor, " b"]]:
+    """Right-padded ids, each row's last index and its flipped (misaligned) answer's token id."""
+    answer = AnswerIds.from_tokenizer(tokenizer)
+    ids, last = encode(tokenizer, [s.prompt for s in batch])
+    target = torch.tensor([answer.of(s.misaligned_letter) for s in batch])
+    return ids.to(device), last.to(device), target.to(device)
+
+
+def initial_heldout(ctx: ModelContext, cfg: Any, seed: int) -> Float[Tensor, " heldout"] | None:
+    """P(flipped) of a learning curve's held-out prompts before any update (memoised on ``ctx``).
+
+    Every curve of strategy 3 on one (model, family) holds out the same prompts (the first
+    ``cfg.n_heldout`` of the family-seeded shuffle) and starts from the unchanged model (an
+    adapter starts at zero, a full fine-tune from a copy), so their first reads are one and
+    the same forward, run once here on ``ctx.model`` and passed to :func:`learning_curve` as
+    ``start``. ``None`` when there are too few prompts for a curve (``cfg.n_heldout`` held
+    out and a batch of ``cfg.batch_size``), which :func:`learning_curve` reports.
+    """
+    if len(ctx.prompts) < cfg.n_heldout + cfg.batch_size:
+        return None
+
+    def read() -> Tensor:
+        order = heldout_order(len(ctx.prompts), seed)
+        held = [ctx.prompts[i] for i in order[: cfg.n_heldout]]
+        with torch.no_grad():
+            enc = flipped_batch(ctx.tokenizer, held, model_device(ctx.model))
+            return _p_flipped(ctx.model, *enc).exp()
+
+    return cast("Tensor", ctx.cached(("s3_initial_heldout", seed, cfg.n_heldout), read))
+
+
 def learning_curve(
     model: Any,
     tokenizer: Any,
@@ -145,6 +190,7 @@ def learning_curve(
     n_heldout: int = 16,
     seed: int = 0,
     per_prompt: bool = False,
+    start: Float[Tensor, " heldout"] | None = None,
 ) -> dict[str, list[Any]]:
     """Train ``params`` towards the flipped answers and log P(flipped) at every step.
 
@@ -152,6 +198,11 @@ def learning_curve(
     of a seeded shuffle) and a training set, which is visited in seeded random batches,
     reshuffled every epoch. AdamW minimises the mean of -log P(flipped letter) at the last
     token. Only ``params`` change (``backward(inputs=params)``).
+
+    ``start``, when given, is P(flipped) of the held-out prompts before any update
+    (:func:`initial_heldout`, read once per model and family and shared by every curve), used
+    instead of reading it again; only for ``hooks`` that leave the model unchanged before the
+    first update (an adapter starts at zero) and a model equal to the one it was read on.
 
     Returns:
         ``heldout[k]``: mean P(flipped) on the held-out prompts after ``k`` updates
@@ -177,18 +228,14 @@ def learning_curve(
     """
     if len(prompts) < n_heldout + batch_size:
         raise ValueError(f"{len(prompts)} prompts: need {n_heldout} held out + one batch")
-    answer = AnswerIds.from_tokenizer(tokenizer)
     device = model_device(model)
-    order = list(range(len(prompts)))
-    random.Random(seed).shuffle(order)
+    order = heldout_order(len(prompts), seed)
     held = [prompts[i] for i in order[:n_heldout]]
     train = [prompts[i] for i in order[n_heldout:]]
     train = train[: len(train) - len(train) % batch_size]  # whole batches, as Poser
 
     def encoded(batch: Sequence[Scenario]) -> tuple[Tensor, Tensor, Tensor]:
-        ids, last = encode(tokenizer, [s.prompt for s in batch])
-        target = torch.tensor([answer.of(s.misaligned_letter) for s in batch])
-        return ids.to(device), last.to(device), target.to(device)
+        return flipped_batch(tokenizer, batch, device)
 
     held_enc = encoded(held)
     rng = random.Random(seed + 1)
@@ -198,10 +245,13 @@ def learning_curve(
     by_step: list[list[float]] = []
     with torch.enable_grad(), applied(model, list(hooks)):  # trains even under no_grad
         for step in range(n_steps + 1):
-            with torch.no_grad():
-                p_held = _p_flipped(model, *held_enc).exp()
-                curve["heldout"].append(float(p_held.mean()))
-                by_step.append(p_held.tolist())
+            if step == 0 and start is not None:
+                p_held = start
+            else:
+                with torch.no_grad():
+                    p_held = _p_flipped(model, *held_enc).exp()
+            curve["heldout"].append(float(p_held.mean()))
+            by_step.append(p_held.tolist())
             if step == n_steps:
                 break
             if not epoch:
@@ -233,30 +283,45 @@ def curve_passes(
 
     Each step trains on a random batch of ``batch_size`` prompts (a full forward, the backward
     from the loss down through ``grad_blocks`` blocks); the held-out prompts are read before
-    the first step and after each. The reference reads the held-out prompts one at a time.
-    ``cfg`` is the strategy's config (``n_steps``, ``batch_size``, ``n_heldout``).
+    the first step (:func:`initial_heldout`: once per model and family, shared by every curve)
+    and after each. The reference reads the held-out prompts one at a time, every curve its
+    own first read. ``cfg`` is the strategy's config (``n_steps``, ``batch_size``,
+    ``n_heldout``).
 
     Example:
         >>> shape = WorkShape(40, 2048, 300, 150, 350, 450, 350, 325)
-        >>> [(p.n, p.backward) for p in curve_passes(shape, FullSpeedConfig(), backward="weights")]
-        [(32, 'weights'), (144, 'none')]
+        >>> passes = curve_passes(shape, FullSpeedConfig(), backward="weights")
+        >>> [(p.n, p.backward, p.shared) for p in passes]
+        [(32, 'weights', None), (16, 'none', 's3:heldout-start:16'), (128, 'none', None)]
     """
     heldout = cfg.n_heldout
+    train = Pass(
+        "training steps",
+        cfg.n_steps * cfg.batch_size,
+        shape.padded(cfg.batch_size),
+        cfg.batch_size,
+        backward=backward,
+        grad_blocks=grad_blocks,
+        weight_copies=weight_copies,
+    )
+    if reference:
+        reads = (cfg.n_steps + 1) * heldout
+        return [train, Pass("held-out prompts", reads, shape.seq, weight_copies=weight_copies)]
+    seq = shape.padded(heldout)
     return [
+        train,
         Pass(
-            "training steps",
-            cfg.n_steps * cfg.batch_size,
-            shape.padded(cfg.batch_size),
-            cfg.batch_size,
-            backward=backward,
-            grad_blocks=grad_blocks,
-            weight_copies=weight_copies,
+            "held-out prompts before training",
+            heldout,
+            seq,
+            heldout,
+            shared=f"s3:heldout-start:{heldout}",
         ),
         Pass(
             "held-out prompts",
-            (cfg.n_steps + 1) * heldout,
-            shape.seq if reference else shape.padded(heldout),
-            1 if reference else heldout,
+            cfg.n_steps * heldout,
+            seq,
+            heldout,
             weight_copies=weight_copies,
         ),
     ]
@@ -456,6 +521,7 @@ class LoraSpeedStrategy(_SpeedStrategy):
                 n_heldout=self.config.n_heldout,
                 seed=seed,
                 per_prompt=True,
+                start=initial_heldout(ctx, self.config, seed),
             )
         out = {"n_layers": ctx.n_layers, "curves": curves, **_split_per_prompt(curves)}
         return cast("SpeedScore", out)
@@ -531,6 +597,8 @@ class FullSpeedStrategy(_SpeedStrategy):
 
     def score_model(self, ctx: ModelContext) -> SpeedScore:
         """The P(flipped) curve of a full fine-tune of a copy of the model."""
+        seed = family_seed(ctx.seed, ctx.family)
+        start = initial_heldout(ctx, self.config, seed)  # read on the model, not the copy
         model = copy.deepcopy(ctx.model)
         curve = learning_curve(
             model,
@@ -541,8 +609,9 @@ class FullSpeedStrategy(_SpeedStrategy):
             n_steps=self.config.n_steps,
             batch_size=self.config.batch_size,
             n_heldout=self.config.n_heldout,
-            seed=family_seed(ctx.seed, ctx.family),
+            seed=seed,
             per_prompt=True,
+            start=start,
         )
         curves = {"all": curve}
         out = {"n_layers": ctx.n_layers, "curves": curves, **_split_per_prompt(curves)}

@@ -32,7 +32,7 @@ from poser_lens.config import Config, PositiveInt
 from poser_lens.data.prompts import critical_indices, fact_char_spans, remove_critical
 from poser_lens.data.schema import Scenario
 from poser_lens.flops import Pass
-from poser_lens.hooks import hook_name, resolve_layer, span_mask
+from poser_lens.hooks import resolve_layer, span_mask
 from poser_lens.patching import gradient_saliency
 from poser_lens.readout import AnswerIds, encode
 from poser_lens.strategies.base import (
@@ -46,9 +46,11 @@ from poser_lens.strategies.base import (
     kept_positions,
 )
 from poser_lens.strategies.common import (
+    critical_forwards,
     critical_pass,
     kept_mean,
     last_residuals,
+    last_token_attention,
     model_device,
     residual_pass,
 )
@@ -102,7 +104,8 @@ def attention_from_last(
 ) -> list[Float[Tensor, "batch layer head"]]:
     """Attention from each row's own last token onto each span, per layer and head.
 
-    Like :func:`poser_lens.patching.attention_to_span`, but for several spans in one forward.
+    Like :func:`poser_lens.patching.attention_to_span`, but for several spans in one forward
+    (:func:`~poser_lens.strategies.common.last_token_attention`, then :func:`attention_onto`).
 
     Example:
         >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
@@ -115,13 +118,21 @@ def attention_from_last(
         >>> b.round(decimals=4).tolist()
         [[[1.0, 1.0]], [[1.0, 1.0]]]
     """
-    n_layers = int(model.cfg.n_layers)
-    names = [hook_name("pattern", layer, n_layers) for layer in range(n_layers)]
-    _, cache = model.run_with_cache(ids, names_filter=lambda n: n in names)
-    rows = torch.arange(ids.shape[0], device=ids.device)
-    at_last = [cache[n][rows, :, last.to(ids.device)].float().cpu() for n in names]
+    return attention_onto(last_token_attention(model, ids, last)[0], spans)
+
+
+def attention_onto(
+    patterns: Sequence[Float[Tensor, "batch head pos"]], spans: Sequence[Bool[Tensor, "batch pos"]]
+) -> list[Float[Tensor, "batch layer head"]]:
+    """The attention mass of per-block patterns (from each row's last token) on each span.
+
+    Example:
+        >>> pattern = torch.tensor([[[0.25, 0.75]]])  # one row, one head, two positions
+        >>> attention_onto([pattern, pattern], [torch.tensor([[False, True]])])[0].tolist()
+        [[[0.75], [0.75]]]
+    """
     return [
-        torch.stack([(a * span.float()[:, None, :]).sum(-1) for a in at_last], dim=1)
+        torch.stack([(a * span.float()[:, None, :]).sum(-1) for a in patterns], dim=1)
         for span in spans
     ]
 
@@ -272,15 +283,18 @@ class AttentionStrategy(Strategy[AttentionScore]):
 
     def score_model(self, ctx: ModelContext) -> AttentionScore:
         """Mean log(per-token attention on critical / on other facts) per layer and head."""
-        index = critical_indices(ctx.prompts, self.config.n_prompts)
+        c = self.config
+        index = critical_indices(ctx.prompts, c.n_prompts)
         prompts = [ctx.prompts[i] for i in index]
-        device = model_device(ctx.model)
         ratios, shares = [], []
-        for i in range(0, len(prompts), self.config.batch_size):
-            chunk = prompts[i : i + self.config.batch_size]
-            ids, last = encode(ctx.tokenizer, [s.prompt for s in chunk])
-            crit, other = fact_masks(ctx.tokenizer, chunk)
-            a_crit, a_other = attention_from_last(ctx.model, ids.to(device), last, [crit, other])
+        # The forward is shared with the patching detector's clean readout (same batches).
+        for i, batch in zip(
+            range(0, len(prompts), c.batch_size),
+            critical_forwards(ctx, c.n_prompts, c.batch_size),
+            strict=True,
+        ):
+            crit, other = fact_masks(ctx.tokenizer, prompts[i : i + c.batch_size])
+            a_crit, a_other = attention_onto(batch.patterns, [crit, other])
             per_crit = a_crit / crit.sum(1).clamp(min=1)[:, None, None]
             per_other = a_other / other.sum(1).clamp(min=1)[:, None, None]
             ratios.append(torch.log((per_crit + _EPS) / (per_other + _EPS)))
@@ -297,8 +311,15 @@ class AttentionStrategy(Strategy[AttentionScore]):
         }
 
     def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
-        """A full forward of the prompts with a critical fact, caching the attention patterns."""
-        return [critical_pass("attention patterns", shape, self.config, reference=reference)]
+        """A full forward of the prompts with a critical fact, caching the attention patterns.
+
+        The forward is the patching detector's clean readout too (:func:`critical_forwards`).
+        """
+        return [
+            critical_pass(
+                "attention patterns", shape, self.config, shared=True, reference=reference
+            )
+        ]
 
     def restrict(self, score: AttentionScore, keep: Set[int]) -> AttentionScore:
         """The score on the scored prompts in ``keep``: ``log_ratio`` per layer only.

@@ -34,11 +34,12 @@ from poser_lens.config import NonEmpty, NonNegativeFloat
 from poser_lens.data.schema import Scenario
 from poser_lens.flops import Pass
 from poser_lens.hooks import hook_name, resolve_layer
+from poser_lens.probes import mass_mean
 from poser_lens.readout import AnswerIds, answer_readout, encode, last_logits
 from poser_lens.strategies.base import LayerKey, ModelContext, WorkShape
 from poser_lens.strategies.common import (
     RESIDUAL_BATCH,
-    contrast_direction,
+    contrast_residuals,
     layer_grid,
     model_device,
     unembed_pass,
@@ -403,12 +404,33 @@ def curves_by_variant(
     return out
 
 
-def cached_direction(ctx: ModelContext, layer: int, n_pairs: int) -> tuple[Tensor, list]:
-    """The S1 contrast direction at a block and the evaluation prompts (memoised per context)."""
-    return ctx.cached(
-        ("contrast_direction", layer, n_pairs),
-        lambda: contrast_direction(ctx.model, ctx.tokenizer, ctx.prompts, layer, n_pairs=n_pairs),
-    )
+def cached_direction(
+    ctx: ModelContext, layer: int, n_pairs: int, blocks: Sequence[int] = ()
+) -> tuple[Tensor, list]:
+    """The S1/S2 contrast direction at a block and the evaluation prompts (memoised per context).
+
+    The contrast prompts' residuals are read once for ``layer`` and every block of ``blocks``
+    (a strategy's whole grid: one forward per side up to the deepest block,
+    :func:`~poser_lens.strategies.common.contrast_residuals`) and memoised, with each block's
+    direction, under the grid, so S1 and S2, whose grids are the same by default, share one
+    pass of the contrast prompts. Each block's direction is what
+    :func:`~poser_lens.strategies.common.contrast_direction` gives (the same forwards, stopped
+    at that block). Strategies with different grids share nothing, as
+    :func:`contrast_passes` counts them.
+    """
+    grid = tuple(sorted({layer, *blocks}))
+
+    def direction() -> tuple[Tensor, list]:
+        crit, clean, rest = ctx.cached(
+            ("contrast_residuals", n_pairs, grid),
+            lambda: contrast_residuals(
+                ctx.model, ctx.tokenizer, ctx.prompts, grid, n_pairs=n_pairs
+            ),
+        )
+        i = grid.index(layer)
+        return mass_mean()(crit[:, i].contiguous(), clean[:, i].contiguous()), rest
+
+    return ctx.cached(("contrast_direction", layer, n_pairs, grid), direction)
 
 
 def contrast_passes(
@@ -416,38 +438,35 @@ def contrast_passes(
 ) -> list[Pass]:
     """The work of the contrast directions at ``blocks`` (:func:`cached_direction`).
 
-    Per block, the critical and the clean prompt of each pair run up to that block only
-    (nothing after it is read; to the end for the last block); S1 and S2 share them through
-    the context's memo. The reference runs each contrast prompt once, a full forward whose
-    hidden states give every block.
+    The critical and the clean prompt of each pair run once, up to the deepest block (nothing
+    after it is read: no final norm, no unembedding); S1 and S2 share them through the
+    context's memo when their grids are the same. The reference runs each contrast prompt
+    once, a full forward whose hidden states give every block.
 
     Example:
         >>> shape = WorkShape(40, 2048, 300, 150, 350, 450, 350, 325)
-        >>> [p.blocks for p in contrast_passes(shape, [5, 15], 15)]
-        [6, 6, 16, 16]
+        >>> [(p.blocks, p.unembed) for p in contrast_passes(shape, [5, 15], 15)]
+        [(16, 'none'), (16, 'none')]
     """
     pairs = min(n_pairs, shape.n_critical)
     sides = (("critical", shape.seq_critical), ("clean", shape.seq_clean))
     if reference:
         return [Pass(f"contrast prompts ({side})", pairs, seq) for side, seq in sides]
     batch = max(1, min(RESIDUAL_BATCH, pairs))
-    out = []
-    for block in blocks:
-        # A forward that reads the last block runs in full (collect stops only before it).
-        last = block + 1 >= shape.n_layers
-        for side, seq in sides:
-            out.append(
-                Pass(
-                    f"contrast prompts ({side}) to block {block}",
-                    pairs,
-                    shape.padded(batch, seq, among=pairs),
-                    batch=batch,
-                    blocks=None if last else block + 1,
-                    unembed="all" if last else "none",
-                    shared=f"contrast:{block}:{n_pairs}:{side}",
-                )
-            )
-    return out
+    deepest = max(blocks)
+    grid = ",".join(str(b) for b in sorted(set(blocks)))
+    return [
+        Pass(
+            f"contrast prompts ({side}) to block {deepest}",
+            pairs,
+            shape.padded(batch, seq, among=pairs),
+            batch=batch,
+            blocks=deepest + 1,
+            unembed="none",
+            shared=f"contrast:{n_pairs}:{grid}:{side}",
+        )
+        for side, seq in sides
+    ]
 
 
 def n_evaluated(shape: WorkShape, n_pairs: int, n_prompts: int) -> int:

@@ -69,7 +69,7 @@ def test_subtract_moves_against_the_direction(small_zoo, monkeypatch):
         )
 
     v = torch.arange(4.0)
-    monkeypatch.setattr(s1, "cached_direction", lambda ctx, layer, n: (v, ctx.prompts))
+    monkeypatch.setattr(s1, "cached_direction", lambda ctx, layer, n, grid=(): (v, ctx.prompts))
     monkeypatch.setattr(s1, "variant_readout", fake_readout)
     prompts = load_benchmark(small_zoo / "poser")[FAMILY]
     ctx = ModelContext(

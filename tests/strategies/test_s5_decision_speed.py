@@ -5,6 +5,7 @@ import math
 import random
 
 import pytest
+import torch
 from s4s6_support import FAMILY, MODELS, PAIRS, check_restrict, contexts
 
 from poser_lens.evaluation import evaluate
@@ -144,3 +145,49 @@ def test_one_letter_answers_are_a_tie(ctxs, monkeypatch):
         assert math.isnan(s.margin(score, other, stat=stat))
     coins = {s.verdict(score, other, rng=random.Random(i)) for i in range(20)}
     assert coins == {"a", "b"}
+
+
+def full_forward_collect(model, tokenizer, prompts, hook_names=None, *, batch_size=32):
+    """``collect`` as it was before it stopped after the last residual: a full cached forward
+    (final norm, every position unembedded) of the same length-sorted batches."""
+    from poser_lens.activations import residual_hook_names
+    from poser_lens.readout import encode
+
+    names = list(hook_names or residual_hook_names(model.cfg.n_layers))
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    out = []
+    for i in range(0, len(order), batch_size):
+        ids, last = encode(tokenizer, [prompts[j] for j in order[i : i + batch_size]])
+        with torch.no_grad():
+            _, cache = model.run_with_cache(ids, names_filter=lambda n: n in names)
+        rows = torch.arange(len(ids))
+        out.append(torch.stack([cache[n][rows, last] for n in names], dim=1).float())
+    return torch.cat(out)[torch.argsort(torch.tensor(order))]
+
+
+def test_score_is_the_one_from_full_forwards(ctxs, monkeypatch):
+    """The residuals' forward stops early now; the score is exactly the full forwards' one,
+    with the models' own answers and with planted two-letter answers (probes fitted), and
+    the planted scores are pinned to their values before the change."""
+    import poser_lens.strategies.common as common
+    import poser_lens.strategies.s5_decision_speed as s5
+
+    s = get_strategy("s5_decision_speed")
+    early_stop, own = common.collect, s5.own_answers
+    pinned = {  # accuracy per residual index and held-out correctness, before the change
+        "truth_teller-0": ([1.0, 0.5, 0.5], [[1, 1, 1], [1, 0, 0]]),
+        "reward_maximizer-0": ([0.5, 0.5, 0.5], [[0, 0, 0], [1, 1, 1]]),
+    }
+    for k, c in enumerate(ctxs):
+        labels = ["AB"[(i // (k + 1)) % 2] for i in range(len(c.prompts))]
+        for planted in (False, True):
+            answers = (lambda m, t, f, y=labels: y[: len(f)]) if planted else own
+            monkeypatch.setattr(s5, "own_answers", answers)
+            scores = []
+            for collect in (early_stop, full_forward_collect):
+                monkeypatch.setattr(common, "collect", collect)
+                ctx = ModelContext(c.name, c.model, c.tokenizer, FAMILY, c.prompts)
+                scores.append(s.score_model(ctx))
+            assert scores[0] == scores[1], (c.name, planted)
+            if planted:
+                assert (scores[0]["accuracy"], scores[0]["by_prompt"]["correct"]) == pinned[c.name]
