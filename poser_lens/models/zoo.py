@@ -43,7 +43,7 @@ from poser_lens._io import (
     removed_on_error,
     write_json_atomic,
 )
-from poser_lens._pool import connect_ray, fan_out, pinned_training
+from poser_lens._pool import BASE_THREADS, connect_ray, fan_out, pinned_training
 from poser_lens.config import (
     Between,
     Fraction,
@@ -116,7 +116,8 @@ class ZooConfig(ZooSpec):
         workers: Parallel training processes (one thread each; 1 = in-process).
         stack: Persona models fine-tuned together as one stacked module (batched matmuls over
             a model axis, :func:`~poser_lens.models.training.finetune_stacked`); the stacks are
-            fanned out over the ``workers``. ``1``: one model at a time
+            fanned out over the ``workers`` (smaller stacks when fewer models than
+            ``stack * workers`` are left, so every worker has one). ``1``: one model at a time
             (:func:`~poser_lens.models.training.finetune`). Either way gives the same models
             up to float rounding, so the setting is not part of the key.
         base_packed: Train the base with the packed forward (``train_base(packed=True)``: no
@@ -570,7 +571,7 @@ def zoo_tokenizer(root: Path, data: GeneratedData):
     return load_tokenizer(root)
 
 
-@pinned_training()
+@pinned_training(BASE_THREADS)
 def build_base(
     cfg: ZooConfig, root: Path, data: GeneratedData, tokenizer, *, progress: bool = True
 ) -> dict[str, Any] | None:
@@ -650,7 +651,9 @@ def build_persona_models(cfg: ZooConfig, root: Path, *, progress: bool = True) -
     bar = tqdm(total=len(names), desc="persona models", disable=not progress)
     bar.update(len(names) - len(todo))
     if cfg.stack > 1:
-        stacks = [todo[i : i + cfg.stack] for i in range(0, len(todo), cfg.stack)]
+        # Stacks of at most cfg.stack models, and at least one per worker when there are few.
+        size = max(1, min(cfg.stack, math.ceil(len(todo) / max(1, min(cfg.workers, len(todo))))))
+        stacks = [todo[i : i + size] for i in range(0, len(todo), size)]
         tasks: list[tuple[Any, ...]] = [(str(root), cfg.to_dict(), names) for names in stacks]
         for i, _ in fan_out(_train_stack, tasks, workers=cfg.workers, ray=cfg.ray):
             bar.update(len(stacks[i]))

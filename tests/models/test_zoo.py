@@ -246,6 +246,7 @@ def test_training_is_pinned_and_a_failed_build_leaves_nothing(tmp_path, monkeypa
     import torch
 
     import poser_lens.models.zoo as zoo_module
+    from poser_lens._pool import BASE_THREADS
 
     seen = {}
 
@@ -259,7 +260,7 @@ def test_training_is_pinned_and_a_failed_build_leaves_nothing(tmp_path, monkeypa
     out = tmp_path / "zoo"
     with pytest.raises(RuntimeError, match="stop"):
         build_zoo(small_zoo_config(), out, progress=False)
-    assert seen == {"threads": 1, "deterministic": True}
+    assert seen == {"threads": BASE_THREADS, "deterministic": True}
     assert torch.get_num_threads() == threads and not torch.are_deterministic_algorithms_enabled()
     assert not out.exists()  # only its config and tokenizer were made: nothing to resume
 
