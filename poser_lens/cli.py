@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,11 @@ from rich.table import Table
 from poser_lens import __version__
 from poser_lens._pool import RAY_LOCAL
 from poser_lens.data.poser import FileSummary, inspect_root, summarize_files
+
+try:  # typer vendors its own click (0.2x); older typers use click's exceptions
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 logger = logging.getLogger(__name__)
 
@@ -80,12 +86,40 @@ def _user_errors(ctx: Any = None) -> Iterator[None]:
 
 
 class _OneLineErrors(typer.core.TyperGroup):
-    """The top-level command group: every command's errors become one line."""
+    """The top-level command group: every command's errors become one line.
+
+    That includes the command line's own usage errors (an option that does not parse, an
+    unknown option, a missing argument): ``error: Invalid value for '--seeds': ... (see
+    `poser-lens run --help`)`` and exit code 2, not click's usage box.
+    """
 
     def invoke(self, ctx: Any) -> Any:
         """Run the command line, turning any error into one line (:func:`_user_errors`)."""
         with _user_errors(ctx):
             return super().invoke(ctx)
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Run the command line; in standalone mode, usage errors print as one line."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click_exceptions.NoArgsIsHelpError as err:
+            err.show()  # a group called without its command: its help
+            sys.exit(err.exit_code)
+        except click_exceptions.ClickException as err:
+            if _debugging():
+                raise
+            message = " ".join(err.format_message().split())
+            ctx = getattr(err, "ctx", None)
+            if isinstance(err, click_exceptions.UsageError) and ctx is not None:
+                message += f" (see `{ctx.command_path} --help`)"
+            typer.echo(f"error: {message}", err=True)
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
 
 app = typer.Typer(

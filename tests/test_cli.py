@@ -16,8 +16,8 @@ def inspect(*args):
     return runner.invoke(app, ["data", "inspect", *map(str, args)], env={"COLUMNS": "160"})
 
 
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 1
+def assert_one_line_error(result, *fragments, code=1):
+    assert result.exit_code == code
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
@@ -440,3 +440,24 @@ def test_other_commands_check_their_options_first(args, fragments, tmp_path, emp
     result = runner.invoke(app, [*args, *(["--out", str(out)] if args[0] != "sweep" else [])])
     assert_one_line_error(result, *fragments)
     assert list(empty_cache.iterdir()) == [] and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["run", "--seeds", "six"], ["'--seeds'", "valid integer", "poser-lens run --help"]),
+        (["run", "--workers", "-3"], ["'--workers'", "greater than or equal to 1"]),
+        (["run", "--bogus"], ["No such option: --bogus"]),
+        (["data", "inspect"], ["Missing argument", "poser-lens data inspect --help"]),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_code_2(args, fragments, empty_cache):
+    """Options that do not parse get one line too (not click's usage box), before any work."""
+    result = runner.invoke(app, args)
+    assert_one_line_error(result, *fragments, code=2)
+    assert "Usage:" not in result.output and list(empty_cache.iterdir()) == []
+
+
+def test_a_group_without_its_command_shows_its_help():
+    result = runner.invoke(app, ["zoo"])
+    assert result.exit_code == 2 and "Usage: poser-lens zoo" in result.output
