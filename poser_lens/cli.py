@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -98,12 +99,23 @@ class _OneLineErrors(typer.core.TyperGroup):
         with _user_errors(ctx):
             return super().invoke(ctx)
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
         """Run the command line; in standalone mode, usage errors print as one line."""
+        run = functools.partial(
+            super().main, args, prog_name, complete_var, False, windows_expand_args, **extra
+        )
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return run()
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result = run()
         except click_exceptions.NoArgsIsHelpError as err:
             err.show()  # a group called without its command: its help
             sys.exit(err.exit_code)
