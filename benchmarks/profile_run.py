@@ -43,7 +43,7 @@ import resource
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -147,9 +147,15 @@ def finetune_flops(cfg: Any, root: Path, names: list[str]) -> float:
     (``scaled_dot_product_attention`` on the CPU) is not counted, which leaves out a few
     percent.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
+    from poser_lens.flops import counted_flops
     from poser_lens.models.zoo import _train_one, _train_stack
+
+    def train() -> None:
+        if cfg.stack > 1:
+            _train_stack(str(scratch), cfg.to_dict(), names)
+        else:
+            for name in names:
+                _train_one(str(scratch), cfg.to_dict(), name)
 
     scratch = Path(tempfile.mkdtemp(prefix="profile_finetune_"))
     try:
@@ -157,43 +163,16 @@ def finetune_flops(cfg: Any, root: Path, names: list[str]) -> float:
             if f.is_file():
                 shutil.copy2(f, scratch / f.name)
         shutil.copytree(root / "base", scratch / "base")
-        with FlopCounterMode(display=False) as counter:
-            if cfg.stack > 1:
-                _train_stack(str(scratch), cfg.to_dict(), names)
-            else:
-                for name in names:
-                    _train_one(str(scratch), cfg.to_dict(), name)
-        return float(counter.get_total_flops())
+        return counted_flops(train)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def counted_flops(fn: Callable[[], object]) -> float:
-    """FLOPs ``FlopCounterMode`` counts while ``fn()`` runs (without its module tracker, whose
-    backward hooks break ``autograd.grad`` on a leaf, as the saliency map takes)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    class NoModules:
-        parents = frozenset({"Global"})
-
-        def __enter__(self) -> NoModules:
-            return self
-
-        def __exit__(self, *args: object) -> None:
-            return None
-
-    counter = FlopCounterMode(display=False)
-    counter.mod_tracker = NoModules()  # type: ignore[assignment]
-    with counter:
-        fn()
-    return float(counter.get_total_flops())
 
 
 def check_scoring(
     testbed: Any, strategy: Any, sample: tuple[str, list[str]], families: list[Any], arch: Any
 ) -> dict[str, Any]:
     """One model's scoring (its families) counted by FlopCounterMode, beside the analytic."""
-    from poser_lens.flops import total_flops
+    from poser_lens.flops import counted_flops, total_flops
     from poser_lens.strategies import ModelContext
 
     name, fams = sample

@@ -23,30 +23,12 @@ import argparse
 import json
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-
-def _flops(fn: Callable[[], object]) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    class NoModules:  # FlopCounterMode's module tracker breaks autograd.grad on a leaf
-        parents = frozenset({"Global"})
-
-        def __enter__(self) -> NoModules:
-            return self
-
-        def __exit__(self, *args: object) -> None:
-            return None
-
-    counter = FlopCounterMode(display=False)
-    counter.mod_tracker = NoModules()  # type: ignore[assignment]
-    with counter:
-        fn()
-    return float(counter.get_total_flops())
+from poser_lens.flops import counted_flops
 
 
 def measure(zoo: Path, model_name: str | None, repeats: int) -> dict[str, Any]:
@@ -85,7 +67,7 @@ def measure(zoo: Path, model_name: str | None, repeats: int) -> dict[str, Any]:
         for s in strategies:
             if mode == "alone":
                 ctx = context()
-            flops[s.name] = _flops(lambda s=s, ctx=ctx: s.score_model(ctx))
+            flops[s.name] = counted_flops(lambda s=s, ctx=ctx: s.score_model(ctx))
         out[mode] = {"cpu_s": cpu, "flops": flops}
     return out
 

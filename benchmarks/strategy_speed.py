@@ -29,6 +29,7 @@ import torch
 from poser_lens.data.generator import persona_families
 from poser_lens.data.poser import load_benchmark
 from poser_lens.data.schema import model_persona
+from poser_lens.flops import counted_flops
 from poser_lens.hooks import draw_noise, hook_name
 from poser_lens.models.zoo import ZooConfig, build_zoo, load_zoo_model
 from poser_lens.readout import AnswerIds, answer_readout
@@ -52,29 +53,6 @@ def find_zoo(zoo: Path | None = None) -> Path:
     if (small.folder() / "zoo.json").exists():
         return small.folder()
     return build_zoo(small, progress=False)
-
-
-class _NoModules:
-    """Stands in for ``FlopCounterMode``'s module tracker (every count goes to ``Global``)."""
-
-    parents = frozenset({"Global"})
-
-    def __enter__(self) -> _NoModules:
-        return self
-
-    def __exit__(self, *args: object) -> None:
-        return None
-
-
-def counted_flops(fn: Callable[[], object]) -> float:
-    """FLOPs (matrix products) torch's ``FlopCounterMode`` counts while ``fn()`` runs."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    counter.mod_tracker = _NoModules()  # type: ignore[assignment]
-    with counter:
-        fn()
-    return float(counter.get_total_flops())
 
 
 @torch.no_grad()

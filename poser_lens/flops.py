@@ -391,6 +391,43 @@ def measure_matmul_rate(
             return flops * reps / elapsed
 
 
+class _NoModules:
+    """Stands in for ``FlopCounterMode``'s module tracker (every count goes to ``Global``).
+
+    The tracker's backward hooks break ``autograd.grad`` on a leaf, as the saliency map takes.
+    """
+
+    parents = frozenset({"Global"})
+
+    def __enter__(self) -> _NoModules:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+def counted_flops(fn: Any) -> float:
+    """FLOPs torch's profiler (``FlopCounterMode``) counts while ``fn()`` runs.
+
+    The check of every analytic count here (tests, ``benchmarks/``). Counts matrix products
+    (and the attention kernels torch registers); the module tracker is left out, so a
+    function that takes ``autograd.grad`` of a leaf works too.
+
+    Example:
+        >>> import torch
+        >>> a, b = torch.ones(2, 3), torch.ones(3, 4)
+        >>> counted_flops(lambda: a @ b)
+        48.0
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _NoModules()  # type: ignore[assignment]
+    with counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
 def human(flops: float) -> str:
     """A FLOP count in engineering units.
 

@@ -111,30 +111,6 @@ def tiny_llama(vocab: int = 50, n_layers: int = 2, seed: int = 0, **config):
         return LlamaForCausalLM(cfg).eval()
 
 
-class _NoModules:
-    """Stands in for FlopCounterMode's module tracker, whose backward hooks break
-    ``autograd.grad`` on a leaf (the saliency map's); every count goes to ``Global``."""
-
-    parents = frozenset({"Global"})
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        return None
-
-
-def counted_flops(fn) -> int:
-    """FLOPs torch's profiler (``FlopCounterMode``) counts while ``fn()`` runs."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    counter.mod_tracker = _NoModules()
-    with counter:
-        fn()
-    return counter.get_total_flops()
-
-
 def flops_agree(analytic: float, measured: float, tol: float = 0.10) -> bool:
     """Whether an analytic FLOP count is within ``tol`` (relative) of a measured one."""
     return measured > 0 and abs(analytic / measured - 1) <= tol

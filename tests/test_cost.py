@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import counted_flops as counted
 from conftest import flops_agree as agree
 from conftest import small_zoo_config
 from typer.testing import CliRunner
@@ -27,6 +26,7 @@ from poser_lens.cost import (
 from poser_lens.data.concepts import concept_sets
 from poser_lens.data.poser import load_benchmark
 from poser_lens.flops import LLAMA_13B, Arch, forward_flops, total_flops
+from poser_lens.flops import counted_flops as counted
 from poser_lens.models.zoo import load_zoo_model
 from poser_lens.strategies import STRATEGY_NAMES, ModelContext, get_strategy, strategy_class
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from conftest import counted_flops as counted
 from conftest import flops_agree as agree
 from conftest import tiny_llama
 
@@ -16,6 +15,7 @@ from poser_lens.flops import (
     measure_matmul_rate,
     total_flops,
 )
+from poser_lens.flops import counted_flops as counted
 from poser_lens.hooks import applied, hook_name
 from poser_lens.models.tiny import TinyConfig, build_native, wrap
 from poser_lens.patching import gradient_saliency
