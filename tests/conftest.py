@@ -15,6 +15,31 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+#: The checkout (benchmark scripts import this checkout's package, not an installed copy).
+ROOT = Path(__file__).parents[1]
+
+
+def run_benchmark(script: str, *args: str, cwd: Path | None = None, timeout: float | None = None):
+    """Run ``benchmarks/<script>`` with ``args`` in a fresh interpreter; its CompletedProcess.
+
+    Output is captured as text; the script imports this checkout (``PYTHONPATH``) and draws
+    without a display (``MPLBACKEND=Agg``). The caller checks the return code.
+    """
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+
+
 #: A small Poser checkout (our own invented records, in Poser's schema).
 POSER_ROOT = FIXTURES / "poser_root"
 
@@ -109,6 +134,13 @@ def tiny_llama(vocab: int = 50, n_layers: int = 2, seed: int = 0, **config):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return LlamaForCausalLM(cfg).eval()
+
+
+def fresh(ctx):
+    """A strategy context again, with an empty memo (nothing shared with an earlier strategy)."""
+    from poser_lens.strategies import ModelContext
+
+    return ModelContext(ctx.name, ctx.model, ctx.tokenizer, ctx.family, ctx.prompts, ctx.concepts)
 
 
 def flops_agree(analytic: float, measured: float, tol: float = 0.10) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import flops_agree as agree
-from conftest import small_zoo_config
+from conftest import fresh, small_zoo_config
 from typer.testing import CliRunner
 
 from poser_lens.cli import app
@@ -51,11 +51,6 @@ def ctx(small_zoo):
     concepts = concept_sets(small_zoo_config().generator, family=FAMILY, n_examples=6)
     model, tok = load_zoo_model(small_zoo, "reward_maximizer-0")
     return ModelContext("reward_maximizer-0", model, tok, FAMILY, prompts, concepts=concepts)
-
-
-def fresh(ctx):
-    """The context again, with an empty memo (nothing shared with an earlier strategy)."""
-    return ModelContext(ctx.name, ctx.model, ctx.tokenizer, ctx.family, ctx.prompts, ctx.concepts)
 
 
 @pytest.fixture(scope="module")

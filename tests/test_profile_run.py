@@ -1,17 +1,12 @@
 """benchmarks/profile_run.py: a short profile runs end to end and reports every phase."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_benchmark
 
 from poser_lens.strategies import STRATEGY_NAMES
-
-ROOT = Path(__file__).parents[1]
 
 #: A zoo that builds in seconds, with enough valid prompts for every strategy's defaults.
 QUICK_ZOO = {
@@ -33,21 +28,7 @@ def test_short_profile_reports_every_phase(tmp_path):
     args = ["--seeds", "1", "--personas", "truth_teller,reward_maximizer", "--workers", "1"]
     args += ["--zoo-config", str(zoo), "--cache", str(tmp_path / "cache")]
     args += ["--out", str(tmp_path / "work"), "--json", str(out), "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "profile_run.py"),
-            *args,
-            "--rate-seconds",
-            "0.05",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        check=False,
-    )
+    result = run_benchmark("profile_run.py", *args, "--rate-seconds", "0.05", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     profile = json.loads(out.read_text())
     names = [p["phase"] for p in profile["phases"]]

@@ -8,14 +8,13 @@ verdicts and scores, timings aside).
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import small_zoo_config
+from conftest import run_benchmark, small_zoo_config
 from typer.testing import CliRunner
 
 from poser_lens._io import read_json
@@ -27,7 +26,6 @@ from poser_lens.runner import RunConfig
 
 ray = pytest.importorskip("ray")
 
-COMPARE_RUNS = Path(__file__).parents[1] / "benchmarks" / "compare_runs.py"
 SMALL = {"n_heldout": 4, "n_steps": 4}  # the small zoo holds 12 valid prompts per family
 
 
@@ -71,9 +69,7 @@ def test_fan_out_on_ray_refuses_cuda_without_a_gpu(monkeypatch):
 
 
 def _same_runs(a: Path, b: Path) -> None:
-    res = subprocess.run(
-        [sys.executable, str(COMPARE_RUNS), str(a), str(b)], capture_output=True, text=True
-    )
+    res = run_benchmark("compare_runs.py", str(a), str(b))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "SAME results.json" in res.stdout
 

@@ -1,28 +1,22 @@
 """benchmarks/zoo_train_speed.py: a very short run prints every way and its ratio."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from conftest import run_benchmark
 
-ROOT = Path(__file__).parents[1]
+#: Two models' worth of the benchmark: one step, stacks of 2, CPU seconds of one thread.
+SHORT = ["--steps", "1", "--stacks", "2", "--threads", "1", "--cpu"]
+
+
+def ways_timed(*args: str) -> list[str]:
+    """The benchmark's output lines after its header."""
+    result = run_benchmark("zoo_train_speed.py", *SHORT, *args, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.splitlines()
 
 
 @pytest.mark.slow
 def test_a_short_benchmark_prints_every_way():
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = ["--models", "4", "--steps", "1", "--stacks", "2", "--threads", "1", "--cpu"]
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "zoo_train_speed.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=True,
-    )
-    lines = result.stdout.splitlines()
+    lines = ways_timed("--models", "4")
     assert "4 models x 1 steps, CPU seconds" in lines[0]
     ways = [line.split("  ")[0] for line in lines[1:]]
     assert ways == [
@@ -37,21 +31,6 @@ def test_a_short_benchmark_prints_every_way():
 
 @pytest.mark.slow
 def test_ways_picks_the_timed_ways():
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = ["--models", "2", "--steps", "1", "--stacks", "2", "--threads", "1", "--cpu"]
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "zoo_train_speed.py"),
-            *args,
-            "--ways",
-            "bucket",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=True,
-    )
-    ways = [line.split("  ")[0] for line in result.stdout.splitlines()[1:]]
+    lines = ways_timed("--models", "2", "--ways", "bucket")
+    ways = [line.split("  ")[0] for line in lines[1:]]
     assert ways == ["sequential 1 thread x 2 processes", "stacked 2, 1 bucket, 1 threads"]

@@ -11,6 +11,7 @@ import copy
 
 import pytest
 import torch
+from conftest import fresh
 from s4s6_support import contexts
 
 from poser_lens.adapters import LowRankAdapter
@@ -49,11 +50,6 @@ MODEL_STRATEGIES = [n for n in STRATEGY_NAMES if strategy_class(n).needs_model]
 @pytest.fixture(scope="module")
 def ctx(small_zoo):
     return contexts(small_zoo)[1]
-
-
-def fresh(ctx):
-    """The context again, with an empty memo."""
-    return ModelContext(ctx.name, ctx.model, ctx.tokenizer, ctx.family, ctx.prompts, ctx.concepts)
 
 
 def test_every_score_is_the_same_shared_or_alone(ctx):
