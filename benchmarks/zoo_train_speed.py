@@ -8,7 +8,8 @@ the ratio to the reference, measured in the same run:
 
 * ``sequential 1 thread x 2 processes`` (the reference): :func:`finetune`, one model after
   another in 2 worker processes of one thread each (``fan_out``), as ``build_zoo`` trained
-  persona models before stacking (``ZooConfig(stack=1)``);
+  persona models before stacking (``ZooConfig(stack=1)``, with TransformerLens's eager
+  attention, as then);
 * ``sequential 2 threads``: :func:`finetune` in this process;
 * ``stacked M, 2 threads``: :func:`finetune_stacked` of stacks of ``M`` models in this
   process, for each ``M`` of ``--stacks`` (and, for the first, with one attention bucket:
@@ -56,7 +57,9 @@ CFG = ZooConfig()
 def _setup() -> tuple[GeneratedData, object, object]:
     data = generate(CFG.generator)
     tokenizer = make_tokenizer(data)
-    return data, tokenizer, tiny.build_native(CFG.model, len(tokenizer), seed=0)
+    # TransformerLens's eager attention, as the persona models trained before this work (the
+    # reference's recipe); a stack runs its own fused attention whatever its models hold.
+    return data, tokenizer, tiny.build_native(CFG.model, len(tokenizer), seed=0, fused=False)
 
 
 def _records(index: int) -> list[Scenario]:

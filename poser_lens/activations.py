@@ -108,7 +108,7 @@ def last_token_reads(
         >>> ids, last = torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([2, 1])
         >>> name = "blocks.1.hook_resid_post"
         >>> read = last_token_reads(model, ids, last, [name])
-        >>> _, cache = model.run_with_cache(ids)
+        >>> _, cache = model.run_with_cache(ids, names_filter=name)
         >>> torch.equal(read[name], cache[name][[0, 1], [2, 1]])
         True
     """

@@ -406,11 +406,47 @@ class _NoModules:
         return None
 
 
+def _cpu_attention_formulas() -> dict[Any, Any]:
+    """FLOP formulas of the CPU's fused attention kernel, which ``FlopCounterMode`` lacks.
+
+    The kernel ``scaled_dot_product_attention`` runs on the CPU counts as torch counts its GPU
+    kernels: the full square of scores and mixing, no causal saving. Its backward counts the
+    gradient products alone (two per product of the forward), as an eager backward does and
+    as :func:`backward_flops` counts; the kernel's recomputation of the scores is left out.
+    """
+    import torch
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    aten = torch.ops.aten
+
+    def forward(
+        query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None, **kwargs: Any
+    ) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    def backward(
+        grad: Any,
+        query: Any,
+        key: Any,
+        value: Any,
+        *args: Any,
+        out_shape: Any = None,
+        **kwargs: Any,
+    ) -> int:
+        return 2 * sdpa_flop_count(query, key, value)
+
+    return {
+        aten._scaled_dot_product_flash_attention_for_cpu: forward,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: backward,
+    }
+
+
 def counted_flops(fn: Any) -> float:
     """FLOPs torch's profiler (``FlopCounterMode``) counts while ``fn()`` runs.
 
     The check of every analytic count here (tests, ``benchmarks/``). Counts matrix products
-    (and the attention kernels torch registers); the module tracker is left out, so a
+    and fused attention kernels (torch's registered ones, and the CPU's:
+    :func:`_cpu_attention_formulas`); the module tracker is left out, so a
     function that takes ``autograd.grad`` of a leaf works too.
 
     Example:
@@ -421,7 +457,7 @@ def counted_flops(fn: Any) -> float:
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_cpu_attention_formulas())
     counter.mod_tracker = _NoModules()  # type: ignore[assignment]
     with counter:
         fn()

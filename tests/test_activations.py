@@ -55,7 +55,9 @@ def test_collect_never_runs_blocks_after_the_last_needed_one():
 
 def test_collect_stops_after_the_last_residual_and_equals_a_full_forward():
     """Reading every residual runs neither the final norm nor the unembedding, and the rows
-    are exactly a full cached forward's of the same batch."""
+    are exactly a full cached forward's of the same batch (one that caches the residuals: a
+    cache of the attention patterns would run the eager attention, equal only up to float
+    rounding, tests/models/test_attention.py)."""
     from poser_lens.hooks import applied
     from poser_lens.readout import encode
 
@@ -65,7 +67,7 @@ def test_collect_stops_after_the_last_residual_and_equals_a_full_forward():
         raise RuntimeError(f"{hook.name} ran")
 
     ids, last = encode(tok, sorted(PROMPTS, key=len))  # collect's one batch, sorted by length
-    _, cache = model.run_with_cache(ids)
+    _, cache = model.run_with_cache(ids, names_filter=residual_hook_names(3))
     rows = torch.arange(len(PROMPTS))
     full = torch.stack([cache[n][rows, last] for n in residual_hook_names(3)], dim=1)
     with applied(model, [("ln_final.hook_normalized", boom), ("unembed.hook_in", boom)]):

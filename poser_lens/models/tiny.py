@@ -72,10 +72,21 @@ def bridge_config(cfg: TinyConfig, d_vocab: int, seed: int | None = None):
     return TransformerBridgeConfig(d_vocab=d_vocab, seed=seed, **asdict(cfg))
 
 
-def build_native(cfg: TinyConfig, d_vocab: int, seed: int = 0) -> NativeModel:
+def build_native(
+    cfg: TinyConfig, d_vocab: int, seed: int = 0, *, fused: bool = True
+) -> NativeModel:
     """A freshly initialised native transformer (a plain ``nn.Module``), for training.
 
     Initialisation is seeded and leaves the global RNG untouched.
+
+    Args:
+        cfg: The architecture.
+        d_vocab: Vocabulary size (the tokenizer's length).
+        seed: Initialisation seed.
+        fused: Attention runs one fused kernel whenever nothing reads its pattern
+            (:class:`~poser_lens.models.attention.FusedAttention`); ``False`` keeps
+            TransformerLens's eager attention throughout (same weights and results, up to
+            float rounding; the benchmarks' references use it).
 
     Example:
         >>> net = build_native(TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16),
@@ -90,6 +101,10 @@ def build_native(cfg: TinyConfig, d_vocab: int, seed: int = 0) -> NativeModel:
         torch.manual_seed(seed)
         net = NativeModel(copy.deepcopy(bcfg))
         initialize_native_model(net, bcfg)
+    if fused:
+        from poser_lens.models.attention import fuse
+
+        fuse(net)
     return net
 
 
@@ -118,7 +133,9 @@ def wrap(net: NativeModel, tokenizer: Any = None, *, name: str = "tiny"):
         model_name=name,
     )
     model.eval()
-    return model
+    from poser_lens.models.attention import watch
+
+    return watch(model)
 
 
 def native_state_dict(net: torch.nn.Module, dtype: torch.dtype = torch.float16) -> dict:

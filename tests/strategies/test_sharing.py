@@ -17,6 +17,7 @@ from s4s6_support import contexts
 from poser_lens.adapters import LowRankAdapter
 from poser_lens.data.prompts import critical_prompts
 from poser_lens.hooks import hook_name
+from poser_lens.models.attention import eager
 from poser_lens.readout import encode, last_logits
 from poser_lens.strategies import STRATEGY_NAMES, ModelContext, get_strategy, strategy_class
 from poser_lens.strategies.common import (
@@ -94,15 +95,20 @@ def test_different_grids_share_no_contrast_pass_and_score_as_alone(ctx):
 
 def test_the_shared_critical_forward_is_a_plain_forward_and_a_cached_one(ctx):
     """Its logits are a plain forward's and its patterns a cached forward's, exactly (the
-    hooks keep only the last query of each pattern)."""
+    hooks keep only the last query of each pattern). Reading the patterns runs the attention
+    eagerly, so the plain forward it equals exactly is an eager one; the fused plain forward
+    agrees to float rounding."""
     prompts = critical_prompts(ctx.prompts, 8)
     ids, last = encode(ctx.tokenizer, [s.prompt for s in prompts])
     patterns, logits = last_token_attention(ctx.model, ids, last)
     with torch.no_grad():
-        plain = last_logits(ctx.model, ids, last).float()
+        with eager(ctx.model):
+            plain = last_logits(ctx.model, ids, last).float()
+        fused = last_logits(ctx.model, ids, last).float()
         _, cache = ctx.model.run_with_cache(ids)
     rows = torch.arange(len(prompts))
     assert torch.equal(logits, plain)
+    torch.testing.assert_close(logits, fused, atol=1e-5, rtol=1e-5)
     for layer, got in enumerate(patterns):
         want = cache[hook_name("pattern", layer, ctx.n_layers)][rows, :, last].float()
         assert torch.equal(got, want), layer
@@ -115,9 +121,12 @@ def test_patching_reads_its_clean_answers_from_the_attention_forward(ctx, batch_
     prompts = critical_prompts(ctx.prompts, cfg.n_prompts)
     c = fresh(ctx)
     shared = _clean_readout(c, prompts, cfg)
-    alone = answer_readout_batched(ctx.model, ctx.tokenizer, prompts, batch_size=batch_size)
+    with eager(ctx.model):  # the attention forward reads patterns, so it runs eagerly
+        alone = answer_readout_batched(ctx.model, ctx.tokenizer, prompts, batch_size=batch_size)
+    fused = answer_readout_batched(ctx.model, ctx.tokenizer, prompts, batch_size=batch_size)
     for field in ("p_a", "p_b", "p_error", "mass_ab", "p_misaligned"):
         assert torch.equal(getattr(shared, field), getattr(alone, field)), field
+        torch.testing.assert_close(getattr(shared, field), getattr(fused, field), msg=field)
     assert len(critical_forwards(c, cfg.n_prompts, batch_size)) == -(-len(prompts) // batch_size)
     # S6's attention with the same settings finds the forward in the memo: no new entry.
     get_strategy("s6_attention", n_prompts=8, batch_size=batch_size).score_model(c)
