@@ -441,19 +441,23 @@ def _cpu_attention_formulas() -> dict[Any, Any]:
     }
 
 
-def counted_flops(fn: Any) -> float:
-    """FLOPs torch's profiler (``FlopCounterMode``) counts while ``fn()`` runs.
+def counted_flops_by_op(fn: Any) -> dict[str, float]:
+    """FLOPs torch's profiler (``FlopCounterMode``) counts while ``fn()`` runs, by operator.
 
     The check of every analytic count here (tests, ``benchmarks/``). Counts matrix products
     and fused attention kernels (torch's registered ones, and the CPU's:
     :func:`_cpu_attention_formulas`); the module tracker is left out, so a
     function that takes ``autograd.grad`` of a leaf works too.
 
+    Returns:
+        Operator name (``aten.mm``, ``aten._scaled_dot_product_flash_attention_for_cpu``, ...)
+        -> FLOPs.
+
     Example:
         >>> import torch
         >>> a, b = torch.ones(2, 3), torch.ones(3, 4)
-        >>> counted_flops(lambda: a @ b)
-        48.0
+        >>> counted_flops_by_op(lambda: a @ b)
+        {'aten.mm': 48.0}
     """
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -461,7 +465,20 @@ def counted_flops(fn: Any) -> float:
     counter.mod_tracker = _NoModules()  # type: ignore[assignment]
     with counter:
         fn()
-    return float(counter.get_total_flops())
+    counts = counter.get_flop_counts().get("Global", {})
+    return {str(op).removesuffix(".default"): float(n) for op, n in counts.items()}
+
+
+def counted_flops(fn: Any) -> float:
+    """All FLOPs :func:`counted_flops_by_op` counts while ``fn()`` runs.
+
+    Example:
+        >>> import torch
+        >>> a, b = torch.ones(2, 3), torch.ones(3, 4)
+        >>> counted_flops(lambda: a @ b)
+        48.0
+    """
+    return float(sum(counted_flops_by_op(fn).values()))
 
 
 def human(flops: float) -> str:
@@ -488,6 +505,8 @@ __all__ = [
     "Pass",
     "backward_flops",
     "block_gemms",
+    "counted_flops",
+    "counted_flops_by_op",
     "forward_flops",
     "forward_gemms",
     "human",
