@@ -270,7 +270,8 @@ def compare_s5(zoo: Path, n_models: int, n_prompts: int, repeats: int = 3) -> fl
     shares = {label: _op_shares(fn) for label, fn in sides.items()}
     for kind in shares["poser_lens"]:
         ref, ours = (shares[k][kind] * cpu[k] for k in labels)
-        print(f"    {kind:28s} reference {ref:5.2f}  poser_lens {ours:5.2f}  ({ref / ours:.1f}x)")
+        times = f"({ref / ours:.1f}x)" if ref > 0 and ours > 0 else ""
+        print(f"    {kind:28s} reference {ref:5.2f}  poser_lens {ours:5.2f}  {times}")
     # The products alone at the matmul limit, every other operator (the fused attention
     # kernel, the eager attention's masks and softmax, the rest) as measured.
     products = (counted["poser_lens"] - kernel["poser_lens"]) / rate["poser_lens"]
