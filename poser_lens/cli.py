@@ -1030,11 +1030,16 @@ def cost_command(
     from poser_lens.cost import CostConfig
     from poser_lens.pipeline import cost_job
 
-    with _user_errors():
+    def build() -> CostConfig:
         cfg = CostConfig(testbed=testbed, gpu=gpu, gpus=gpus, utilisation=utilisation)
         if prompt_tokens != cfg.prompt_tokens:
             longest = prompt_tokens * cfg.longest_tokens / cfg.prompt_tokens
             cfg = replace(cfg, prompt_tokens=prompt_tokens, longest_tokens=longest)
+        return cfg
+
+    given = {"testbed", "gpu", "gpus", "utilisation", "prompt_tokens"}
+    with _user_errors():
+        cfg = _from_options(build, dict.fromkeys(given))
         report = cost_job(cfg)
     if as_json:
         typer.echo(json.dumps(report.to_dict()))

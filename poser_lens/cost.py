@@ -33,8 +33,16 @@ import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
+from poser_lens.config import (
+    Between,
+    Config,
+    ConfigError,
+    OneOf,
+    PositiveFloat,
+    PositiveInt,
+)
 from poser_lens.data.concepts import CONCEPT_PAIRS
 from poser_lens.data.prompts import critical_prompts, remove_critical
 from poser_lens.data.schema import Scenario
@@ -90,8 +98,11 @@ COST_TESTBEDS = ("poser",)
 
 
 @dataclass(frozen=True)
-class CostConfig:
+class CostConfig(Config):
     """Settings and assumptions of the paper-scale cost model.
+
+    Each setting is checked when the config is built (:class:`~poser_lens.config.Config`): a
+    bad one raises a one-line :class:`~poser_lens.config.ConfigError` naming it.
 
     Attributes:
         testbed: ``poser`` (36 x LLaMA-13B, Poser's benchmark files).
@@ -109,41 +120,47 @@ class CostConfig:
         dtype_bytes: Bytes per weight and activation (2: bf16).
         load_gb_per_s: Disk read rate when loading a model.
         strategies: Strategies to cost (default: all).
+
+    Example:
+        >>> CostConfig(gpu="b200")
+        Traceback (most recent call last):
+        ...
+        poser_lens.config.ConfigError: gpu: unknown gpu 'b200'; expected one of a100, h100, h200
     """
 
     testbed: str = "poser"
-    gpu: str = "h100"
-    gpus: int = 1
-    utilisation: float = 0.4
-    prompt_tokens: float = 350
-    longest_tokens: float = 450
-    critical_fact_tokens: float = 25
-    fact_example_tokens: float = 40
-    concept_examples: int = 20
-    dtype_bytes: int = 2
-    load_gb_per_s: float = 2.0
+    gpu: Annotated[str, OneOf(*sorted(GPUS), what="gpu")] = "h100"
+    gpus: PositiveInt = 1
+    utilisation: Annotated[float, Between(0, 1, lo_open=True)] = 0.4
+    prompt_tokens: PositiveFloat = 350
+    longest_tokens: PositiveFloat = 450
+    critical_fact_tokens: PositiveFloat = 25
+    fact_example_tokens: PositiveFloat = 40
+    concept_examples: PositiveInt = 20
+    dtype_bytes: PositiveInt = 2
+    load_gb_per_s: PositiveFloat = 2.0
     strategies: tuple[str, ...] = STRATEGY_NAMES
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        """The testbed (with a pointer for the tiny one), the prompt lengths, the strategies."""
         if self.testbed not in COST_TESTBEDS:
-            raise ValueError(
-                f"--testbed {self.testbed!r}: the cost model covers poser only (profile the "
-                "tiny run with benchmarks/profile_run.py)"
+            raise ConfigError(
+                "testbed",
+                f"{self.testbed!r}: the cost model covers {', '.join(COST_TESTBEDS)} only "
+                "(profile the tiny run with benchmarks/profile_run.py)",
             )
-        if self.gpu not in GPUS:
-            raise ValueError(f"--gpu {self.gpu!r}: expected one of {', '.join(sorted(GPUS))}")
-        if self.gpus < 1:
-            raise ValueError(f"--gpus {self.gpus}: expected at least 1")
-        if not 0 < self.utilisation <= 1:
-            raise ValueError(f"--utilisation {self.utilisation}: expected 0 < u <= 1")
         if not self.critical_fact_tokens < self.prompt_tokens <= self.longest_tokens:
-            raise ValueError(
-                f"--prompt-tokens {self.prompt_tokens}: expected more than the critical facts "
+            raise ConfigError(
+                "prompt_tokens",
+                f"{self.prompt_tokens}: expected more than the critical facts "
                 f"({self.critical_fact_tokens}) and at most the longest prompt "
-                f"({self.longest_tokens})"
+                f"({self.longest_tokens})",
             )
-        for name in self.strategies:
-            strategy_class(name)  # unknown names fail here
+        for i, name in enumerate(self.strategies):
+            try:
+                strategy_class(name)
+            except ValueError as err:
+                raise ConfigError(f"strategies[{i}]", str(err)) from None
 
 
 @dataclass(frozen=True)

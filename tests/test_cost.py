@@ -13,6 +13,7 @@ from conftest import fresh, small_zoo_config
 from typer.testing import CliRunner
 
 from poser_lens.cli import app
+from poser_lens.config import ConfigError
 from poser_lens.cost import (
     GPUS,
     CostConfig,
@@ -140,15 +141,23 @@ def test_gpus_and_gpu_scale_the_time():
 @pytest.mark.parametrize(
     ("changes", "fragment"),
     [
-        ({"gpu": "b200"}, "--gpu 'b200'"),
-        ({"gpus": 0}, "--gpus 0"),
-        ({"testbed": "tiny"}, "--testbed 'tiny'"),
-        ({"utilisation": 0.0}, "--utilisation"),
+        ({"gpu": "b200"}, "gpu: unknown gpu 'b200'"),
+        ({"gpus": 0}, "gpus: must be >= 1, got 0"),
+        ({"testbed": "tiny"}, "testbed: 'tiny'.*profile_run"),
+        ({"utilisation": 0.0}, r"utilisation: must be in \(0, 1\]"),
+        ({"prompt_tokens": 500}, "prompt_tokens: 500"),
+        ({"strategies": ("s9",)}, r"strategies\[0\]: unknown strategy 's9'"),
     ],
 )
-def test_bad_settings_name_the_option(changes, fragment):
-    with pytest.raises(ValueError, match=fragment):
+def test_bad_settings_name_the_setting(changes, fragment):
+    """CostConfig is a Config: each setting checked when it is built, one line naming it."""
+    with pytest.raises(ConfigError, match=fragment):
         CostConfig(**changes)
+
+
+def test_cost_config_round_trips():
+    cfg = CostConfig(gpu="a100", gpus=8, utilisation=0.5)
+    assert CostConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_strategy_cost_of_a_modelless_strategy_is_zero():
@@ -178,7 +187,9 @@ def test_cli_cost_json():
     [
         (["--gpu", "b200"], "--gpu"),
         (["--gpus", "0"], "--gpus"),
-        (["--testbed", "tiny"], "--testbed"),
+        (["--testbed", "tiny"], "--testbed: 'tiny'"),
+        (["--utilisation", "1.5"], "--utilisation: must be in (0, 1]"),
+        (["--prompt-tokens", "10"], "--prompt-tokens: 10"),
     ],
 )
 def test_cli_cost_bad_input_is_one_line(args, fragment):
