@@ -1030,16 +1030,18 @@ def cost_command(
     from poser_lens.cost import CostConfig
     from poser_lens.pipeline import cost_job
 
-    def build() -> CostConfig:
-        cfg = CostConfig(testbed=testbed, gpu=gpu, gpus=gpus, utilisation=utilisation)
+    given: dict[str, Any] = {
+        "testbed": testbed,
+        "gpu": gpu,
+        "gpus": gpus,
+        "utilisation": utilisation,
+    }
+    with _user_errors():
+        cfg = _from_options(lambda: CostConfig(**given), given)
         if prompt_tokens != cfg.prompt_tokens:
             longest = prompt_tokens * cfg.longest_tokens / cfg.prompt_tokens
-            cfg = replace(cfg, prompt_tokens=prompt_tokens, longest_tokens=longest)
-        return cfg
-
-    given = {"testbed", "gpu", "gpus", "utilisation", "prompt_tokens"}
-    with _user_errors():
-        cfg = _from_options(build, dict.fromkeys(given))
+            changes: dict[str, Any] = {"prompt_tokens": prompt_tokens, "longest_tokens": longest}
+            cfg = _from_options(lambda: replace(cfg, **changes), changes)
         report = cost_job(cfg)
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
