@@ -13,6 +13,7 @@ from poser_lens.readout import (
     last_logits,
     last_token_logits,
     model_kind,
+    token_ids,
 )
 
 
@@ -77,6 +78,44 @@ def test_encode_pads_right_and_finds_each_last_token():
         assert ids[row, : len(own)].tolist() == own
     _, bare_last = encode(tok, TEXTS[:1], add_special_tokens=False)
     assert int(bare_last[0]) == int(last[0]) - 1  # no BOS
+
+
+def test_encode_equals_the_tokenizers_own_padded_batch_and_tokenises_each_text_once(monkeypatch):
+    tok = build_tokenizer(TEXTS)
+    texts = [*TEXTS, TEXTS[0], ""]
+    for special in (True, False):
+        own = tok(
+            texts,
+            padding=True,
+            return_tensors="pt",
+            padding_side="right",
+            add_special_tokens=special,
+        )
+        ids, last = encode(tok, texts, add_special_tokens=special)
+        assert torch.equal(ids, own["input_ids"])
+        assert torch.equal(last, own["attention_mask"].sum(1) - 1)
+    calls = []
+    original = type(tok).__call__
+    monkeypatch.setattr(
+        type(tok),
+        "__call__",
+        lambda self, t, **kw: calls.append(list(t)) or original(self, t, **kw),
+    )
+    encode(tok, texts)
+    assert not calls  # all memoised
+    encode(tok, ["a new text", TEXTS[1], "a new text"])
+    assert calls == [["a new text"]]  # only the new text, once
+    tok.add_tokens(["zzz"])  # a changed vocabulary tokenises afresh
+    assert token_ids(tok, ["zzz"])[0].tolist() == original(tok, "zzz")["input_ids"]
+
+
+def test_encode_of_no_texts_is_empty_and_without_a_pad_token_the_tokenizers_error():
+    tok = build_tokenizer(TEXTS)
+    ids, last = encode(tok, [])
+    assert ids.shape == (0, 0) and last.shape == (0,)
+    tok.pad_token = None
+    with pytest.raises(ValueError, match="pad"):
+        encode(tok, TEXTS)
 
 
 def test_native_bridge_batched_and_unbatched_agree():

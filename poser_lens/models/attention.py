@@ -70,7 +70,15 @@ def is_observed(point: Any) -> bool:
     )
 
 
-class FusedAttention(NativeAttention):
+class Fusable:
+    """Marker of a module with a fused path (:class:`FusedAttention`, ``models.norm.FusedNorm``).
+
+    :func:`eager` switches the fused path of every such module off, by a flag in its
+    ``__dict__`` (``_eager``).
+    """
+
+
+class FusedAttention(Fusable, NativeAttention):
     """Native attention that runs the fused kernel whenever the pattern is unobserved.
 
     The fused path covers the tiny models' architecture (learned positions, one key/value head
@@ -158,11 +166,13 @@ def watch(model: Any) -> Any:
 
 
 @contextmanager
-def eager(model: nn.Module) -> Iterator[nn.Module]:
-    """Run every fused attention of ``model`` (native or wrapped) eagerly inside the block.
+def eager(model: nn.Module, *, norms: bool = True) -> Iterator[nn.Module]:
+    """Run every fused attention and norm of ``model`` (native or wrapped) eagerly in the block.
 
-    For comparisons bit for bit with a forward that reads the patterns (which runs eagerly);
-    the fused path returns on exit, also after an exception.
+    For comparisons bit for bit with a forward that reads the patterns or the norms' scales
+    (which runs eagerly); the fused paths return on exit, also after an exception. With
+    ``norms=False`` only the attention runs eagerly (the forward of a cache that holds the
+    patterns and nothing of the norms).
 
     Example:
         >>> import torch
@@ -175,7 +185,11 @@ def eager(model: nn.Module) -> Iterator[nn.Module]:
         >>> same
         True
     """
-    inner = [m for m in model.modules() if isinstance(m, FusedAttention)]
+    inner = [
+        m
+        for m in model.modules()
+        if isinstance(m, FusedAttention) or (norms and isinstance(m, Fusable))
+    ]
     before = [m.__dict__.get("_eager", False) for m in inner]
     for m in inner:
         m.__dict__["_eager"] = True

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from poser_lens.readout import encode
+from poser_lens.readout import encode, token_ids
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge.sources.native import NativeModel
@@ -489,7 +489,7 @@ def stacked_last_token_logits(
         True
     """
     stack.eval()
-    lengths = [len(ids) for ids in tokenizer(list(prompts))["input_ids"]] if prompts else []
+    lengths = [len(ids) for ids in token_ids(tokenizer, prompts)]
     order = sorted(range(len(prompts)), key=lengths.__getitem__)
     out = torch.empty(stack.n_models, len(prompts), stack.d_vocab)
     for i in range(0, len(order), batch_size):

@@ -84,9 +84,10 @@ def build_native(
         d_vocab: Vocabulary size (the tokenizer's length).
         seed: Initialisation seed.
         fused: Attention runs one fused kernel whenever nothing reads its pattern
-            (:class:`~poser_lens.models.attention.FusedAttention`); ``False`` keeps
-            TransformerLens's eager attention throughout (same weights and results, up to
-            float rounding; the benchmarks' references use it).
+            (:class:`~poser_lens.models.attention.FusedAttention`), and so do the norms of
+            the model :func:`wrap` makes of it (:class:`~poser_lens.models.norm.FusedNorm`);
+            ``False`` keeps TransformerLens's eager attention and norms throughout (same
+            weights and results, up to float rounding; the benchmarks' references use it).
 
     Example:
         >>> net = build_native(TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16),
@@ -133,8 +134,11 @@ def wrap(net: NativeModel, tokenizer: Any = None, *, name: str = "tiny"):
         model_name=name,
     )
     model.eval()
-    from poser_lens.models.attention import watch
+    from poser_lens.models.attention import FusedAttention, watch
+    from poser_lens.models.norm import fuse_norms
 
+    if any(isinstance(m, FusedAttention) for m in net.modules()):
+        fuse_norms(model)  # a net built with fused=False keeps the eager norms too
     return watch(model)
 
 
