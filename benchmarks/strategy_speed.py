@@ -29,7 +29,7 @@ import torch
 from poser_lens.data.generator import persona_families
 from poser_lens.data.poser import load_benchmark
 from poser_lens.data.schema import model_persona
-from poser_lens.flops import counted_flops_by_op
+from poser_lens.flops import ATTENTION_KERNELS, counted_flops_by_op, op_time_shares
 from poser_lens.hooks import draw_noise, hook_name
 from poser_lens.models.zoo import ZooConfig, build_zoo, load_zoo_model
 from poser_lens.readout import AnswerIds, answer_readout
@@ -133,36 +133,23 @@ def _cpu_and_wall(fn: Callable[[], object], repeats: int) -> tuple[float, float]
 
 
 #: The CPU's fused attention kernel (its name in ``FlopCounterMode``'s counts).
-ATTENTION_KERNEL = "aten._scaled_dot_product_flash_attention_for_cpu"
+ATTENTION_KERNEL = ATTENTION_KERNELS[0]
 
-
-def _op_shares(fn: Callable[[], object]) -> dict[str, float]:
-    """Shares of ``fn``'s operator time (torch's profiler, self CPU time) by kind of operator.
-
-    ``matrix products`` (``mm``, ``addmm``, ``bmm``), ``fused attention`` (the CPU's fused
-    kernel, :class:`~poser_lens.models.attention.FusedAttention`: its products are counted
-    FLOPs too), ``attention masks and softmax`` (the eager attention's ``masked_fill`` with
-    its copy of the scores, ``softmax``, the division by the scale) and ``other`` (the MLP's
-    activation, norms, residual additions, copies, the interpreter).
-    """
-    from torch.profiler import ProfilerActivity, profile
-
-    kinds = {
-        "matrix products": ("aten::mm", "aten::addmm", "aten::bmm"),
-        "fused attention": (ATTENTION_KERNEL.replace(".", "::"),),
-        "attention masks and softmax": (
-            "aten::masked_fill_",
-            "aten::copy_",
-            "aten::_softmax",
-            "aten::div",
-        ),
-    }
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        fn()
-    time_of = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
-    total = sum(time_of.values()) or 1.0
-    shares = {k: sum(time_of.get(op, 0.0) for op in ops) / total for k, ops in kinds.items()}
-    return {**shares, "other": 1.0 - sum(shares.values())}
+#: Kinds of operator the S5 comparison splits its time into (:func:`op_time_shares`): the
+#: matrix products, the fused kernel of :class:`~poser_lens.models.attention.FusedAttention`
+#: (its products are counted FLOPs too), the eager attention's masks and softmax (the
+#: ``masked_fill`` with its copy of the scores, ``softmax``, the division by the scale); the
+#: rest (the MLP's activation, norms, residual additions, copies) is ``other``.
+S5_KINDS = {
+    "matrix products": ("aten::mm", "aten::addmm", "aten::bmm"),
+    "fused attention": (ATTENTION_KERNEL.replace(".", "::"),),
+    "attention masks and softmax": (
+        "aten::masked_fill_",
+        "aten::copy_",
+        "aten::_softmax",
+        "aten::div",
+    ),
+}
 
 
 def _s5_sides(ctx: ModelContext, n_prompts: int) -> dict[str, Callable[[], object]]:
@@ -267,7 +254,7 @@ def compare_s5(zoo: Path, n_models: int, n_prompts: int, repeats: int = 3) -> fl
     print(
         "  CPU s by kind of operator (torch's profiler: shares of self CPU time, times the CPU s):"
     )
-    shares = {label: _op_shares(fn) for label, fn in sides.items()}
+    shares = {label: op_time_shares(fn, S5_KINDS) for label, fn in sides.items()}
     for kind in shares["poser_lens"]:
         ref, ours = (shares[k][kind] * cpu[k] for k in labels)
         times = f"({ref / ours:.1f}x)" if ref > 0 and ours > 0 else ""

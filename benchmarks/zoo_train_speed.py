@@ -23,6 +23,9 @@ left out; a pool's time runs from its first task's start to its last task's end)
 ``--cpu`` they are CPU seconds instead (a pool's: summed over its tasks, then halved), which a
 busy machine disturbs less: use it with ``--threads 1`` for a rough check there.
 
+With ``--ceiling`` it then profiles one stack (:func:`ceiling`): its operator time by kind and
+the best speed-up its operators allow, with the matrix products at this CPU's matmul rate.
+
 Run: ``python benchmarks/zoo_train_speed.py`` (36 models, 70 steps: about 15 minutes on the
 2-core machine); ``--quick`` (12 models, 10 steps, stacks 6 and 12) for a check; ``--stacks 6
 --ways stacked`` for the reference and the stacked ways of the zoo's default stack alone
@@ -97,6 +100,55 @@ def _measure(groups: list[tuple[int, ...]], args, *, stacked: bool, buckets: int
     return sum(r[2] for r in done) if args.cpu else sum(r[1] - r[0] for r in done)
 
 
+def ceiling(m: int, steps: int, buckets: int) -> None:
+    """Where a stack's training time goes, and the best speed-up its operators allow.
+
+    In this process on one thread: the reference recipe (one model at a time, eager attention)
+    and one stack of ``m`` models on the same records, in CPU seconds per model; the stack's
+    FLOPs (``FlopCounterMode``, the fused attention kernels included) and its operator time
+    by kind (torch's profiler); ``torch.matmul``'s rate at a fine-tuning batch's shapes,
+    measured here. Prints the stack's time with its matrix products at that rate and every
+    other operator (the fused attention kernels, the activation, norms, copies, the optimiser)
+    as measured, and the reference's time over it: the most these operators allow.
+    """
+    from poser_lens.flops import (
+        ATTENTION_KERNELS,
+        Arch,
+        counted_flops_by_op,
+        measure_matmul_rate,
+        op_time_shares,
+    )
+    from poser_lens.readout import token_ids
+
+    torch.set_num_threads(1)
+    _, tokenizer, base = _setup()
+    group = tuple(range(m))
+    reference = _train(group, steps, False, buckets)[2] / m
+    stacked = _train(group, steps, True, buckets)[2] / m
+    by_op = counted_flops_by_op(lambda: _train(group, steps, True, buckets))
+    shares = op_time_shares(lambda: _train(group, steps, True, buckets))
+    lengths = [len(t) for i in group for t in token_ids(tokenizer, [r.prompt for r in _records(i)])]
+    rate = measure_matmul_rate(
+        Arch.from_config(base.cfg), CFG.finetune.batch_size, round(statistics.mean(lengths))
+    )
+    kernel = sum(by_op.get(k, 0.0) for k in ATTENTION_KERNELS)
+    products = (sum(by_op.values()) - kernel) / rate / m
+    now = shares["matrix products"] * stacked
+    rest = stacked - now
+    print(
+        f"ceiling, one thread, {m} models x {steps} steps, CPU s per model: reference "
+        f"{reference:.3f}, stacked {stacked:.3f} (x{reference / stacked:.2f})"
+    )
+    for kind, share in shares.items():
+        print(f"  {kind:28s} {share * stacked:6.3f} CPU s per model ({share:.0%})")
+    print(
+        f"  matrix products at the matmul limit ({rate / 1e9:.0f} GFLOP/s at the batch's "
+        f"shapes): {products:.3f} CPU s per model, now {now:.3f}; with every other operator "
+        f"as measured ({rest:.3f}) the stack would take {products + rest:.3f}: best possible "
+        f"speed-up with these operators x{reference / (products + rest):.2f}"
+    )
+
+
 def main() -> None:
     """Time every way of fine-tuning and print seconds per model and ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -108,6 +160,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads in this process")
     parser.add_argument("--cpu", action="store_true", help="CPU seconds, not wall seconds")
     parser.add_argument("--quick", action="store_true", help="12 models, 10 steps, stacks 6,12")
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="Then profile one stack (the first of --stacks) on one thread: the best speed-up "
+        "its operators allow",
+    )
     parser.add_argument(
         "--ways",
         default="",
@@ -160,6 +218,8 @@ def main() -> None:
     for name, values in times.items():
         med = statistics.median(values)
         print(f"{name:40s} {med:7.3f} s/model   speed-up x{ref / med:.2f}")
+    if args.ceiling and stacks:
+        ceiling(stacks[0], args.steps, args.buckets)
 
 
 if __name__ == "__main__":

@@ -481,6 +481,51 @@ def counted_flops(fn: Any) -> float:
     return float(sum(counted_flops_by_op(fn).values()))
 
 
+#: The CPU's fused attention kernels (forward, backward), as ``counted_flops_by_op`` names them.
+ATTENTION_KERNELS = (
+    "aten._scaled_dot_product_flash_attention_for_cpu",
+    "aten._scaled_dot_product_flash_attention_for_cpu_backward",
+)
+
+#: Operator kinds of :func:`op_time_shares`: matrix products and the fused attention kernels
+#: (their FLOPs are counted), by the names torch's profiler gives them.
+OP_KINDS: dict[str, tuple[str, ...]] = {
+    "matrix products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"),
+    "fused attention": tuple(k.replace(".", "::") for k in ATTENTION_KERNELS),
+}
+
+
+def op_time_shares(fn: Any, kinds: dict[str, tuple[str, ...]] | None = None) -> dict[str, float]:
+    """Shares of ``fn()``'s operator time by kind of operator (torch's profiler, self CPU time).
+
+    Args:
+        fn: What to profile (called once).
+        kinds: Kind -> the profiler's operator names (``aten::bmm``, ...); default
+            :data:`OP_KINDS`.
+
+    Returns:
+        Kind -> share of the self CPU time of every operator, in the order of ``kinds``, then
+        ``other`` (everything else: activations, norms, copies, the interpreter's share
+        inside operators).
+
+    Example:
+        >>> import torch
+        >>> a = torch.ones(64, 64)
+        >>> shares = op_time_shares(lambda: (a @ a).relu())
+        >>> list(shares), round(sum(shares.values()), 6)
+        (['matrix products', 'fused attention', 'other'], 1.0)
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    kinds = OP_KINDS if kinds is None else kinds
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    time_of = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    total = sum(time_of.values()) or 1.0
+    shares = {k: sum(time_of.get(op, 0.0) for op in ops) / total for k, ops in kinds.items()}
+    return {**shares, "other": 1.0 - sum(shares.values())}
+
+
 def human(flops: float) -> str:
     """A FLOP count in engineering units.
 

@@ -34,3 +34,12 @@ def test_ways_picks_the_timed_ways():
     lines = ways_timed("--models", "2", "--ways", "bucket")
     ways = [line.split("  ")[0] for line in lines[1:]]
     assert ways == ["sequential 1 thread x 2 processes", "stacked 2, 1 bucket, 1 threads"]
+
+
+@pytest.mark.slow
+def test_ceiling_prints_the_operator_kinds_and_the_best_speed_up():
+    lines = ways_timed("--models", "2", "--ways", "bucket", "--ceiling")
+    at = next(i for i, line in enumerate(lines) if line.startswith("ceiling, one thread, 2 models"))
+    kinds = [line.split()[0] for line in lines[at + 1 : at + 4]]
+    assert kinds == ["matrix", "fused", "other"]
+    assert "best possible speed-up with these operators x" in lines[at + 4]
