@@ -66,7 +66,8 @@ def token_ids(
     """Each text's token ids (int64), as ``tokenizer(texts)`` gives them, memoised.
 
     A text is tokenised once per tokenizer object, setting and vocabulary size (a tokenizer
-    that gains tokens starts a new memo); the memo is dropped with the tokenizer.
+    that gains tokens starts a new memo); the memo is dropped with the tokenizer. The tensors
+    are the memo's own: copy one before changing it in place.
 
     Example:
         >>> from poser_lens.models.tokenizer import build_tokenizer
