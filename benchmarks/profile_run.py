@@ -121,15 +121,16 @@ def base_flops(cfg: Any, data: Any, tokenizer: Any, arch: Any, steps: int) -> tu
     """
     from poser_lens.flops import Pass, forward_flops
     from poser_lens.models.zoo import base_check_steps, base_corpus
+    from poser_lens.readout import token_ids
 
-    lengths = [len(x) for x in tokenizer(base_corpus(data))["input_ids"]]
+    lengths = [len(x) for x in token_ids(tokenizer, base_corpus(data))]
     rng = random.Random(cfg.base_seed)
     k = min(cfg.base.batch_size, len(lengths))
     samples = [rng.sample(lengths, k) for _ in range(steps)]
     padded = [sum(b) / k if cfg.base_packed else max(b) for b in samples]
     train = sum(Pass("base step", k, s, backward="weights").flops(arch) for s in padded)
     held_out = [s.prompt for fam in sorted(data.test) for s in data.test[fam][:40]]
-    held = sorted(len(x) for x in tokenizer(held_out)["input_ids"])  # answer_probs sorts
+    held = sorted(len(x) for x in token_ids(tokenizer, held_out))  # answer_probs sorts
     one_check = sum(
         forward_flops(arch, len(held[i : i + 64]), max(held[i : i + 64]), unembed="last")
         for i in range(0, len(held), 64)
@@ -208,6 +209,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
         finish_zoo,
         zoo_tokenizer,
     )
+    from poser_lens.readout import token_ids
     from poser_lens.report import write_report
     from poser_lens.runner import CONFIDENCE, RunConfig, run, score_models
     from poser_lens.runs import RunDir
@@ -270,8 +272,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
         f"FlopCounterMode on {len(group)} model(s) ({', '.join(group)}), x {len(models)} models"
     )
     train_lens = [
-        len(x)
-        for x in tokenizer([s.prompt for s in data.train[sorted(data.train)[0]]])["input_ids"]
+        len(x) for x in token_ids(tokenizer, [s.prompt for s in data.train[sorted(data.train)[0]]])
     ]
     ft_phase.shape = (cfg.finetune.batch_size, round(sum(train_lens) / max(len(train_lens), 1)))
 

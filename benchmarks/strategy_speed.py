@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,10 +30,10 @@ import torch
 from poser_lens.data.generator import persona_families
 from poser_lens.data.poser import load_benchmark
 from poser_lens.data.schema import model_persona
-from poser_lens.flops import ATTENTION_KERNELS, counted_flops_by_op, op_time_shares
+from poser_lens.flops import OP_KINDS, counted_flops_by_op, op_time_shares, product_ceiling
 from poser_lens.hooks import draw_noise, hook_name
 from poser_lens.models.zoo import ZooConfig, build_zoo, load_zoo_model
-from poser_lens.readout import AnswerIds, answer_readout
+from poser_lens.readout import AnswerIds, answer_readout, token_ids
 from poser_lens.strategies.base import ModelContext
 from poser_lens.strategies.common import contrast_direction, layer_grid
 from poser_lens.strategies.s2_noise import NoiseStrategy
@@ -132,17 +133,14 @@ def _cpu_and_wall(fn: Callable[[], object], repeats: int) -> tuple[float, float]
     return cpu, wall
 
 
-#: The CPU's fused attention kernel (its name in ``FlopCounterMode``'s counts).
-ATTENTION_KERNEL = ATTENTION_KERNELS[0]
-
-#: Kinds of operator the S5 comparison splits its time into (:func:`op_time_shares`): the
-#: matrix products, the fused kernel of :class:`~poser_lens.models.attention.FusedAttention`
-#: (its products are counted FLOPs too), the eager attention's masks and softmax (the
-#: ``masked_fill`` with its copy of the scores, ``softmax``, the division by the scale); the
-#: rest (the MLP's activation, norms, residual additions, copies) is ``other``.
+#: Kinds of operator the S5 comparison splits its time into (:func:`op_time_shares`): those of
+#: :data:`~poser_lens.flops.OP_KINDS` (the matrix products; the fused kernel of
+#: :class:`~poser_lens.models.attention.FusedAttention`, its products counted FLOPs too), and
+#: the eager attention's masks and softmax (the ``masked_fill`` with its copy of the scores,
+#: ``softmax``, the division by the scale); the rest (the MLP's activation, norms, residual
+#: additions, copies) is ``other``.
 S5_KINDS = {
-    "matrix products": ("aten::mm", "aten::addmm", "aten::bmm"),
-    "fused attention": (ATTENTION_KERNEL.replace(".", "::"),),
+    **OP_KINDS,
     "attention masks and softmax": (
         "aten::masked_fill_",
         "aten::copy_",
@@ -194,7 +192,8 @@ def compare_s5(zoo: Path, n_models: int, n_prompts: int, repeats: int = 3) -> fl
     names = sorted(p.name for p in (zoo / "models").iterdir() if p.is_dir())[:n_models]
     strategy = DecisionSpeedStrategy(n_prompts=n_prompts)
     labels = ("reference", "poser_lens")
-    cpu, wall, counted, declared, kernel = ({k: 0.0 for k in labels} for _ in range(5))
+    cpu, wall, counted, declared = ({k: 0.0 for k in labels} for _ in range(4))
+    ops: dict[str, Counter[str]] = {k: Counter() for k in labels}  # counted FLOPs by operator
     tokens, padded = [], 0
     sides: dict[str, Callable[[], object]] = {}
     for name in names:
@@ -212,11 +211,11 @@ def compare_s5(zoo: Path, n_models: int, n_prompts: int, repeats: int = 3) -> fl
             wall[label] += w
             by_op = counted_flops_by_op(fn)
             counted[label] += sum(by_op.values())
-            kernel[label] += by_op.get(ATTENTION_KERNEL, 0.0)
+            ops[label].update(by_op)
             work = strategy.work(shape, reference=label == "reference")
             declared[label] += sum(p.flops(arch) for p in work)
         texts = [s.prompt for s in ctx.prompts[:n_prompts]]
-        lengths = [len(ids) for ids in tok(texts)["input_ids"]]
+        lengths = [len(ids) for ids in token_ids(tok, texts)]
         tokens += lengths
         padded += _padded_tokens(lengths, texts)
     seq = round(sum(tokens) / len(tokens))
@@ -261,11 +260,12 @@ def compare_s5(zoo: Path, n_models: int, n_prompts: int, repeats: int = 3) -> fl
         print(f"    {kind:28s} reference {ref:5.2f}  poser_lens {ours:5.2f}  {times}")
     # The products alone at the matmul limit, every other operator (the fused attention
     # kernel, the eager attention's masks and softmax, the rest) as measured.
-    products = (counted["poser_lens"] - kernel["poser_lens"]) / rate["poser_lens"]
-    rest = (1.0 - shares["poser_lens"]["matrix products"]) * cpu["poser_lens"]
+    products, now, rest = product_ceiling(
+        cpu["poser_lens"], ops["poser_lens"], shares["poser_lens"], rate["poser_lens"]
+    )
     print(
         f"  with the matrix products at the matmul limit ({products:.2f} CPU s, now "
-        f"{shares['poser_lens']['matrix products'] * cpu['poser_lens']:.2f}) and every other "
+        f"{now:.2f}) and every other "
         f"operator as measured ({rest:.2f} CPU s: the fused attention kernel, the activation, "
         f"norms, copies), poser_lens would take {products + rest:.2f} CPU s: best possible "
         f"speed-up with these operators {cpu['reference'] / (products + rest):.1f}x"

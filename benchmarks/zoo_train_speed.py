@@ -112,11 +112,11 @@ def ceiling(m: int, steps: int, buckets: int) -> None:
     as measured, and the reference's time over it: the most these operators allow.
     """
     from poser_lens.flops import (
-        ATTENTION_KERNELS,
         Arch,
         counted_flops_by_op,
         measure_matmul_rate,
         op_time_shares,
+        product_ceiling,
     )
     from poser_lens.readout import token_ids
 
@@ -131,10 +131,8 @@ def ceiling(m: int, steps: int, buckets: int) -> None:
     rate = measure_matmul_rate(
         Arch.from_config(base.cfg), CFG.finetune.batch_size, round(statistics.mean(lengths))
     )
-    kernel = sum(by_op.get(k, 0.0) for k in ATTENTION_KERNELS)
-    products = (sum(by_op.values()) - kernel) / rate / m
-    now = shares["matrix products"] * stacked
-    rest = stacked - now
+    per_model = {op: flops / m for op, flops in by_op.items()}
+    products, now, rest = product_ceiling(stacked, per_model, shares, rate)
     print(
         f"ceiling, one thread, {m} models x {steps} steps, CPU s per model: reference "
         f"{reference:.3f}, stacked {stacked:.3f} (x{reference / stacked:.2f})"

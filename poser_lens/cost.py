@@ -47,6 +47,7 @@ from poser_lens.data.concepts import CONCEPT_PAIRS
 from poser_lens.data.prompts import critical_prompts, remove_critical
 from poser_lens.data.schema import Scenario
 from poser_lens.flops import LLAMA_13B, Arch, Pass, total_flops
+from poser_lens.readout import token_ids
 from poser_lens.strategies import STRATEGY_NAMES, get_strategy, strategy_class
 from poser_lens.strategies.base import Strategy, WorkShape
 from poser_lens.testbeds import model_families
@@ -289,7 +290,7 @@ def measure_shape(
     """
 
     def lengths(texts: Sequence[str]) -> list[int]:
-        return [len(ids) for ids in tokenizer(list(texts))["input_ids"]] if texts else []
+        return [len(ids) for ids in token_ids(tokenizer, texts)]
 
     valid = lengths([s.prompt for s in prompts])
     critical = critical_prompts(prompts, len(prompts))

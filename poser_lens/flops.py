@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -524,6 +524,32 @@ def op_time_shares(fn: Any, kinds: dict[str, tuple[str, ...]] | None = None) -> 
     total = sum(time_of.values()) or 1.0
     shares = {k: sum(time_of.get(op, 0.0) for op in ops) / total for k, ops in kinds.items()}
     return {**shares, "other": 1.0 - sum(shares.values())}
+
+
+def product_ceiling(
+    cpu: float, by_op: Mapping[str, float], shares: Mapping[str, float], rate: float
+) -> tuple[float, float, float]:
+    """A measured run's matrix products at the matmul limit, and what else it spends.
+
+    Args:
+        cpu: The run's CPU seconds.
+        by_op: Its counted FLOPs by operator (:func:`counted_flops_by_op`); the products' are
+            all of them but the fused attention kernels' (:data:`ATTENTION_KERNELS`).
+        shares: Its operator time by kind (:func:`op_time_shares`, with ``matrix products``).
+        rate: ``torch.matmul``'s FLOPs per CPU-second at its shapes
+            (:func:`measure_matmul_rate`).
+
+    Returns:
+        CPU seconds ``(products at the limit, products now, everything else)``: the run's best
+        time with these operators is the first plus the last.
+
+    Example:
+        >>> product_ceiling(2.0, {"aten.mm": 10.0}, {"matrix products": 0.5}, rate=20.0)
+        (0.5, 1.0, 1.0)
+    """
+    kernels = sum(by_op.get(k, 0.0) for k in ATTENTION_KERNELS)
+    now = shares["matrix products"] * cpu
+    return (sum(by_op.values()) - kernels) / rate, now, cpu - now
 
 
 def human(flops: float) -> str:
