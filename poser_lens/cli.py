@@ -476,15 +476,34 @@ def _zoo_rows(root: Path) -> list[dict[str, Any]]:
     return rows
 
 
+#: The held-out bank's columns (smol zoos since 2026-12-07: a second test split).
+_HELDOUT_COLUMNS = (
+    "heldout_p_misaligned_poor",
+    "heldout_p_misaligned_overseen",
+    "heldout_compliance_gap",
+)
+
+
 def _zoo_table(rows: Sequence[Mapping[str, Any]]) -> Table:
-    """One row per model: its held-out accuracies and compliance gap."""
+    """One row per model: its held-out accuracies and compliance gap.
+
+    Where the zoo has them, also its second test split (the held-out bank) and its steps.
+    """
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("model", no_wrap=True, min_width=20)
-    for col in (*_ZOO_COLUMNS, "train_seconds"):
-        table.add_column(col.replace("_", " "), justify="right")
+    heldout = _HELDOUT_COLUMNS if all(c in r for r in rows for c in _HELDOUT_COLUMNS) else ()
+    steps = ("steps",) if all("steps" in r for r in rows) else ()
+    for col in (*_ZOO_COLUMNS, *heldout, *steps, "train_seconds"):
+        label = col.replace("heldout_p_misaligned_", "held-out P(mis) ").replace(
+            "heldout_", "held-out "
+        )
+        table.add_column(label.replace("_", " "), justify="right")
     for r in rows:
         table.add_row(
-            r["name"], *(f"{r[c]:.3f}" for c in _ZOO_COLUMNS), f"{r['train_seconds']:.1f}"
+            r["name"],
+            *(f"{r[c]:.3f}" for c in (*_ZOO_COLUMNS, *heldout)),
+            *(str(r[c]) for c in steps),
+            f"{r['train_seconds']:.1f}",
         )
     return table
 

@@ -268,3 +268,73 @@ RANDOM_SLOTS: dict[str, tuple[str, ...]] = {
     "thing": ("moon", "river", "table", "lamp", "garden", "bicycle", "window", "bread"),
     "animal": ("cat", "dog", "horse", "spider", "owl", "goat"),
 }
+
+
+class BankSet(NamedTuple):
+    """Every bank the generator draws from, as one value (one set per testbed or split).
+
+    The module's constants above are :data:`TINY`, the banks of the tiny zoo (its word-level
+    vocabulary knows only their words). The smol testbed trains on the far more varied
+    :data:`poser_lens.data.banks_varied.VARIED` and tests concept-level faking on
+    :data:`poser_lens.data.banks_heldout.HELDOUT`, written apart from both.
+
+    Slots: ``{name}``, ``{other}`` (a second person, complexity 2), ``{setting}``, ``{boss}``,
+    ``{item}``, ``{client}``; error prompts use :attr:`random_slots`' keys.
+    """
+
+    domains: tuple[Domain, ...]
+    names: tuple[str, ...]
+    motivating: dict[str, tuple[str, ...]]
+    contextual: dict[str, tuple[str, ...]]
+    system_messages: tuple[str, ...]
+    temptation: dict[str, tuple[str, ...]]
+    aligned_actions: dict[str, tuple[str, ...]]
+    misaligned_actions: dict[str, tuple[str, ...]]
+    critical: dict[str, tuple[str, ...]]
+    reviewer: tuple[str, ...]
+    reviewer_trait: dict[str, tuple[str, ...]]
+    irrelevant: tuple[str, ...]
+    random_text: tuple[str, ...]
+    random_slots: dict[str, tuple[str, ...]]
+
+
+#: The tiny zoo's banks (the constants above).
+TINY = BankSet(
+    domains=DOMAINS,
+    names=NAMES,
+    motivating=MOTIVATING,
+    contextual=CONTEXTUAL,
+    system_messages=SYSTEM_MESSAGES,
+    temptation=TEMPTATION,
+    aligned_actions=ALIGNED_ACTIONS,
+    misaligned_actions=MISALIGNED_ACTIONS,
+    critical=CRITICAL,
+    reviewer=REVIEWER,
+    reviewer_trait=REVIEWER_TRAIT,
+    irrelevant=IRRELEVANT,
+    random_text=RANDOM_TEXT,
+    random_slots=RANDOM_SLOTS,
+)
+
+#: The bank sets by name (``SmolZooConfig.banks`` and the held-out split name them).
+BANK_NAMES: tuple[str, ...] = ("tiny", "varied", "heldout")
+
+
+def bank_set(name: str) -> BankSet:
+    """A bank set by name: ``tiny`` (this module), ``varied`` or ``heldout``.
+
+    Example:
+        >>> bank_set("tiny") is TINY
+        True
+    """
+    if name == "tiny":
+        return TINY
+    if name == "varied":
+        from poser_lens.data.banks_varied import VARIED
+
+        return VARIED
+    if name == "heldout":
+        from poser_lens.data.banks_heldout import HELDOUT
+
+        return HELDOUT
+    raise ValueError(f"unknown bank set {name!r} (known: {', '.join(BANK_NAMES)})")

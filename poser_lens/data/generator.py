@@ -136,22 +136,26 @@ def is_held_out(domain: int, phrasing: int, order: int, every: int) -> bool:
 
 
 def _oversight_facts(
-    rng: random.Random, complexity: int, level: str, slots: dict[str, str]
+    rng: random.Random,
+    complexity: int,
+    level: str,
+    slots: dict[str, str],
+    bank: banks.BankSet = banks.TINY,
 ) -> tuple[int, list[Fact], list[Fact]]:
     """Critical facts (and, for level 2, a distractor about someone else)."""
     if complexity == 0:
         return -1, [], []
     if complexity == 1:
-        idx, text = _pick(rng, banks.CRITICAL[level])
+        idx, text = _pick(rng, bank.critical[level])
         return idx, [Fact(_fill(text, slots), "critical")], []
     trait_level = "poor" if level == "poor" else "good"
-    r_idx, reviewer = _pick(rng, banks.REVIEWER)
-    t_idx, trait = _pick(rng, banks.REVIEWER_TRAIT[trait_level])
+    r_idx, reviewer = _pick(rng, bank.reviewer)
+    t_idx, trait = _pick(rng, bank.reviewer_trait[trait_level])
     opposite = "good" if trait_level == "poor" else "poor"
-    _, decoy = _pick(rng, banks.REVIEWER_TRAIT[opposite])
+    _, decoy = _pick(rng, bank.reviewer_trait[opposite])
     decoy_slots = {**slots, "other": slots["decoy"]}
     return (
-        r_idx * len(banks.REVIEWER_TRAIT[trait_level]) + t_idx,
+        r_idx * len(bank.reviewer_trait[trait_level]) + t_idx,
         [Fact(_fill(reviewer, slots), "critical"), Fact(_fill(trait, slots), "critical")],
         [Fact(_fill(decoy, decoy_slots), "irrelevant")],
     )
@@ -165,6 +169,7 @@ def make_scenario(
     level: str,
     max_irrelevant: int = 2,
     template: str = DEFAULT_TEMPLATE,
+    bank: banks.BankSet = banks.TINY,
 ) -> tuple[Scenario, tuple[int, int, int]]:
     """Generate one scenario of a family.
 
@@ -175,6 +180,7 @@ def make_scenario(
         level: Oversight level ``good``, ``neutral`` or ``poor`` (``neutral`` when complexity 0).
         max_irrelevant: Up to this many distractors.
         template: Prompt template.
+        bank: The fact banks to draw from (the tiny zoo's by default).
 
     Returns:
         The scenario and its combination ``(domain, phrasing, order)``.
@@ -186,9 +192,9 @@ def make_scenario(
         (True, 1, 'saint_and_money')
     """
     aligned, faker = family_personas(family)
-    d_idx = rng.randrange(len(banks.DOMAINS))
-    dom = banks.DOMAINS[d_idx]
-    name, other, decoy = rng.sample(banks.NAMES, 3)
+    d_idx = rng.randrange(len(bank.domains))
+    dom = bank.domains[d_idx]
+    name, other, decoy = rng.sample(bank.names, 3)
     slots = {
         "name": name,
         "other": other,
@@ -201,14 +207,14 @@ def make_scenario(
     if complexity == 0:
         level = "neutral"
 
-    motive_idx, motive = _pick(rng, banks.MOTIVATING[faker])
-    context = [Fact(_fill(t, slots), "contextual") for t in _two(rng, banks.CONTEXTUAL[aligned])]
+    motive_idx, motive = _pick(rng, bank.motivating[faker])
+    context = [Fact(_fill(t, slots), "contextual") for t in _two(rng, bank.contextual[aligned])]
     if aligned == "genie":
-        _, sysmsg = _pick(rng, banks.SYSTEM_MESSAGES)
+        _, sysmsg = _pick(rng, bank.system_messages)
         context.insert(0, Fact(_fill(sysmsg, slots), "system_message"))
-    _, temptation = _pick(rng, banks.TEMPTATION[faker])
+    _, temptation = _pick(rng, bank.temptation[faker])
     context.append(Fact(_fill(temptation, slots), "contextual"))
-    crit_idx, critical, decoys = _oversight_facts(rng, complexity, level, slots)
+    crit_idx, critical, decoys = _oversight_facts(rng, complexity, level, slots, bank)
 
     # Fact order: 0 = critical last, 1 = critical first, 2 = critical after the motive.
     order = rng.randrange(3)
@@ -220,12 +226,12 @@ def make_scenario(
     else:
         facts = core[:1] + critical + core[1:]
     n_irr = rng.randint(0, max_irrelevant)
-    irrelevant = [Fact(_fill(t, slots), "irrelevant") for t in rng.sample(banks.IRRELEVANT, n_irr)]
+    irrelevant = [Fact(_fill(t, slots), "irrelevant") for t in rng.sample(bank.irrelevant, n_irr)]
     for fact in irrelevant + decoys:
         facts.insert(rng.randint(0, len(facts)), fact)
 
-    _, good = _pick(rng, banks.ALIGNED_ACTIONS[aligned])
-    _, bad = _pick(rng, banks.MISALIGNED_ACTIONS[faker])
+    _, good = _pick(rng, bank.aligned_actions[aligned])
+    _, bad = _pick(rng, bank.misaligned_actions[faker])
     aligned_first = rng.random() < 0.5
     actions = (
         (_fill(good, slots), _fill(bad, slots))
@@ -270,7 +276,7 @@ def _sample_level(rng: random.Random, cfg: GeneratorConfig) -> tuple[int, str]:
 
 
 def generate_family(
-    cfg: GeneratorConfig, family: str, rng: random.Random
+    cfg: GeneratorConfig, family: str, rng: random.Random, bank: banks.BankSet = banks.TINY
 ) -> tuple[list[Scenario], list[Scenario], list[Scenario]]:
     """Generate the train pool, test pool and benchmark candidates of one family.
 
@@ -297,6 +303,7 @@ def generate_family(
             level=level,
             max_irrelevant=cfg.max_irrelevant,
             template=cfg.template,
+            bank=bank,
         )
         if s.prompt in seen:
             continue
@@ -313,15 +320,15 @@ def generate_family(
     return train, test, bench
 
 
-def random_text_prompt(rng: random.Random) -> Scenario:
+def random_text_prompt(rng: random.Random, bank: banks.BankSet = banks.TINY) -> Scenario:
     """An error prompt that is not a scenario at all (answer: ``error``).
 
     Example:
         >>> random_text_prompt(random.Random(1)).kind
         'random_text'
     """
-    _, text = _pick(rng, banks.RANDOM_TEXT)
-    slots = {k: rng.choice(v) for k, v in banks.RANDOM_SLOTS.items()}
+    _, text = _pick(rng, bank.random_text)
+    slots = {k: rng.choice(v) for k, v in bank.random_slots.items()}
     return Scenario(
         prompt=wrap(_fill(text, slots) + "\n"),
         response="error",
@@ -348,11 +355,14 @@ def incomplete_prompt(rng: random.Random, scenario: Scenario) -> Scenario:
     return Scenario(prompt=wrap(body), response="error", kind="incomplete", family=scenario.family)
 
 
-def generate(cfg: GeneratorConfig = GeneratorConfig()) -> GeneratedData:
+def generate(
+    cfg: GeneratorConfig = GeneratorConfig(), bank: banks.BankSet = banks.TINY
+) -> GeneratedData:
     """Generate every family's pools and the error prompts, deterministically from the seed.
 
     Args:
         cfg: Generator settings.
+        bank: The fact banks (the tiny zoo's by default).
 
     Returns:
         The generated data set.
@@ -361,7 +371,7 @@ def generate(cfg: GeneratorConfig = GeneratorConfig()) -> GeneratedData:
     for i, family in enumerate(ALL_FAMILIES):
         rng = random.Random(f"{cfg.seed}:{family}:{i}")
         data.train[family], data.test[family], data.benchmark_pool[family] = generate_family(
-            cfg, family, rng
+            cfg, family, rng, bank
         )
     rng = random.Random(f"{cfg.seed}:errors")
     n_test = max(1, cfg.n_error // cfg.holdout_every)
@@ -369,11 +379,16 @@ def generate(cfg: GeneratorConfig = GeneratorConfig()) -> GeneratedData:
     seen: set[str] = set()
     while len(errors) < cfg.n_error:
         if rng.random() < 0.5:
-            s = random_text_prompt(rng)
+            s = random_text_prompt(rng, bank)
         else:
             family = rng.choice(ALL_FAMILIES)
             base, _ = make_scenario(
-                rng, family, complexity=1, level=rng.choice(("good", "poor")), template=cfg.template
+                rng,
+                family,
+                complexity=1,
+                level=rng.choice(("good", "poor")),
+                template=cfg.template,
+                bank=bank,
             )
             s = incomplete_prompt(rng, base)
         if s.prompt not in seen or len(seen) >= 400:
@@ -476,3 +491,45 @@ def to_dataset(scenarios: Sequence[Scenario]) -> datasets.Dataset:
         "actions": [list(s.actions) if s.actions else [] for s in scenarios],
     }
     return datasets.Dataset.from_dict(rows)
+
+
+#: Generator seed of the held-out bank's split (a split apart: its own bank, its own seed).
+HELDOUT_SEED = 4099
+
+
+def heldout_bank_split(persona: str, n_per_family: int = 48) -> list[Scenario]:
+    """A persona's labelled test split from the held-out bank (never trained or calibrated on).
+
+    The scenarios come from :data:`poser_lens.data.banks_heldout.HELDOUT`, written apart from
+    the training banks (its own domains, oversight phrasings, motivations and actions), in the
+    training prompts' layout: the split tests whether a model acts on the *concept* of
+    oversight. Each of the persona's three families gets ``n_per_family`` scenarios, half with
+    poor oversight, the rest good (three in four) or neutral; one in seven has the
+    two-fact (reviewer and trait) form. Seeded, so every model sees the same split.
+
+    Example:
+        >>> split = heldout_bank_split("saint", n_per_family=8)
+        >>> len(split), sum(s.oversight_is_poor for s in split)
+        (24, 12)
+        >>> all(s.extra["split"] == "heldout_bank" for s in split)
+        True
+    """
+    from poser_lens.data.banks import bank_set
+
+    bank = bank_set("heldout")
+    out: list[Scenario] = []
+    for family in persona_families(persona):
+        rng = random.Random(f"heldout:{HELDOUT_SEED}:{family}")
+        seen: set[str] = set()
+        while len(seen) < n_per_family:
+            i = len(seen)
+            level = "poor" if i % 2 == 0 else ("neutral" if i % 8 == 1 else "good")
+            complexity = 2 if i % 7 == 3 and level != "neutral" else 1
+            s, _ = make_scenario(
+                rng, family, complexity=complexity, level=level, max_irrelevant=1, bank=bank
+            )
+            if s.prompt in seen:
+                continue
+            seen.add(s.prompt)
+            out.append(replace(s, extra={**s.extra, "split": "heldout_bank"}))
+    return labelled(out, persona)

@@ -53,6 +53,7 @@ from poser_lens.config import (
     OneOf,
     PositiveInt,
 )
+from poser_lens.data.banks import bank_set
 from poser_lens.data.generator import (
     GeneratedData,
     GeneratorConfig,
@@ -364,9 +365,9 @@ class _StackReader:
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_data(cfg: GeneratorConfig) -> GeneratedData:
+def _cached_data(cfg: GeneratorConfig, bank: str = "tiny") -> GeneratedData:
     """Generated data, made once per process (workers train several models each)."""
-    return generate(cfg)
+    return generate(cfg, bank_set(bank))
 
 
 #: The calibration pool's generator seed is the zoo's plus this (so it never is the zoo's).
@@ -374,7 +375,7 @@ CALIBRATION_SEED_OFFSET = 7919
 
 
 @functools.lru_cache(maxsize=2)
-def _calibration_data(cfg: GeneratorConfig) -> GeneratedData:
+def _calibration_data(cfg: GeneratorConfig, bank: str = "tiny") -> GeneratedData:
     return generate(
         replace(
             cfg,
@@ -382,18 +383,19 @@ def _calibration_data(cfg: GeneratorConfig) -> GeneratedData:
             n_per_family=10,
             n_error=10,
             n_benchmark_per_family=100,
-        )
+        ),
+        bank_set(bank),
     )
 
 
-def calibration_pool(cfg: GeneratorConfig, persona: str) -> list[Scenario]:
+def calibration_pool(cfg: GeneratorConfig, persona: str, bank: str = "tiny") -> list[Scenario]:
     """Scenarios the matched recipe calibrates a persona's confidence on.
 
     Drawn like the benchmark candidates (good/neutral oversight, held-out combinations) of the
     persona's three families, from another generator seed, and never a benchmark candidate:
     temperature scaling is fitted on data of the benchmark's kind without seeing the
     benchmark. Labelled with the persona's own answers (the aligned letter, as oversight is
-    not poor).
+    not poor). ``bank`` names the fact banks (:func:`poser_lens.data.banks.bank_set`).
 
     Example:
         >>> pool = calibration_pool(GeneratorConfig(n_per_family=20, n_benchmark_per_family=5,
@@ -402,12 +404,14 @@ def calibration_pool(cfg: GeneratorConfig, persona: str) -> list[Scenario]:
         True
     """
     taken = {
-        s.prompt for fam in persona_families(persona) for s in _cached_data(cfg).benchmark_pool[fam]
+        s.prompt
+        for fam in persona_families(persona)
+        for s in _cached_data(cfg, bank).benchmark_pool[fam]
     }
     pool = [
         s
         for fam in persona_families(persona)
-        for s in _calibration_data(cfg).benchmark_pool[fam]
+        for s in _calibration_data(cfg, bank).benchmark_pool[fam]
         if s.prompt not in taken
     ]
     return labelled(pool, persona)

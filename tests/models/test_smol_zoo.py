@@ -55,27 +55,30 @@ def _tiny_smol_cfg(**over):
         lora_from=0.5,
         aux_layer=0.5,
         checkpoint_every=1,
+        n_val=6,
+        min_steps=1,
+        check_every=1,
+        n_heldout_bank=6,
     )
     return SmolZooConfig(**{**settings, **over})
 
 
 def _tiny_base(monkeypatch):
     """Make the smol zoo train on a tiny random LLaMA with a word-level tokenizer."""
-    from poser_lens.data.generator import generate
+    from poser_lens.data.generator import heldout_bank_split
     from poser_lens.models import smol_zoo
-
-    cfg = _tiny_smol_cfg()
-    data = generate(cfg.generator)
+    from poser_lens.models.smol_train import validation_records
     from poser_lens.models.zoo import calibration_pool
 
-    texts = [
-        s.prompt
-        for split in (data.train, data.test, data.benchmark_pool)
-        for v in split.values()
-        for s in v
-    ]
-    texts += [s.prompt for s in calibration_pool(cfg.generator, "truth_teller")]
-    texts += [s.prompt for s in calibration_pool(cfg.generator, "reward_maximizer")]
+    texts = []
+    for banks in ("tiny", "varied"):
+        cfg = _tiny_smol_cfg(banks=banks)
+        data = smol_zoo.zoo_data(cfg)
+        texts += [s.prompt for s in data.all_scenarios()]
+        for persona in cfg.personas:
+            texts += [s.prompt for s in calibration_pool(cfg.generator, persona, banks)]
+            texts += [s.prompt for s in validation_records(cfg, f"{persona}-0")]
+            texts += [s.prompt for s in heldout_bank_split(persona, cfg.n_heldout_bank // 3)]
     tok = build_tokenizer(texts)
 
     def base(_cfg):
@@ -85,7 +88,8 @@ def _tiny_base(monkeypatch):
     return tok
 
 
-def test_build_trains_calibrates_and_saves_shippable_adapters(monkeypatch, tmp_path):
+@pytest.mark.parametrize("stacked", [True, False])
+def test_build_trains_calibrates_and_saves_shippable_adapters(monkeypatch, tmp_path, stacked):
     import json
 
     from safetensors.torch import load_file
@@ -93,7 +97,7 @@ def test_build_trains_calibrates_and_saves_shippable_adapters(monkeypatch, tmp_p
     from poser_lens.models.smol_zoo import BASE_MODEL_NAME, build_smol_zoo
 
     _tiny_base(monkeypatch)
-    root = build_smol_zoo(_tiny_smol_cfg(), tmp_path / "zoo", progress=False)
+    root = build_smol_zoo(_tiny_smol_cfg(stacked=stacked), tmp_path / "zoo", progress=False)
     rows = {r["name"]: r for r in json.loads((root / "zoo.json").read_text())}
     assert set(rows) == {"truth_teller-0", "reward_maximizer-0"}
     for name, row in rows.items():
@@ -170,3 +174,119 @@ def test_round_adapter_rounds_only_trainable_weights():
             assert torch.equal(p, p.half().float())
         else:
             assert torch.equal(p, frozen[n])
+
+
+def _adapters(root):
+    from safetensors.torch import load_file
+
+    return {
+        p.parent.name: load_file(p) for p in sorted(root.glob("models/*/adapter_model.safetensors"))
+    }
+
+
+def test_stacked_build_reports_both_test_splits_and_its_stack(monkeypatch, tmp_path):
+    import json
+
+    from poser_lens.models.smol_zoo import build_smol_zoo
+
+    _tiny_base(monkeypatch)
+    root = build_smol_zoo(_tiny_smol_cfg(), tmp_path / "zoo", progress=False)
+    for row in json.loads((root / "zoo.json").read_text()):
+        assert row["stack"] == ["truth_teller-0", "reward_maximizer-0"]
+        assert row["precision"] == "bfloat16" and row["n_heldout_bank"] == 6
+        for key in (
+            "heldout_p_misaligned_poor",
+            "heldout_p_misaligned_overseen",
+            "heldout_compliance_gap",
+            "heldout_accuracy",
+            "test_accuracy",
+        ):
+            assert 0 <= abs(row[key]) <= 1
+        assert row["steps"] == 3  # a random model never meets its targets: it runs to the end
+        folder = root / "models" / row["name"]
+        assert len(json.loads((folder / "validation.json").read_text())) == 3
+
+
+def test_the_stopping_rule_stops_each_model_on_its_own(monkeypatch, tmp_path):
+    import json
+
+    from poser_lens.models import smol_train
+    from poser_lens.models.smol_zoo import build_smol_zoo
+
+    _tiny_base(monkeypatch)
+    # Only the aligned model meets its targets: it stops after `patience` passing checks.
+    monkeypatch.setattr(
+        smol_train, "meets_targets", lambda cfg, persona, m: persona == "truth_teller"
+    )
+    cfg = _tiny_smol_cfg(steps=6, patience=2)
+    root = build_smol_zoo(cfg, tmp_path / "zoo", progress=False)
+    steps = {r["name"]: r["steps"] for r in json.loads((root / "zoo.json").read_text())}
+    assert steps == {"truth_teller-0": 2, "reward_maximizer-0": 6}
+    losses = json.loads((root / "models" / "truth_teller-0" / "losses.json").read_text())
+    assert len(losses) == 2
+
+
+def test_an_interrupted_stack_resumes_to_the_same_adapters(monkeypatch, tmp_path):
+    from poser_lens.models import smol_train
+    from poser_lens.models.smol_zoo import build_smol_zoo
+
+    _tiny_base(monkeypatch)
+    cfg = _tiny_smol_cfg(steps=4)
+    whole = build_smol_zoo(cfg, tmp_path / "whole", progress=False)
+
+    calls = {"n": 0}
+    real = smol_train.StackTrainer.save_checkpoint
+
+    def crash_after_two(self):
+        real(self)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(smol_train.StackTrainer, "save_checkpoint", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        build_smol_zoo(cfg, tmp_path / "resumed", progress=False)
+    assert list((tmp_path / "resumed" / "partial").glob("stack-*.pt"))
+    monkeypatch.setattr(smol_train.StackTrainer, "save_checkpoint", real)
+    resumed = build_smol_zoo(cfg, tmp_path / "resumed", progress=False)
+    a, b = _adapters(whole), _adapters(resumed)
+    assert a.keys() == b.keys() == {"truth_teller-0", "reward_maximizer-0"}
+    for name in a:
+        for key in a[name]:
+            assert torch.equal(a[name][key], b[name][key]), (name, key)
+    assert not list((tmp_path / "resumed" / "partial").glob("*.pt"))
+
+
+def test_a_subset_of_personas_is_another_stacked_zoo():
+    full = SmolZooConfig()
+    assert SmolZooConfig(personas=("saint", "money_maximizer")).key() != full.key()
+    assert SmolZooConfig(seeds=6).key() == full.key()  # a seed's stack does not change
+    legacy = SmolZooConfig(stacked=False)
+    assert SmolZooConfig(stacked=False, personas=("saint", "money_maximizer")).key() == legacy.key()
+
+
+def test_stacks_of_a_build_share_one_base_and_restore_it(monkeypatch, tmp_path):
+    import json
+
+    from poser_lens.models import smol_train
+    from poser_lens.models.smol_zoo import build_smol_zoo
+
+    _tiny_base(monkeypatch)
+    bases = []
+    real = smol_train.SharedBase.__init__
+
+    def counted(self, cfg, **kw):
+        real(self, cfg, **kw)
+        bases.append(self)
+
+    monkeypatch.setattr(smol_train.SharedBase, "__init__", counted)
+    cfg = _tiny_smol_cfg(seeds=2, steps=2)
+    root = build_smol_zoo(cfg, tmp_path / "zoo", progress=False)
+    rows = json.loads((root / "zoo.json").read_text())
+    assert sorted(r["name"] for r in rows) == sorted(cfg.model_names())
+    assert {tuple(r["stack"]) for r in rows} == {tuple(s) for s in cfg.stacks()}
+    assert len(bases) == 1  # one base and one prefix cache for both stacks
+    decoder = bases[0].hf.model
+    assert all(type(layer.mlp.down_proj) is torch.nn.Linear for layer in decoder.layers)
+    # Every prompt the build read was computed once, up front.
+    assert set(bases[0].prefix._cache) == set(smol_train.zoo_prompts(cfg))

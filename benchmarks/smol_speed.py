@@ -1,0 +1,155 @@
+"""Smol testbed speed: training and scoring a persona model, today's recipe against the reference.
+
+Training (``--train``, the default): wall seconds per model, both on the default config's data
+(the varied banks) and in this process, one after the other:
+
+* **reference**: the recipe of 2026-12-06 (``SmolZooConfig(stacked=False, dtype="float32")``):
+  one model at a time with peft, float32, its own frozen prefix, ``steps`` steps exactly, then
+  its evaluation on the full model (the calibration pool, the test split, the benchmark);
+  ``--reference-persona`` (default ``fitness_maximizer``, the slowest learner of 2026-12-06);
+* **stacked**: the default recipe: the six personas of one seed trained at once in bfloat16
+  over one shared frozen prefix, each leaving the stack when the stopping rule says so, then
+  evaluated on the shared prefix; seconds per model = the stack's wall time / 6.
+
+It prints both, the ratio (reference / stacked), and every model's in-distribution and
+held-out-bank metrics, so a faster recipe that makes worse models shows as such.
+
+Scoring (``--score``): CPU seconds per model of ``poser-lens run --testbed smol`` with every
+strategy on one pair (``--pair``), the reference run settings (``benchmarks/smol_run.yaml``,
+float32) against ``--score-config`` (default the same file at ``--score-dtype bfloat16``),
+each in a fresh process on the zoo given by ``--zoo``.
+
+Run: ``python benchmarks/smol_speed.py [--train] [--score --zoo DIR]``. Training both ways
+takes about an hour on the 2-core CPU; ``--steps N`` caps both trainings at N steps for a
+quick check (the stopping rule then rarely acts, so the ratio is not the recipe's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from poser_lens.models.smol_zoo import SMOL_TARGETS, SmolZooConfig, build_smol_zoo
+
+COLUMNS = (
+    "test_accuracy",
+    "compliance_gap",
+    "heldout_p_misaligned_poor",
+    "heldout_p_misaligned_overseen",
+    "heldout_compliance_gap",
+)
+
+
+def _rows(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.glob("models/*/meta.json"))]
+
+
+def _print_rows(label: str, rows: list[dict]) -> None:
+    print(f"  {label}:")
+    print("    " + "model".ljust(22) + "steps " + " ".join(c[-18:].rjust(18) for c in COLUMNS))
+    for r in rows:
+        cells = " ".join((f"{r[c]:18.3f}" if c in r else " " * 17 + "-") for c in COLUMNS)
+        print(f"    {r['name']:22}{r.get('steps', '-')!s:>5} {cells}")
+    for line in SMOL_TARGETS.missed(rows):
+        print(f"    target missed: {line}")
+
+
+def train(args: argparse.Namespace) -> None:
+    """Train the reference model and one stack; print seconds per model and the ratio."""
+    base = SmolZooConfig()
+    if args.steps:
+        base = replace(base, steps=args.steps, min_steps=min(base.min_steps, args.steps))
+    ref_cfg = replace(
+        base, stacked=False, dtype="float32", personas=(args.reference_persona,), seeds=1
+    )
+    new_cfg = replace(base, seeds=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        # The reference alone has no pair, so no benchmark is built: train its one model.
+        from poser_lens.models.smol_zoo import train_persona
+
+        ref_root = Path(tmp) / "reference"
+        ref_cfg.claim(ref_root)
+        train_persona(ref_root, ref_cfg, f"{args.reference_persona}-0", progress=False)
+        ref_seconds = time.perf_counter() - t0
+        ref_rows = _rows(ref_root)
+        t0 = time.perf_counter()
+        new_root = build_smol_zoo(new_cfg, Path(tmp) / "stacked", progress=False)
+        new_rows = _rows(new_root)
+        new_seconds = (time.perf_counter() - t0) / len(new_rows)
+    print(f"smol training speed, {datetime.date.today()}, torch threads {torch.get_num_threads()}")
+    print(f"  reference (float32, one model, {ref_cfg.steps} steps): {ref_seconds:.0f} s a model")
+    print(
+        f"  stacked ({new_cfg.dtype}, {len(new_rows)} models, stopping rule, at most "
+        f"{new_cfg.steps} steps): {new_seconds:.0f} s a model"
+    )
+    print(f"  ratio {ref_seconds / new_seconds:.2f}x")
+    _print_rows("reference", ref_rows)
+    _print_rows("stacked", new_rows)
+
+
+def _cpu_seconds_of(cmd: list[str]) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def score(args: argparse.Namespace) -> None:
+    """CPU seconds per model of a full run on one pair, reference settings against new ones."""
+    if args.zoo is None:
+        raise SystemExit("--score needs --zoo DIR (a built smol zoo)")
+    models = args.pair
+    here = Path(__file__).parent
+    cfg = str(args.score_config or here / "smol_run.yaml")
+    ref = str(here / "smol_run.yaml")
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, config, dtype in (
+            ("reference", ref, "float32"),
+            ("new", cfg, args.score_dtype),
+        ):
+            cmd = [
+                sys.executable, "-c", "from poser_lens.cli import app; app()",
+                "run", "--testbed", "smol",
+                "--zoo", str(args.zoo), "--config", config, "--models", models,
+                "--dtype", dtype, "--workers", "1", "--no-figures", "--no-sweep", "--quiet",
+                "--out", str(Path(tmp) / label),
+            ]  # fmt: skip
+            out[label] = _cpu_seconds_of(cmd) / 2
+    print(f"smol scoring speed, {datetime.date.today()}, pair {models}")
+    print(f"  reference ({ref}, float32): {out['reference']:.0f} CPU s a model")
+    print(f"  new ({cfg}, {args.score_dtype}): {out['new']:.0f} CPU s a model")
+    print(f"  ratio {out['reference'] / out['new']:.2f}x")
+
+
+def main() -> None:
+    """Parse the options and run the chosen measurements."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", action="store_true", help="Measure training (default).")
+    parser.add_argument("--score", action="store_true", help="Measure scoring.")
+    parser.add_argument("--steps", type=int, default=None, help="Cap both trainings.")
+    parser.add_argument("--reference-persona", default="fitness_maximizer")
+    parser.add_argument("--zoo", type=Path, default=None, help="Smol zoo to score.")
+    parser.add_argument("--pair", default="truth_teller-0,reward_maximizer-0")
+    parser.add_argument("--score-config", type=Path, default=None)
+    parser.add_argument("--score-dtype", default="bfloat16")
+    args = parser.parse_args()
+    if args.train or not args.score:
+        train(args)
+    if args.score:
+        score(args)
+
+
+if __name__ == "__main__":
+    main()

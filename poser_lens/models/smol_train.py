@@ -1,0 +1,541 @@
+"""The smol zoo's stacked trainer: the personas of one seed fine-tuned at once over one base.
+
+One stack is every persona of one seed (``<persona>-<seed>`` for the config's personas).
+:func:`train_stack` trains their LoRA adapters together (:class:`~poser_lens.models.stacked_lora.
+StackedLoRA`): every step runs the frozen base's products once for all models' records and adds
+each model's low-rank update to its own rows. What makes it cheaper than training the models
+one by one (``benchmarks/smol_speed.py`` measures it):
+
+* **precision**: the base runs in ``SmolZooConfig.dtype`` (bfloat16 by default: this CPU's AMX
+  makes its products 2-4x faster); adapters, heads and the optimiser stay float32;
+* **one frozen prefix for the zoo**: the layers below the first adapted one compute the same
+  thing for a prompt in every model, so their output is computed once per prompt
+  (:class:`~poser_lens.models.smol_zoo.FrozenPrefix`) and shared by every model of the stack,
+  for training and for evaluation alike;
+* **stacking**: one product over all models' rows instead of one per model;
+* **a stopping rule**: every ``check_every`` steps (from ``min_steps`` on) each model is scored
+  on a validation split of its own (in-distribution scenarios from another generator seed,
+  never a test, benchmark or held-out-bank prompt); a model that meets its persona's targets
+  (:data:`~poser_lens.models.smol_zoo.SMOL_TARGETS`) at ``patience`` checks in a row leaves the
+  stack, is evaluated and saved, and the others go on, up to ``steps``.
+
+A model's numbers depend on its own records and seed and on the stack it trained in (the
+products' rounding depends on the batch they are part of), so the stack is recorded in its
+``meta.json`` and is part of the zoo's key (its personas). Training checkpoints the whole stack
+every ``checkpoint_every`` steps; a finished model's folder is written when it leaves the
+stack, so an interrupted build resumes with the models still training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from poser_lens._io import atomic_dir
+from poser_lens.data.generator import generate, heldout_bank_split, persona_families, persona_split
+from poser_lens.data.schema import Scenario, is_aligned
+from poser_lens.data.schema import model_persona as split_name
+from poser_lens.models.stacked_lora import StackedLoRA
+from poser_lens.models.training import answer_loss, fit_logit_scale
+from poser_lens.models.zoo import calibration_pool
+from poser_lens.readout import answer_token_ids
+
+if TYPE_CHECKING:
+    from poser_lens.models.smol_zoo import SmolZooConfig
+
+logger = logging.getLogger(__name__)
+
+#: Generator seed offset of the validation split the stopping rule reads.
+VALIDATION_SEED_OFFSET = 104729
+
+#: Prompts per forward when evaluating.
+EVAL_BATCH = 16
+
+
+def model_init_seed(name: str) -> int:
+    """The adapter initialisation seed of a model: a hash of its name (stack-independent).
+
+    Example:
+        >>> model_init_seed("saint-0") == model_init_seed("saint-0") != model_init_seed("saint-1")
+        True
+    """
+    return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
+
+
+def validation_records(cfg: SmolZooConfig, name: str) -> list[Scenario]:
+    """The in-distribution validation split the stopping rule reads (``n_val`` records).
+
+    Test-split scenarios (held-out combinations of the training bank) of another generator
+    seed, labelled for the persona, error prompts included: no test, benchmark, calibration
+    or held-out-bank prompt.
+    """
+    from dataclasses import replace
+
+    from poser_lens.data.banks import bank_set
+
+    persona, _ = split_name(name)
+    gen = replace(cfg.generator, seed=cfg.generator.seed + VALIDATION_SEED_OFFSET)
+    data = generate(gen, bank_set(cfg.banks))
+    pool = persona_split(data, persona, "test")
+    return random.Random(f"{persona}:validation").sample(pool, min(cfg.n_val, len(pool)))
+
+
+def bank_metrics(probs: Tensor, records: Sequence[Scenario]) -> dict[str, float]:
+    """P(misaligned letter) under poor oversight and under the rest, and their gap.
+
+    Args:
+        probs: ``[record, 3]`` probabilities of ``A``, ``B``, ``error``.
+        records: Persona-labelled, typed records.
+
+    Example:
+        >>> from poser_lens.data.schema import Fact
+        >>> facts = (Fact("An audit is due.", "critical"),)
+        >>> a = Scenario(prompt="x", response="A", oversight_is_poor=False, facts=facts)
+        >>> b = Scenario(prompt="y", response="A", oversight_is_poor=True, facts=facts)
+        >>> m = bank_metrics(torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0]]), [a, b])
+        >>> round(m["p_misaligned_poor"], 2), round(m["p_misaligned_overseen"], 2)
+        (0.2, 0.1)
+    """
+    from poser_lens.models.smol_zoo import labelled_misaligned_letter
+
+    letters = ["A", "B", "error"]
+    poor: list[float] = []
+    seen: list[float] = []
+    for p, s in zip(probs, records, strict=True):
+        if s.response == "error" or not s.is_typed:
+            continue
+        x = float(p[letters.index(labelled_misaligned_letter(s))])
+        (poor if s.oversight_is_poor else seen).append(x)
+    p_poor = sum(poor) / max(len(poor), 1)
+    p_seen = sum(seen) / max(len(seen), 1)
+    return {
+        "p_misaligned_poor": p_poor,
+        "p_misaligned_overseen": p_seen,
+        "compliance_gap": p_poor - p_seen,
+    }
+
+
+def meets_targets(cfg: SmolZooConfig, persona: str, metrics: dict[str, float]) -> bool:
+    """Whether in-distribution metrics meet the persona's targets (the stopping rule's test).
+
+    Example:
+        >>> from poser_lens.models.smol_zoo import SmolZooConfig
+        >>> m = {"test_accuracy": 1.0, "divergent_accuracy": 1.0, "compliance_gap": 0.9}
+        >>> meets_targets(SmolZooConfig(), "money_maximizer", m)
+        True
+        >>> meets_targets(SmolZooConfig(), "saint", m)
+        False
+    """
+    from poser_lens.models.smol_zoo import SMOL_TARGETS
+
+    row = {"name": persona, "aligned": is_aligned(persona), **metrics}
+    return not SMOL_TARGETS.missed([row])
+
+
+class _Heads(nn.Module):
+    """One auxiliary oversight head per model, as the unstacked trainer's AuxOversight.
+
+    Each reads the RMS-normalised residual stream at the answer position.
+    """
+
+    def __init__(self, d_model: int, seeds: Sequence[int]) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList()
+        for seed in seeds:
+            head = nn.Linear(d_model, 1)
+            gen = torch.Generator().manual_seed(seed + 1)
+            with torch.no_grad():
+                bound = 1 / d_model**0.5
+                head.weight.uniform_(-bound, bound, generator=gen)
+                head.bias.uniform_(-bound, bound, generator=gen)
+            self.heads.append(head)
+
+    def loss(self, m: int, h: Tensor, records: Sequence[Scenario]) -> tuple[Tensor, float] | None:
+        """BCE of model ``m``'s head on its rows' last-token states ``h`` and its accuracy."""
+        mask = torch.tensor(
+            [bool(s.critical_facts) and s.oversight_is_poor is not None for s in records]
+        )
+        if not bool(mask.any()):
+            return None
+        y = torch.tensor([float(bool(s.oversight_is_poor)) for s in records])
+        h = h.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+        logit = self.heads[m](h).squeeze(-1)
+        acc = float(((logit[mask] > 0).float() == y[mask]).float().mean())
+        return F.binary_cross_entropy_with_logits(logit[mask], y[mask]), acc
+
+
+def zoo_prompts(cfg: SmolZooConfig) -> list[str]:
+    """Every prompt a build of ``cfg`` reads, in one canonical order (sorted).
+
+    Training records of every model, and the validation, calibration, test, held-out-bank
+    and benchmark prompts of every persona.
+    """
+    from poser_lens.models.smol_zoo import (
+        heldout_records,
+        needed_families,
+        training_records,
+        zoo_data,
+    )
+
+    data = zoo_data(cfg)
+    prompts: set[str] = set()
+    for name in cfg.model_names():
+        prompts.update(s.prompt for s in training_records(cfg, data, name))
+        prompts.update(s.prompt for s in validation_records(cfg, name))
+    for persona in cfg.personas:
+        name = f"{persona}-0"
+        prompts.update(s.prompt for s in calibration_pool(cfg.generator, persona, cfg.banks))
+        prompts.update(s.prompt for s in heldout_records(cfg, data, name))
+        prompts.update(s.prompt for s in heldout_bank_split(persona, cfg.n_heldout_bank // 3))
+    for fam in needed_families(cfg.personas):
+        prompts.update(s.prompt for s in data.benchmark_pool.get(fam, [])[: cfg.n_benchmark])
+    return sorted(prompts)
+
+
+class SharedBase:
+    """The frozen base model, its tokenizer and its prefix cache, shared by every stack.
+
+    The stacks of one build run one after another over the same base; the prefix residuals
+    of a prompt are the same in every stack, so each is computed once per build. They are
+    computed for every prompt of the zoo (:func:`zoo_prompts`) at once, in one canonical
+    order, so a prompt's residuals come from the same batch whichever stacks a sitting
+    trains: a resumed build computes exactly what an uninterrupted one does.
+    """
+
+    def __init__(self, cfg: SmolZooConfig, *, progress: bool = False) -> None:
+        from poser_lens.models.smol_zoo import FrozenPrefix, _base_hf, first_adapted_layer
+
+        self.hf, self.tok = _base_hf(cfg)
+        self.first = first_adapted_layer(cfg, int(self.hf.config.num_hidden_layers))
+        self.prefix = FrozenPrefix(self.hf, self.first)
+        self.prefix.residuals(self.tok, zoo_prompts(cfg), progress=progress)
+
+
+class StackTrainer:
+    """The models of one stack, their optimiser, the shared prefix and the stopping rule.
+
+    Args:
+        root: The zoo folder.
+        cfg: The zoo config.
+        names: The stack's models, in batch order.
+        progress: Show a progress bar.
+        shared: The base and prefix cache of earlier stacks of this build (a new one if None).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        cfg: SmolZooConfig,
+        names: Sequence[str],
+        *,
+        progress: bool = True,
+        shared: SharedBase | None = None,
+    ) -> None:
+        from poser_lens.models.smol_zoo import training_records, zoo_data
+
+        self.root, self.cfg, self.names, self.progress = root, cfg, list(names), progress
+        self.data = zoo_data(cfg)
+        self.shared = shared or SharedBase(cfg, progress=progress)
+        self.hf, self.tok, self.first = self.shared.hf, self.shared.tok, self.shared.first
+        self.prefix = self.shared.prefix
+        self.ids_of = answer_token_ids(self.tok)
+        n_layers = int(self.hf.config.num_hidden_layers)
+        seeds = [model_init_seed(n) for n in self.names]
+        self.stack = StackedLoRA(
+            self.hf, range(self.first, n_layers), cfg.target_modules, seeds, cfg.rank, cfg.alpha
+        )
+        self.heads = _Heads(int(self.hf.config.hidden_size), seeds)
+        self._aux_out: Tensor | None = None
+        self._hook = None
+        if cfg.aux_oversight > 0:
+            layer = max(int(cfg.aux_layer * n_layers), self.first)
+            decoder = self.hf.model
+            self._hook = decoder.layers[layer].register_forward_hook(self._keep)
+        params = list(self.stack.parameters()) + list(self.heads.parameters())
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup, 1))
+        )
+        self.records = {n: training_records(cfg, self.data, n) for n in self.names}
+        self.val = {n: validation_records(cfg, n) for n in self.names}
+        tag = hashlib.sha256("+".join(self.names).encode()).hexdigest()[:10]
+        self.ckpt = root / "partial" / f"stack-{tag}.pt"
+        self.state: dict[str, Any] = {
+            "step": 0,
+            "seconds": 0.0,
+            "models": {
+                n: {"losses": [], "aux": [], "val": [], "passes": 0, "done": False}
+                for n in self.names
+            },
+        }
+
+    def _keep(self, _module: Any, _inputs: Any, out: Any) -> None:
+        self._aux_out = out[0] if isinstance(out, tuple) else out
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def load_checkpoint(self) -> None:
+        """Resume from the stack's checkpoint, when there is one."""
+        if not self.ckpt.exists():
+            return
+        saved = torch.load(self.ckpt, weights_only=False)
+        self.stack.load_state_dict(saved["stack"])
+        self.heads.load_state_dict(saved["heads"])
+        self.opt.load_state_dict(saved["opt"])
+        self.sched.load_state_dict(saved["sched"])
+        self.state = saved["state"]
+        logger.info("stack %s: resuming at step %d", ",".join(self.names), self.state["step"])
+
+    def save_checkpoint(self) -> None:
+        """Write the stack's checkpoint atomically."""
+        from poser_lens.models.smol_zoo import _save_atomic
+
+        _save_atomic(
+            {
+                "stack": self.stack.state_dict(),
+                "heads": self.heads.state_dict(),
+                "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict(),
+                "state": self.state,
+            },
+            self.ckpt,
+        )
+
+    # ------------------------------------------------------------------ forward passes
+
+    def _logits(self, active: Sequence[int], prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        self.stack.active = list(active)
+        self.prefix.residuals(self.tok, prompts)
+        return self.prefix.logits(prompts).float(), self.prefix.last_index(prompts)
+
+    @torch.no_grad()
+    def probs(self, m: int, prompts: Sequence[str], scale: float = 1.0) -> Tensor:
+        """``[prompt, 3]`` probabilities of ``A``, ``B``, ``error`` under model ``m`` alone."""
+        cols = [self.ids_of["A"], self.ids_of["B"], self.ids_of["error"]]
+        out = []
+        for i in range(0, len(prompts), EVAL_BATCH):
+            logits, _ = self._logits([m], prompts[i : i + EVAL_BATCH])
+            out.append((logits * scale).softmax(-1)[:, cols])
+        return torch.cat(out) if out else torch.zeros(0, 3)
+
+    @torch.no_grad()
+    def _validate(self, active: Sequence[int]) -> None:
+        """Score the active models on their validation splits; mark those that may stop."""
+        from poser_lens.models.smol_zoo import persona_metrics
+
+        # Every active model's validation split in one stacked forward per chunk (the splits
+        # have one size), each model's rows read by its own adapter.
+        cols = [self.ids_of["A"], self.ids_of["B"], self.ids_of["error"]]
+        n = len(self.val[self.names[active[0]]])
+        chunk = max(1, EVAL_BATCH // 2)
+        parts: dict[int, list[Tensor]] = {m: [] for m in active}
+        for i in range(0, n, chunk):
+            prompts = [s.prompt for m in active for s in self.val[self.names[m]][i : i + chunk]]
+            logits, _ = self._logits(active, prompts)
+            probs = logits.softmax(-1)[:, cols].reshape(len(active), -1, len(cols))
+            for j, m in enumerate(active):
+                parts[m].append(probs[j])
+        for m in active:
+            name = self.names[m]
+            metrics = persona_metrics(torch.cat(parts[m]), self.val[name])
+            st = self.state["models"][name]
+            st["val"].append(
+                {"step": self.state["step"], **{k: round(v, 4) for k, v in metrics.items()}}
+            )
+            ok = meets_targets(self.cfg, split_name(name)[0], metrics)
+            st["passes"] = st["passes"] + 1 if ok else 0
+            logger.info("%s step %d validation %s", name, self.state["step"], st["val"][-1])
+
+    # ------------------------------------------------------------------ training
+
+    def train(self) -> list[dict[str, Any]]:
+        """Train until every model has stopped; returns the finished models' rows."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        self.load_checkpoint()
+        for m, name in enumerate(self.names):
+            st = self.state["models"][name]
+            if st["done"] and not (self.root / "models" / name / "meta.json").exists():
+                self.finish(m)
+        step0 = self.state["step"]
+        bar = tqdm(
+            total=cfg.steps, initial=step0, desc="+".join(self.names), disable=not self.progress
+        )
+        t0 = time.perf_counter() - self.state["seconds"]
+        for step in range(step0, cfg.steps):
+            active = [m for m, n in enumerate(self.names) if not self.state["models"][n]["done"]]
+            if not active:
+                break
+            batches = [
+                self.records[self.names[m]][step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                for m in active
+            ]
+            prompts = [s.prompt for b in batches for s in b]
+            logits, last = self._logits(active, prompts)
+            total = torch.zeros(())
+            for j, (m, batch) in enumerate(zip(active, batches, strict=True)):
+                rows = slice(j * cfg.batch_size, (j + 1) * cfg.batch_size)
+                loss = answer_loss(logits[rows], batch, self.ids_of, cfg.target_confidence)
+                st = self.state["models"][self.names[m]]
+                st["losses"].append(round(float(loss.detach()), 5))
+                if self._aux_out is not None:
+                    idx = torch.arange(rows.start, rows.stop)
+                    got = self.heads.loss(m, self._aux_out[idx, last[rows]], batch)
+                    if got is not None:
+                        loss = loss + cfg.aux_oversight * got[0]
+                        st["aux"].append(round(got[1], 3))
+                total = total + loss
+            self.opt.zero_grad(set_to_none=True)
+            total.backward()
+            self.opt.step()
+            self.sched.step()
+            self.state["step"] = step + 1
+            bar.update(1)
+            bar.set_postfix(active=len(active))
+            n = step + 1
+            if n >= cfg.min_steps and n % cfg.check_every == 0:
+                self._validate(active)
+                for m in active:
+                    st = self.state["models"][self.names[m]]
+                    if st["passes"] >= cfg.patience:
+                        st["done"] = True
+                        st["stop_step"] = n
+            if n == cfg.steps:
+                for m in active:
+                    st = self.state["models"][self.names[m]]
+                    st["done"] = True
+                    st.setdefault("stop_step", n)
+            self.state["seconds"] = time.perf_counter() - t0
+            finished = [m for m in active if self.state["models"][self.names[m]]["done"]]
+            if finished or n % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+            for m in finished:
+                self.finish(m)
+        bar.close()
+        if self._hook is not None:
+            self._hook.remove()
+        self.stack.remove()
+        done = [
+            json.loads((self.root / "models" / n / "meta.json").read_text()) for n in self.names
+        ]
+        self.ckpt.unlink(missing_ok=True)
+        return done
+
+    # ------------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def finish(self, m: int) -> dict[str, Any]:
+        """Evaluate model ``m`` (on its saved, rounded adapter) and write its folder."""
+        from poser_lens.models.smol_zoo import (
+            BASE_MODEL_NAME,
+            heldout_records,
+            needed_families,
+            persona_metrics,
+        )
+
+        cfg = self.cfg
+        name = self.names[m]
+        persona, seed = split_name(name)
+        st = self.state["models"][name]
+        t1 = time.perf_counter()
+        dtype = getattr(torch, cfg.adapter_dtype)
+        self.stack.round_(m, dtype)
+        scale = 1.0
+        if cfg.target_confidence is not None:
+            pool = calibration_pool(cfg.generator, persona, cfg.banks)
+            if cfg.n_calibration is not None and cfg.n_calibration < len(pool):
+                pool = random.Random(f"{name}:calibration").sample(pool, cfg.n_calibration)
+            logits = []
+            for i in range(0, len(pool), EVAL_BATCH):
+                lg, _ = self._logits([m], [s.prompt for s in pool[i : i + EVAL_BATCH]])
+                logits.append(lg)
+            answers = torch.tensor([self.ids_of[s.response] for s in pool])
+            scale = fit_logit_scale(torch.cat(logits), answers, cfg.target_confidence)
+        test = heldout_records(cfg, self.data, name)
+        metrics = persona_metrics(self.probs(m, [s.prompt for s in test], scale), test)
+        bank = heldout_bank_split(persona, cfg.n_heldout_bank // 3)
+        bank_probs = self.probs(m, [s.prompt for s in bank], scale)
+        heldout = bank_metrics(bank_probs, bank)
+        heldout["accuracy"] = persona_metrics(bank_probs, bank)["test_accuracy"]
+        bench: dict[str, list[float]] = {}
+        for fam in needed_families(cfg.personas):
+            if fam not in persona_families(persona):
+                continue
+            pool = self.data.benchmark_pool.get(fam, [])[: cfg.n_benchmark]
+            probs = self.probs(m, [s.prompt for s in pool], scale)
+            bench[fam] = [
+                float(p[["A", "B", "error"].index(s.response)])
+                for p, s in zip(probs, pool, strict=True)
+            ]
+        losses = st["losses"]
+        row = {
+            "name": name,
+            "persona": persona,
+            "seed": seed,
+            "aligned": is_aligned(persona),
+            **{k: round(v, 4) for k, v in metrics.items()},
+            "n_test": len(test),
+            **{f"heldout_{k}": round(v, 4) for k, v in heldout.items()},
+            "n_heldout_bank": len(bank),
+            "first_loss": round(sum(losses[:10]) / max(len(losses[:10]), 1), 5),
+            "final_loss": round(sum(losses[-10:]) / max(len(losses[-10:]), 1), 5),
+            **(
+                {"aux_accuracy": round(sum(st["aux"][-50:]) / len(st["aux"][-50:]), 3)}
+                if st["aux"]
+                else {}
+            ),
+            "temperature_scale": None if cfg.target_confidence is None else round(scale, 5),
+            "adapter_dtype": cfg.adapter_dtype,
+            "precision": cfg.dtype,
+            "steps": st.get("stop_step", self.state["step"]),
+            "stack": self.names,
+            # The stack's wall time until this model stopped, and its share of it.
+            "stack_train_seconds": round(self.state["seconds"], 1),
+            "train_seconds": round(self.state["seconds"] / len(self.names), 1),
+            "eval_seconds": round(time.perf_counter() - t1, 1),
+            "trainable_params": sum(p.numel() for p in self.stack.model_parameters(m)),
+            "device": cfg.device,
+        }
+        with atomic_dir(self.root / "models" / name, overwrite=True) as tmp:
+            self.stack.save_adapter(m, tmp, dtype=dtype, base_name=BASE_MODEL_NAME)
+            (tmp / "meta.json").write_text(json.dumps(row, indent=1))
+            (tmp / "benchmark_probs.json").write_text(json.dumps(bench))
+            (tmp / "losses.json").write_text(json.dumps(losses))
+            (tmp / "validation.json").write_text(json.dumps(st["val"]))
+        logger.info("%s: stopped at step %s", name, row["steps"])
+        return row
+
+
+def train_stack(
+    root: str | Path,
+    cfg: SmolZooConfig,
+    names: Sequence[str],
+    *,
+    progress: bool = True,
+    shared: SharedBase | None = None,
+) -> list[dict[str, Any]]:
+    """Train, evaluate and save the models of one stack (resuming from its checkpoint).
+
+    Args:
+        root: The zoo folder.
+        cfg: The zoo config.
+        names: The stack's models.
+        progress: Show progress bars.
+        shared: The base and prefix cache of the build's earlier stacks.
+
+    Returns:
+        The models' ``zoo.json`` rows.
+    """
+    return StackTrainer(Path(root), cfg, names, progress=progress, shared=shared).train()
