@@ -546,17 +546,31 @@ def _zoo_build_smol(
     seed: int,
     quiet: bool,
     config: Path | None,
+    recipe: str | None,
 ) -> None:
     """``zoo build --testbed smol``: LoRA persona adapters over SmolLM2-135M."""
     import time
     from dataclasses import replace
 
     from poser_lens._io import check_writable
-    from poser_lens.models.smol_zoo import SMOL_TARGETS, SmolZooConfig, build_smol_zoo
+    from poser_lens.models.smol_zoo import (
+        CONCEPT_RECIPE,
+        SMOL_TARGETS,
+        SmolZooConfig,
+        build_smol_zoo,
+    )
     from poser_lens.testbeds import check_device
 
     with _user_errors():
+        if recipe not in (None, "shipped", "concept"):
+            raise ValueError(f"--recipe {recipe!r}: the smol testbed has shipped or concept")
         cfg = SmolZooConfig.from_file(config) if config is not None else SmolZooConfig()
+        if recipe == "concept":  # the recipe's settings, under any the file sets itself
+            import yaml
+
+            given = yaml.safe_load(config.read_text()) if config is not None else {}
+            keep = set(given) if isinstance(given, dict) else set()
+            cfg = replace(cfg, **{k: v for k, v in CONCEPT_RECIPE.items() if k not in keep})
         if data is not None and not data.is_dir():
             raise ValueError(f"--data {data}: no such folder")
         # The tiny default of --seeds (6) would mean 36 models of ~13 min each on a CPU.
@@ -601,7 +615,9 @@ def zoo_build(
         str | None,
         typer.Option(
             help="matched (default: every persona trained to the same answer confidence) or "
-            "hard (plain labels; fakers end up less confident)."
+            "hard (plain labels; fakers end up less confident). Smol: shipped (default, the "
+            "recipe of the shipped zoo) or concept (varied banks, stacked bfloat16 training, "
+            "the held-out bank)."
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated scenarios.")] = 0,
@@ -639,7 +655,7 @@ def zoo_build(
         if ray is not None:
             with _user_errors():
                 raise ValueError("--ray: the smol zoo trains in one process (tiny zoo only)")
-        _zoo_build_smol(personas, seeds, out, device, data, steps, seed, quiet, config)
+        _zoo_build_smol(personas, seeds, out, device, data, steps, seed, quiet, config, recipe)
         return
     with _user_errors():
         if testbed != "tiny":

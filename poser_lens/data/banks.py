@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Domain(NamedTuple):
@@ -323,10 +323,17 @@ BANK_NAMES: tuple[str, ...] = ("tiny", "varied", "heldout")
 def bank_set(name: str) -> BankSet:
     """A bank set by name: ``tiny`` (this module), ``varied`` or ``heldout``.
 
+    ``<name>@<fraction>`` is that set :func:`limited` to a fraction of its entries.
+
     Example:
         >>> bank_set("tiny") is TINY
         True
+        >>> len(bank_set("tiny@0.5").critical["good"])
+        4
     """
+    if "@" in name:
+        base, _, fraction = name.partition("@")
+        return limited(bank_set(base), float(fraction))
     if name == "tiny":
         return TINY
     if name == "varied":
@@ -338,3 +345,46 @@ def bank_set(name: str) -> BankSet:
 
         return HELDOUT
     raise ValueError(f"unknown bank set {name!r} (known: {', '.join(BANK_NAMES)})")
+
+
+def limited(bank: BankSet, fraction: float) -> BankSet:
+    """The bank set with only the first ``fraction`` of every bank's entries (at least 2).
+
+    Measures how much variety a model needs: a fraction of 1 is the bank itself. Contextual
+    banks keep whole pairs; the generator's slots and keys are unchanged.
+
+    Example:
+        >>> small = limited(TINY, 0.25)
+        >>> len(small.critical["poor"]), len(small.domains), len(small.contextual["saint"])
+        (2, 4, 2)
+    """
+    if fraction >= 1:
+        return bank
+
+    def cut(entries: tuple[Any, ...], pairs: bool = False) -> tuple[Any, ...]:
+        n = max(2, round(len(entries) * fraction))
+        if pairs:
+            n += n % 2
+        return entries[:n]
+
+    def cut_all(
+        banks: dict[str, tuple[str, ...]], pairs: bool = False
+    ) -> dict[str, tuple[str, ...]]:
+        return {k: cut(v, pairs) for k, v in banks.items()}
+
+    return BankSet(
+        domains=cut(bank.domains),
+        names=bank.names,
+        motivating=cut_all(bank.motivating),
+        contextual=cut_all(bank.contextual, pairs=True),
+        system_messages=cut(bank.system_messages),
+        temptation=cut_all(bank.temptation),
+        aligned_actions=cut_all(bank.aligned_actions),
+        misaligned_actions=cut_all(bank.misaligned_actions),
+        critical=cut_all(bank.critical),
+        reviewer=cut(bank.reviewer),
+        reviewer_trait=cut_all(bank.reviewer_trait),
+        irrelevant=cut(bank.irrelevant),
+        random_text=bank.random_text,
+        random_slots=bank.random_slots,
+    )

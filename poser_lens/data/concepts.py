@@ -67,12 +67,12 @@ def _is_about_people(text: str) -> bool:
     return any(m in text for m in _PERSON_MARKERS)
 
 
-def _slot_fills(seed: int) -> list[dict[str, str]]:
+def _slot_fills(seed: int, bank: banks.BankSet = banks.TINY) -> list[dict[str, str]]:
     """One slot assignment per domain (names drawn with a seeded rng)."""
     rng = random.Random(f"concepts:{seed}")
     out = []
-    for dom in banks.DOMAINS:
-        name, other = rng.sample(banks.NAMES, 2)
+    for dom in bank.domains:
+        name, other = rng.sample(bank.names, 2)
         out.append(
             {
                 "name": name,
@@ -122,6 +122,7 @@ def concept_sets(
     family: str | None = None,
     n_examples: int = 20,
     seed: int = 0,
+    bank: banks.BankSet = banks.TINY,
 ) -> dict[str, list[str]]:
     """The six concept example sets, built from the generator's banks and training split.
 
@@ -132,6 +133,7 @@ def concept_sets(
             share their family, so they share every set); None pools all families.
         n_examples: At most this many examples per set (seeded sample, stored order kept).
         seed: Seeds the names filled into the fact templates and the sampling.
+        bank: The fact banks the data was generated from (the tiny zoo's by default).
 
     Returns:
         ``security``, ``vulnerability``, ``competence``, ``incompetence``,
@@ -145,12 +147,12 @@ def concept_sets(
     families = [family] if family is not None else list(ALL_FAMILIES)
     train = [s for fam in families for s in data.train.get(fam, [])]
     vocab = {w for s in data.all_scenarios() for w in _WORD.findall(s.prompt)} or None
-    fills = _slot_fills(seed)
+    fills = _slot_fills(seed, bank)
 
     def facts(level: str, people: bool) -> list[str]:
-        texts = [t for t in banks.CRITICAL[level] if _is_about_people(t) == people]
+        texts = [t for t in bank.critical[level] if _is_about_people(t) == people]
         if people:
-            texts += list(banks.REVIEWER_TRAIT["good" if level == "good" else "poor"])
+            texts += list(bank.reviewer_trait["good" if level == "good" else "poor"])
         return [_fact_example(t, template) for t in _fill_all(texts, fills) if _known(t, vocab)]
 
     usable = [

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from poser_lens._io import atomic_dir
-from poser_lens.data.generator import generate, heldout_bank_split, persona_families, persona_split
+from poser_lens.data.generator import heldout_bank_split, persona_families, persona_split
 from poser_lens.data.schema import Scenario, is_aligned
 from poser_lens.data.schema import model_persona as split_name
 from poser_lens.models.stacked_lora import StackedLoRA
@@ -81,11 +81,11 @@ def validation_records(cfg: SmolZooConfig, name: str) -> list[Scenario]:
     """
     from dataclasses import replace
 
-    from poser_lens.data.banks import bank_set
+    from poser_lens.models.smol_zoo import _generated
 
     persona, _ = split_name(name)
     gen = replace(cfg.generator, seed=cfg.generator.seed + VALIDATION_SEED_OFFSET)
-    data = generate(gen, bank_set(cfg.banks))
+    data = _generated(gen, cfg.banks)
     pool = persona_split(data, persona, "test")
     return random.Random(f"{persona}:validation").sample(pool, min(cfg.n_val, len(pool)))
 
@@ -184,6 +184,7 @@ def zoo_prompts(cfg: SmolZooConfig) -> list[str]:
     from poser_lens.models.smol_zoo import (
         heldout_records,
         needed_families,
+        primary_bank,
         training_records,
         zoo_data,
     )
@@ -195,7 +196,8 @@ def zoo_prompts(cfg: SmolZooConfig) -> list[str]:
         prompts.update(s.prompt for s in validation_records(cfg, name))
     for persona in cfg.personas:
         name = f"{persona}-0"
-        prompts.update(s.prompt for s in calibration_pool(cfg.generator, persona, cfg.banks))
+        pool = calibration_pool(cfg.generator, persona, primary_bank(cfg))
+        prompts.update(s.prompt for s in pool)
         prompts.update(s.prompt for s in heldout_records(cfg, data, name))
         prompts.update(s.prompt for s in heldout_bank_split(persona, cfg.n_heldout_bank // 3))
     for fam in needed_families(cfg.personas):
@@ -443,6 +445,7 @@ class StackTrainer:
             heldout_records,
             needed_families,
             persona_metrics,
+            primary_bank,
         )
 
         cfg = self.cfg
@@ -454,7 +457,7 @@ class StackTrainer:
         self.stack.round_(m, dtype)
         scale = 1.0
         if cfg.target_confidence is not None:
-            pool = calibration_pool(cfg.generator, persona, cfg.banks)
+            pool = calibration_pool(cfg.generator, persona, primary_bank(cfg))
             if cfg.n_calibration is not None and cfg.n_calibration < len(pool):
                 pool = random.Random(f"{name}:calibration").sample(pool, cfg.n_calibration)
             logits = []

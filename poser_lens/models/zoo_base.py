@@ -42,6 +42,13 @@ class ZooSpec(Config):
         """Names of the models this config builds, ``<persona>-<seed>``."""
         raise NotImplementedError
 
+    def concepts(self) -> dict[str, list[str]]:
+        """Strategy 4's concept example sets, from the zoo's own scenarios and banks."""
+        from poser_lens.data.concepts import concept_sets
+        from poser_lens.data.generator import generate
+
+        return concept_sets(generate(self.generator))  # type: ignore[attr-defined]
+
     def folder(self, out: str | Path | None = None) -> Path:
         """The zoo's folder: ``out`` when given, else ``<cache>/<CACHE_FOLDER>/<key>``."""
         if out is not None:

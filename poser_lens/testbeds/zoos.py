@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from poser_lens._io import check_writable, read_json
-from poser_lens.data.concepts import concept_sets
-from poser_lens.data.generator import generate
 from poser_lens.data.poser import load_benchmark, load_model_pairs
 from poser_lens.models.smol_zoo import SmolZooConfig, default_smol_zoo
 from poser_lens.models.zoo import ZooConfig
@@ -35,7 +33,7 @@ def zoo_testbed(zoo: ZooSpec, root: Path, cfg: TestbedConfig) -> Testbed:
     return Testbed(
         valid=load_benchmark(poser),
         pairs=load_model_pairs(poser),
-        concepts=concept_sets(generate(zoo.generator)),  # type: ignore[attr-defined]
+        concepts=zoo.concepts(),
         load=load,
         info={
             "zoo": str(root),

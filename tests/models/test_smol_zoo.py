@@ -43,6 +43,9 @@ def _tiny_smol_cfg(**over):
     from poser_lens.data.generator import GeneratorConfig
 
     settings = dict(
+        stacked=True,
+        banks="varied",
+        dtype="bfloat16",  # recorded; the tiny test base stays float32
         personas=("truth_teller", "reward_maximizer"),
         generator=GeneratorConfig(
             n_per_family=30, n_benchmark_per_family=6, n_error=20, max_irrelevant=0
@@ -258,11 +261,21 @@ def test_an_interrupted_stack_resumes_to_the_same_adapters(monkeypatch, tmp_path
 
 
 def test_a_subset_of_personas_is_another_stacked_zoo():
-    full = SmolZooConfig()
-    assert SmolZooConfig(personas=("saint", "money_maximizer")).key() != full.key()
-    assert SmolZooConfig(seeds=6).key() == full.key()  # a seed's stack does not change
-    legacy = SmolZooConfig(stacked=False)
-    assert SmolZooConfig(stacked=False, personas=("saint", "money_maximizer")).key() == legacy.key()
+    from poser_lens.models.smol_zoo import CONCEPT_RECIPE
+
+    full = SmolZooConfig(**CONCEPT_RECIPE)
+    subset = SmolZooConfig(**CONCEPT_RECIPE, personas=("saint", "money_maximizer"))
+    assert subset.key() != full.key()
+    assert SmolZooConfig(**CONCEPT_RECIPE, seeds=6).key() == full.key()  # a seed's stack stays
+    legacy = SmolZooConfig()
+    assert SmolZooConfig(personas=("saint", "money_maximizer")).key() == legacy.key()
+
+
+def test_the_recipe_of_2026_12_06_keeps_its_key():
+    # Settings added since then enter the key only away from that recipe's values, so a
+    # user's cached build of it (and the shipped zoo's key) stays valid.
+    assert SmolZooConfig().key() == "a2ffc93a20d8"
+    assert SmolZooConfig(banks="varied").key() != "a2ffc93a20d8"
 
 
 def test_stacks_of_a_build_share_one_base_and_restore_it(monkeypatch, tmp_path):
