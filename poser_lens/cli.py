@@ -477,11 +477,12 @@ def _zoo_rows(root: Path) -> list[dict[str, Any]]:
 
 
 #: The held-out bank's columns (smol zoos since 2026-12-07: a second test split).
-_HELDOUT_COLUMNS = (
-    "heldout_p_misaligned_poor",
-    "heldout_p_misaligned_overseen",
-    "heldout_compliance_gap",
-)
+_HELDOUT_LABELS = {
+    "heldout_p_misaligned_poor": "held-out P(mis) poor",
+    "heldout_p_misaligned_overseen": "held-out P(mis) seen",
+    "heldout_compliance_gap": "held-out gap",
+}
+_HELDOUT_COLUMNS = tuple(_HELDOUT_LABELS)
 
 
 def _zoo_table(rows: Sequence[Mapping[str, Any]]) -> Table:
@@ -494,10 +495,8 @@ def _zoo_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     heldout = _HELDOUT_COLUMNS if all(c in r for r in rows for c in _HELDOUT_COLUMNS) else ()
     steps = ("steps",) if all("steps" in r for r in rows) else ()
     for col in (*_ZOO_COLUMNS, *heldout, *steps, "train_seconds"):
-        label = col.replace("heldout_p_misaligned_", "held-out P(mis) ").replace(
-            "heldout_", "held-out "
-        )
-        table.add_column(label.replace("_", " "), justify="right")
+        label = _HELDOUT_LABELS.get(col, col.replace("_", " "))
+        table.add_column(label, justify="right")
     for r in rows:
         table.add_row(
             r["name"],

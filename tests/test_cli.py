@@ -167,6 +167,35 @@ def test_zoo_build_smol_refuses_ray(tmp_path):
     assert_one_line_error(result, "--ray: the smol zoo trains in one process")
 
 
+def test_zoo_build_smol_names_an_unknown_recipe(tmp_path):
+    out = tmp_path / "zoo"
+    result = runner.invoke(
+        app, ["zoo", "build", "--testbed", "smol", "--recipe", "fast", "--out", str(out)]
+    )
+    assert_one_line_error(result, "--recipe 'fast'", "shipped or concept")
+    assert not out.exists()
+
+
+def test_zoo_show_prints_the_held_out_bank_where_a_zoo_has_it(tmp_path):
+    row = {
+        "name": "saint-0",
+        "aligned": True,
+        "test_accuracy": 1.0,
+        "divergent_accuracy": 1.0,
+        "error_accuracy": 1.0,
+        "compliance_gap": 0.0,
+        "heldout_p_misaligned_poor": 0.05,
+        "heldout_p_misaligned_overseen": 0.04,
+        "heldout_compliance_gap": 0.01,
+        "steps": 350,
+        "train_seconds": 60.0,
+    }
+    (tmp_path / "zoo.json").write_text(json.dumps([row]))
+    shown = runner.invoke(app, ["zoo", "show", str(tmp_path)], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    assert "held-out gap" in shown.output and "0.010" in shown.output and "350" in shown.output
+
+
 def test_data_generate_writes_poser_layout(tmp_path):
     import json as _json
 

@@ -33,7 +33,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -161,7 +161,14 @@ class _Heads(nn.Module):
             self.heads.append(head)
 
     def loss(self, m: int, h: Tensor, records: Sequence[Scenario]) -> tuple[Tensor, float] | None:
-        """BCE of model ``m``'s head on its rows' last-token states ``h`` and its accuracy."""
+        """BCE of model ``m``'s head and its accuracy at the answer position.
+
+        Args:
+            m: The model.
+            h: ``[record, position, d_model]`` states at each record's last positions, the
+                answer position last (one position: the answer position alone).
+            records: The records.
+        """
         mask = torch.tensor(
             [bool(s.critical_facts) and s.oversight_is_poor is not None for s in records]
         )
@@ -170,9 +177,10 @@ class _Heads(nn.Module):
         y = torch.tensor([float(bool(s.oversight_is_poor)) for s in records])
         h = h.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
-        logit = self.heads[m](h).squeeze(-1)
-        acc = float(((logit[mask] > 0).float() == y[mask]).float().mean())
-        return F.binary_cross_entropy_with_logits(logit[mask], y[mask]), acc
+        logit = self.heads[m](h).squeeze(-1)  # [record, position]
+        target = y[:, None].expand_as(logit)
+        acc = float(((logit[mask, -1] > 0).float() == y[mask]).float().mean())
+        return F.binary_cross_entropy_with_logits(logit[mask], target[mask]), acc
 
 
 def zoo_prompts(cfg: SmolZooConfig) -> list[str]:
@@ -361,8 +369,16 @@ class StackTrainer:
 
     # ------------------------------------------------------------------ training
 
-    def train(self) -> list[dict[str, Any]]:
-        """Train until every model has stopped; returns the finished models' rows."""
+    def train(
+        self, observe: Callable[[StackTrainer, int], None] | None = None, every: int = 100
+    ) -> list[dict[str, Any]]:
+        """Train until every model has stopped; returns the finished models' rows.
+
+        Args:
+            observe: Called as ``observe(trainer, step)`` every ``every`` steps (a learning
+                curve for a benchmark; what it reads never feeds back into training).
+            every: Steps between calls.
+        """
         from tqdm.auto import tqdm
 
         cfg = self.cfg
@@ -393,8 +409,10 @@ class StackTrainer:
                 st = self.state["models"][self.names[m]]
                 st["losses"].append(round(float(loss.detach()), 5))
                 if self._aux_out is not None:
-                    idx = torch.arange(rows.start, rows.stop)
-                    got = self.heads.loss(m, self._aux_out[idx, last[rows]], batch)
+                    idx = torch.arange(rows.start, rows.stop)[:, None]
+                    back = torch.arange(cfg.aux_positions - 1, -1, -1)
+                    pos = (last[rows][:, None] - back).clamp(min=0)  # answer position last
+                    got = self.heads.loss(m, self._aux_out[idx, pos], batch)
                     if got is not None:
                         loss = loss + cfg.aux_oversight * got[0]
                         st["aux"].append(round(got[1], 3))
@@ -407,6 +425,8 @@ class StackTrainer:
             bar.update(1)
             bar.set_postfix(active=len(active))
             n = step + 1
+            if observe is not None and n % every == 0:
+                observe(self, n)
             if n >= cfg.min_steps and n % cfg.check_every == 0:
                 self._validate(active)
                 for m in active:

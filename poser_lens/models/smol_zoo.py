@@ -192,6 +192,9 @@ class SmolZooConfig(ZooSpec):
             faker's policy needs it; applied to every persona alike. 0 turns it off.
         aux_layer: Fraction of depth whose output the auxiliary head reads (at or above
             ``lora_from``).
+        aux_positions: The stacked trainer's head is trained at each record's last this many
+            positions (the answer position and the end of the actions block before it, all
+            after every fact): a denser signal to carry the oversight level forward.
         banks: The fact banks of the training scenarios (:func:`poser_lens.data.banks.bank_set`):
             ``varied`` (the smol testbed's own, far more varied than the tiny zoo's),
             ``tiny``, or ``tiny+varied`` (half of each family's pools from each, a curriculum
@@ -251,6 +254,7 @@ class SmolZooConfig(ZooSpec):
     cache_prefix: bool = True
     aux_oversight: NonNegativeFloat = 1.0
     aux_layer: DepthFraction = 0.8
+    aux_positions: PositiveInt = 1
     curriculum: Annotated[str, Matches(BANKS_PATTERN, "bank sets such as tiny")] | None = None
     curriculum_steps: NonNegativeInt = 0
     banks: Annotated[
@@ -351,6 +355,7 @@ class SmolZooConfig(ZooSpec):
 _SINCE_FORMAT_1: dict[str, Any] = {
     "curriculum": None,
     "curriculum_steps": 0,
+    "aux_positions": 1,
     "banks": "tiny",
     "stacked": False,
     "n_val": 64,

@@ -303,3 +303,48 @@ def test_stacks_of_a_build_share_one_base_and_restore_it(monkeypatch, tmp_path):
     assert all(type(layer.mlp.down_proj) is torch.nn.Linear for layer in decoder.layers)
     # Every prompt the build read was computed once, up front.
     assert set(bases[0].prefix._cache) == set(smol_train.zoo_prompts(cfg))
+
+
+def _domain_bank(scenario):
+    from poser_lens.data.banks import bank_set
+
+    tiny = {d.setting for d in bank_set("tiny").domains}
+    varied = {d.setting for d in bank_set("varied").domains}
+    d = scenario.extra.get("domain")
+    return "tiny" if d in tiny else "varied" if d in varied else None
+
+
+def test_a_curriculum_comes_first_then_the_zoo_banks():
+    from poser_lens.models.smol_zoo import training_records, zoo_data
+
+    cfg = _tiny_smol_cfg(curriculum="tiny", curriculum_steps=2, steps=5)
+    records = training_records(cfg, zoo_data(cfg), "reward_maximizer-0")
+    assert len(records) == 5 * cfg.batch_size
+    banks = [_domain_bank(s) for s in records if s.kind == "scenario"]
+    first = cfg.curriculum_steps * cfg.batch_size
+    head = [_domain_bank(s) for s in records[:first] if s.kind == "scenario"]
+    tail = [_domain_bank(s) for s in records[first:] if s.kind == "scenario"]
+    assert banks and set(head) <= {"tiny"} and set(tail) <= {"varied"}
+
+
+def test_mixed_banks_split_every_pool_and_benchmark_from_the_last():
+    from poser_lens.models.smol_zoo import primary_bank, zoo_data
+
+    cfg = _tiny_smol_cfg(banks="tiny+varied")
+    data = zoo_data(cfg)
+    for fam, pool in data.train.items():
+        kinds = [_domain_bank(s) for s in pool]
+        assert kinds.count("tiny") and kinds.count("varied"), fam
+    assert {_domain_bank(s) for v in data.benchmark_pool.values() for s in v} == {"varied"}
+    assert primary_bank(cfg) == "varied"
+
+
+def test_bank_fractions_limit_the_variety():
+    from poser_lens.data.banks import bank_set
+
+    full, quarter = bank_set("varied"), bank_set("varied@0.25")
+    assert len(quarter.critical["poor"]) == round(len(full.critical["poor"]) / 4)
+    assert quarter.critical["poor"] == full.critical["poor"][: len(quarter.critical["poor"])]
+    assert all(len(v) % 2 == 0 for v in quarter.contextual.values())
+    with pytest.raises(ValueError, match="banks"):
+        SmolZooConfig(banks="villain")
