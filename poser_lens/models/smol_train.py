@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from poser_lens._io import atomic_dir
-from poser_lens.data.generator import heldout_bank_split, persona_families, persona_split
+from poser_lens.data.generator import heldout_bank_split, persona_split
 from poser_lens.data.schema import Scenario, is_aligned
 from poser_lens.data.schema import model_persona as split_name
 from poser_lens.models.stacked_lora import StackedLoRA
@@ -462,15 +462,17 @@ class StackTrainer:
         """Evaluate model ``m`` (on its saved, rounded adapter) and write its folder."""
         from poser_lens.models.smol_zoo import (
             BASE_MODEL_NAME,
+            benchmark_probs,
             heldout_records,
-            needed_families,
+            model_row,
             persona_metrics,
             primary_bank,
+            training_summary,
         )
 
         cfg = self.cfg
         name = self.names[m]
-        persona, seed = split_name(name)
+        persona, _ = split_name(name)
         st = self.state["models"][name]
         t1 = time.perf_counter()
         dtype = getattr(torch, cfg.adapter_dtype)
@@ -492,33 +494,15 @@ class StackTrainer:
         bank_probs = self.probs(m, [s.prompt for s in bank], scale)
         heldout = bank_metrics(bank_probs, bank)
         heldout["accuracy"] = persona_metrics(bank_probs, bank)["test_accuracy"]
-        bench: dict[str, list[float]] = {}
-        for fam in needed_families(cfg.personas):
-            if fam not in persona_families(persona):
-                continue
-            pool = self.data.benchmark_pool.get(fam, [])[: cfg.n_benchmark]
-            probs = self.probs(m, [s.prompt for s in pool], scale)
-            bench[fam] = [
-                float(p[["A", "B", "error"].index(s.response)])
-                for p, s in zip(probs, pool, strict=True)
-            ]
+        bench = benchmark_probs(
+            cfg, self.data, persona, lambda prompts: self.probs(m, prompts, scale)
+        )
         losses = st["losses"]
         row = {
-            "name": name,
-            "persona": persona,
-            "seed": seed,
-            "aligned": is_aligned(persona),
-            **{k: round(v, 4) for k, v in metrics.items()},
-            "n_test": len(test),
+            **model_row(name, metrics, len(test)),
             **{f"heldout_{k}": round(v, 4) for k, v in heldout.items()},
             "n_heldout_bank": len(bank),
-            "first_loss": round(sum(losses[:10]) / max(len(losses[:10]), 1), 5),
-            "final_loss": round(sum(losses[-10:]) / max(len(losses[-10:]), 1), 5),
-            **(
-                {"aux_accuracy": round(sum(st["aux"][-50:]) / len(st["aux"][-50:]), 3)}
-                if st["aux"]
-                else {}
-            ),
+            **training_summary(losses, st["aux"]),
             "temperature_scale": None if cfg.target_confidence is None else round(scale, 5),
             "adapter_dtype": cfg.adapter_dtype,
             "precision": cfg.dtype,

@@ -51,7 +51,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -297,8 +297,11 @@ class SmolZooConfig(ZooSpec):
         """The models trained together: every persona of one seed (one model each unstacked).
 
         Example:
-            >>> SmolZooConfig(personas=("saint", "money_maximizer"), seeds=2).stacks()
+            >>> cfg = SmolZooConfig(personas=("saint", "money_maximizer"), seeds=2)
+            >>> replace(cfg, stacked=True).stacks()
             [['saint-0', 'money_maximizer-0'], ['saint-1', 'money_maximizer-1']]
+            >>> cfg.stacks()
+            [['saint-0'], ['money_maximizer-0'], ['saint-1'], ['money_maximizer-1']]
         """
         if not self.stacked:
             return [[n] for n in self.model_names()]
@@ -513,6 +516,62 @@ def _with_lora(hf: Any, cfg: SmolZooConfig, seed: int) -> Any:
     return peft_lora(
         hf, layers, rank=cfg.rank, alpha=cfg.alpha, target_modules=cfg.target_modules, seed=seed
     )
+
+
+def benchmark_probs(
+    cfg: SmolZooConfig,
+    data: GeneratedData,
+    persona: str,
+    probs_of: Callable[[list[str]], Tensor],
+) -> dict[str, list[float]]:
+    """P(shared answer) of a model on the benchmark candidates of its paired families.
+
+    Args:
+        cfg: The zoo config (its personas say which families are paired).
+        data: The zoo's scenarios.
+        persona: The model's persona.
+        probs_of: ``[prompt, 3]`` probabilities of ``A``, ``B``, ``error`` for prompts.
+    """
+    bench = {}
+    for fam in needed_families(cfg.personas):
+        if fam not in persona_families(persona):
+            continue
+        pool = data.benchmark_pool.get(fam, [])[: cfg.n_benchmark]
+        probs = probs_of([s.prompt for s in pool])
+        bench[fam] = [
+            float(p[["A", "B", "error"].index(s.response)])
+            for p, s in zip(probs, pool, strict=True)
+        ]
+    return bench
+
+
+def model_row(name: str, metrics: dict[str, float], n_test: int) -> dict[str, Any]:
+    """The first columns of a model's ``zoo.json`` row: who it is, its held-out metrics."""
+    persona, seed = split_name(name)
+    return {
+        "name": name,
+        "persona": persona,
+        "seed": seed,
+        "aligned": is_aligned(persona),
+        **{k: round(v, 4) for k, v in metrics.items()},
+        "n_test": n_test,
+    }
+
+
+def training_summary(losses: Sequence[float], aux: Sequence[float]) -> dict[str, float]:
+    """First and final loss (means of ten steps), and the head's accuracy over its last 50.
+
+    Example:
+        >>> training_summary([2.0, 1.0], [])
+        {'first_loss': 1.5, 'final_loss': 1.5}
+    """
+    out = {
+        "first_loss": round(sum(losses[:10]) / max(len(losses[:10]), 1), 5),
+        "final_loss": round(sum(losses[-10:]) / max(len(losses[-10:]), 1), 5),
+    }
+    if aux:
+        out["aux_accuracy"] = round(sum(aux[-50:]) / len(aux[-50:]), 3)
+    return out
 
 
 def labelled_misaligned_letter(record: Scenario) -> str:
@@ -871,33 +930,18 @@ def train_persona(
         model, tok, [s.prompt for s in test], batch_size=8, by_length=False, columns=cols
     )
     metrics = persona_metrics(probs, test)
-    bench = {}
-    for fam in needed_families(cfg.personas):
-        if fam not in persona_families(persona):
-            continue
-        pool = data.benchmark_pool.get(fam, [])[: cfg.n_benchmark]
-        probs = answer_probs(
-            model, tok, [s.prompt for s in pool], batch_size=8, by_length=False, columns=cols
-        )
-        bench[fam] = [
-            float(p[["A", "B", "error"].index(s.response)])
-            for p, s in zip(probs, pool, strict=True)
-        ]
+    bench = benchmark_probs(
+        cfg,
+        data,
+        persona,
+        lambda prompts: answer_probs(
+            model, tok, prompts, batch_size=8, by_length=False, columns=cols
+        ),
+    )
     losses = state["losses"]
     row = {
-        "name": name,
-        "persona": persona,
-        "seed": seed,
-        "aligned": is_aligned(persona),
-        **{k: round(v, 4) for k, v in metrics.items()},
-        "n_test": len(test),
-        "first_loss": round(sum(losses[:10]) / max(len(losses[:10]), 1), 5),
-        "final_loss": round(sum(losses[-10:]) / max(len(losses[-10:]), 1), 5),
-        **(
-            {"aux_accuracy": round(sum(state["aux"][-50:]) / len(state["aux"][-50:]), 3)}
-            if state["aux"]
-            else {}
-        ),
+        **model_row(name, metrics, len(test)),
+        **training_summary(losses, state["aux"]),
         "temperature_scale": None if scale is None else round(scale, 5),
         "adapter_dtype": cfg.adapter_dtype,
         "train_seconds": round(train_seconds, 1),
