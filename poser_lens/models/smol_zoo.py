@@ -924,7 +924,7 @@ def train_persona(
     cols = [ids_of["A"], ids_of["B"], ids_of["error"]]
     scale = None
     if cfg.target_confidence is not None:
-        pool = calibration_pool(cfg.generator, persona)
+        pool = calibration_pool(cfg.generator, persona, primary_bank(cfg))
         if cfg.n_calibration is not None and cfg.n_calibration < len(pool):
             pool = random.Random(f"{name}:calibration").sample(pool, cfg.n_calibration)
         logits = last_token_logits(model, tok, [s.prompt for s in pool], batch_size=8)
