@@ -379,6 +379,16 @@ class StackTrainer:
                 curve for a benchmark; what it reads never feeds back into training).
             every: Steps between calls.
         """
+        try:
+            return self._train(observe, every)
+        finally:  # the shared base leaves as it came, whatever happened
+            if self._hook is not None:
+                self._hook.remove()
+            self.stack.remove()
+
+    def _train(
+        self, observe: Callable[[StackTrainer, int], None] | None, every: int
+    ) -> list[dict[str, Any]]:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
@@ -446,9 +456,6 @@ class StackTrainer:
             for m in finished:
                 self.finish(m)
         bar.close()
-        if self._hook is not None:
-            self._hook.remove()
-        self.stack.remove()
         done = [
             json.loads((self.root / "models" / n / "meta.json").read_text()) for n in self.names
         ]

@@ -45,6 +45,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -410,11 +411,13 @@ def zoo_data(cfg: SmolZooConfig) -> GeneratedData:
     )
 
 
+@functools.lru_cache(maxsize=4)
 def _generated(gen: GeneratorConfig, banks: str) -> GeneratedData:
     """Generated data of one bank set, or of several (``a+b``) with each family's pools split.
 
     Each bank of a mix generates ``1/k`` of every pool (train, test, error prompts) with the
-    generator's seed; the benchmark candidates come from the last bank alone.
+    generator's seed; the benchmark candidates come from the last bank alone. Made once per
+    process for each setting (a build reads it for every model); callers copy before changing.
     """
     names = banks.split("+")
     if len(names) == 1:

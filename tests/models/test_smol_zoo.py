@@ -266,7 +266,7 @@ def test_a_subset_of_personas_is_another_stacked_zoo():
     full = SmolZooConfig(**CONCEPT_RECIPE)
     subset = SmolZooConfig(**CONCEPT_RECIPE, personas=("saint", "money_maximizer"))
     assert subset.key() != full.key()
-    assert SmolZooConfig(**CONCEPT_RECIPE, seeds=6).key() == full.key()  # a seed's stack stays
+    assert SmolZooConfig(**{**CONCEPT_RECIPE, "seeds": 1}).key() == full.key()  # stacks stay
     legacy = SmolZooConfig()
     assert SmolZooConfig(personas=("saint", "money_maximizer")).key() == legacy.key()
 
