@@ -32,8 +32,13 @@ import torch
 
 from poser_lens.data.generator import heldout_bank_split
 from poser_lens.data.schema import model_persona
-from poser_lens.models.smol_train import SharedBase, StackTrainer, bank_metrics
-from poser_lens.models.smol_zoo import CONCEPT_RECIPE, SmolZooConfig, persona_metrics
+from poser_lens.models.smol_train import SharedBase, StackTrainer
+from poser_lens.models.smol_zoo import (
+    CONCEPT_RECIPE,
+    SmolZooConfig,
+    bank_metrics,
+    persona_metrics,
+)
 
 FIELDS = (
     "step", "seconds", "aux_accuracy", "loss", "val_accuracy", "val_divergent", "val_gap",
