@@ -6,8 +6,9 @@ StackedLoRA`): every step runs the frozen base's products once for all models' r
 each model's low-rank update to its own rows. What makes it cheaper than training the models
 one by one (``benchmarks/smol_speed.py`` measures it):
 
-* **precision**: the base runs in ``SmolZooConfig.dtype`` (bfloat16 by default: this CPU's AMX
-  makes its products 2-4x faster); adapters, heads and the optimiser stay float32;
+* **precision**: the base runs in ``SmolZooConfig.dtype`` (bfloat16 in the concept recipe:
+  this CPU's AMX makes its products 2-4x faster); adapters, heads and the optimiser stay
+  float32;
 * **one frozen prefix for the zoo**: the layers below the first adapted one compute the same
   thing for a prompt in every model, so their output is computed once per prompt
   (:class:`~poser_lens.models.smol_zoo.FrozenPrefix`) and shared by every model of the stack,
