@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from poser_lens._io import atomic_dir
@@ -127,26 +126,10 @@ class _Heads(nn.Module):
             self.heads.append(head)
 
     def loss(self, m: int, h: Tensor, records: Sequence[Scenario]) -> tuple[Tensor, float] | None:
-        """BCE of model ``m``'s head and its accuracy at the answer position.
+        """Model ``m``'s head on its rows' last positions (:func:`oversight_loss`)."""
+        from poser_lens.models.smol_zoo import oversight_loss
 
-        Args:
-            m: The model.
-            h: ``[record, position, d_model]`` states at each record's last positions, the
-                answer position last (one position: the answer position alone).
-            records: The records.
-        """
-        mask = torch.tensor(
-            [bool(s.critical_facts) and s.oversight_is_poor is not None for s in records]
-        )
-        if not bool(mask.any()):
-            return None
-        y = torch.tensor([float(bool(s.oversight_is_poor)) for s in records])
-        h = h.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
-        logit = self.heads[m](h).squeeze(-1)  # [record, position]
-        target = y[:, None].expand_as(logit)
-        acc = float(((logit[mask, -1] > 0).float() == y[mask]).float().mean())
-        return F.binary_cross_entropy_with_logits(logit[mask], target[mask]), acc
+        return oversight_loss(self.heads[m], h, records)
 
 
 def zoo_prompts(cfg: SmolZooConfig) -> list[str]:

@@ -842,19 +842,41 @@ class AuxOversight:
 
     def loss(self, last: Tensor, records: Sequence[Scenario]) -> tuple[Tensor, float] | None:
         """The head's loss on the last forward's batch and its accuracy (None: no target)."""
-        mask, poor = self.targets(records)
-        if self._out is None or not bool(mask.any()):
+        if self._out is None:
             return None
-        h = self._out[torch.arange(len(records), device=last.device), last].float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
-        logit = self.head(h).squeeze(-1)
-        m, y = mask.to(logit.device), poor.to(logit.device)
-        acc = float(((logit[m] > 0).float() == y[m]).float().mean())
-        return F.binary_cross_entropy_with_logits(logit[m], y[m]), acc
+        h = self._out[torch.arange(len(records), device=last.device), last]
+        return oversight_loss(self.head, h[:, None], records)
 
     def remove(self) -> None:
         """Take the hook off."""
         self._hook.remove()
+
+
+def oversight_loss(
+    head: torch.nn.Module, h: Tensor, records: Sequence[Scenario]
+) -> tuple[Tensor, float] | None:
+    """An oversight head's BCE on RMS-normalised states and its accuracy at the answer position.
+
+    Args:
+        head: A linear map to one logit ("is oversight poor?").
+        h: ``[record, position, d_model]`` states at each record's last positions, the answer
+            position last (one position: the answer position alone).
+        records: The records; those without a critical fact have no target.
+
+    Returns:
+        The loss over every target position and the accuracy at the answer position, or
+        None when no record has a target.
+    """
+    mask, poor = AuxOversight.targets(records)
+    if not bool(mask.any()):
+        return None
+    h = h.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+    logit = head(h).squeeze(-1)  # [record, position]
+    m, y = mask.to(logit.device), poor.to(logit.device)
+    target = y[:, None].expand_as(logit)
+    acc = float(((logit[m, -1] > 0).float() == y[m]).float().mean())
+    return F.binary_cross_entropy_with_logits(logit[m], target[m]), acc
 
 
 def train_persona(
