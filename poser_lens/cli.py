@@ -214,6 +214,19 @@ _OPTIONS = {
 }
 
 
+def _file_sets(path: Path | None, key: str) -> bool:
+    """Whether the YAML/JSON config file ``path`` (if any) sets ``key`` at its top level."""
+    if path is None or not Path(path).is_file():
+        return False
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError:
+        return False  # the config's own reader names the problem
+    return isinstance(data, dict) and key in data
+
+
 def _from_options(build: Callable[[], T], given: Mapping[str, Any] = {}) -> T:
     """``build()`` (a config), with a bad setting given on the command line named as its option.
 
@@ -753,7 +766,10 @@ def run_command(
     ] = None,
     dtype: Annotated[
         str | None,
-        typer.Option(help="Model dtype (default float32; bfloat16 for poser on a GPU)."),
+        typer.Option(
+            help="Model dtype (default float32; bfloat16 for poser on a GPU; for smol the "
+            "zoo's own precision where the device computes it natively)."
+        ),
     ] = None,
     seeds: Annotated[
         int | None, typer.Option(min=1, help="Tiny zoo: models per persona [default: 6].")
@@ -787,6 +803,7 @@ def run_command(
 ) -> None:
     """Score every model with every strategy, evaluate all pairs, write report and figures."""
     import time
+    from dataclasses import replace
 
     from poser_lens.pipeline import main_job
     from poser_lens.runner import RunConfig
@@ -794,8 +811,6 @@ def run_command(
     with _user_errors():
         if testbed == "poser" and models and models_dir is None and Path(models).is_dir():
             models_dir, models = Path(models), None  # `--models DIR`, as the issue spells it
-        if dtype is None and testbed == "poser" and (device or "").startswith("cuda"):
-            dtype = "bfloat16"  # as Poser
         given: dict[str, Any] = {
             "testbed": testbed,
             "seeds": seeds,
@@ -820,6 +835,12 @@ def run_command(
         cfg = _from_options(
             lambda: RunConfig.from_file(config, **given) if config else RunConfig(**given), given
         )
+        if "dtype" not in given and not _file_sets(config, "dtype"):
+            # No precision named: the testbed's (bfloat16 for poser on a GPU, the zoo's own
+            # for smol where the device computes it natively, else float32).
+            from poser_lens.testbeds import default_dtype
+
+            cfg = replace(cfg, dtype=default_dtype(cfg.testbed_config()))
         t0 = time.perf_counter()
         folder = main_job(cfg, out, progress=not quiet)
         seconds = time.perf_counter() - t0

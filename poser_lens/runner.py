@@ -491,6 +491,7 @@ def _run(
     t_eval = time.perf_counter() - t2
     record = {
         "testbed": cfg.testbed,
+        "precision": cfg.dtype,
         **testbed.info,
         "n_pairs": len(pairs),
         "n_models": len(model_families(pairs)),

@@ -490,3 +490,37 @@ def test_usage_errors_are_one_line_with_exit_code_2(args, fragments, empty_cache
 def test_a_group_without_its_command_shows_its_help():
     result = runner.invoke(app, ["zoo"])
     assert result.exit_code == 2 and "Usage: poser-lens zoo" in result.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "config", "want"),
+    [
+        ([], None, "bfloat16"),  # the zoo's own precision
+        (["--dtype", "float32"], None, "float32"),  # named on the command line
+        ([], "dtype: float32\n", "float32"),  # named in the config file
+    ],
+)
+def test_smol_run_scores_in_the_zoo_precision_unless_told(
+    tmp_path, monkeypatch, extra, config, want
+):
+    import poser_lens.models.hf as hf
+    import poser_lens.pipeline as pipeline
+    from poser_lens._io import write_json_atomic
+    from poser_lens.models.smol_zoo import SmolZooConfig
+
+    zoo = tmp_path / "zoo"
+    write_json_atomic(zoo / SmolZooConfig.CONFIG_FILE, SmolZooConfig(dtype="bfloat16").to_dict())
+    write_json_atomic(zoo / "poser" / "model_pairs.json", [])
+    monkeypatch.setattr(hf, "bfloat16_is_fast", lambda device="cpu": True)
+    seen = {}
+
+    def fake_job(cfg, out, progress=True):
+        seen["dtype"] = cfg.dtype
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(pipeline, "main_job", fake_job)
+    args = ["run", "--testbed", "smol", "--zoo", str(zoo), *extra]
+    if config is not None:
+        args += ["--config", _config(tmp_path, config)]
+    assert_one_line_error(runner.invoke(app, args), "stop here")
+    assert seen["dtype"] == want

@@ -225,6 +225,26 @@ def causal_lm_from_folder(
     return hf.eval()
 
 
+def bfloat16_is_fast(device: str | torch.device = "cpu") -> bool:
+    """Whether ``device`` computes bfloat16 natively, so it runs faster than float32.
+
+    A CUDA GPU that supports bfloat16; a CPU with AMX tiles or AVX-512 BF16 (where SmolLM2's
+    forward runs 3-4x faster in bfloat16, measured 2026-12-07). Anywhere else bfloat16 is
+    emulated, slower than float32 and no more useful.
+
+    Example:
+        >>> isinstance(bfloat16_is_fast("cpu"), bool)
+        True
+    """
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if kind != "cpu":
+        return False
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, p, lambda: False)()) for p in probes)
+
+
 def free_memory() -> None:
     """Collect garbage and release cached CUDA memory (after dropping a model's references)."""
     gc.collect()

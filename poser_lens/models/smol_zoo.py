@@ -94,6 +94,7 @@ from poser_lens.data.schema import (
 )
 from poser_lens.data.schema import model_persona as split_name
 from poser_lens.models.benchmark_build import build_benchmark
+from poser_lens.models.model_card import write_model_card
 from poser_lens.models.smol import scale_final_norm
 from poser_lens.models.training import answer_loss, fit_logit_scale, matched_threshold
 from poser_lens.models.zoo import Confidence, calibration_pool
@@ -1064,7 +1065,7 @@ def build_smol_zoo(
 
 
 def write_zoo_tables(root: Path, cfg: SmolZooConfig) -> None:
-    """``zoo.json`` and the benchmark of every model built in ``root`` so far.
+    """``zoo.json``, the model card and the benchmark of every model built in ``root`` so far.
 
     Models of earlier builds of other personas or seeds count too; without an aligned and a
     faking model of one family there is no pair, and only ``zoo.json`` is written.
@@ -1075,6 +1076,7 @@ def write_zoo_tables(root: Path, cfg: SmolZooConfig) -> None:
         return
     rows = [read_json(models / n / "meta.json") for n in built]
     write_json_atomic(root / "zoo.json", rows)
+    write_model_card(root, cfg.to_dict(), cfg.key(), rows, SMOL_TARGETS)
     if not needed_families([split_name(n)[0] for n in built]):
         return
     data = zoo_data(cfg)

@@ -30,7 +30,14 @@ from poser_lens.testbeds.base import (
     select_pairs,
 )
 from poser_lens.testbeds.poser import check_poser, poser_model_folder, poser_testbed
-from poser_lens.testbeds.zoos import check_smol, check_tiny, smol_testbed, tiny_testbed, zoo_testbed
+from poser_lens.testbeds.zoos import (
+    check_smol,
+    check_tiny,
+    smol_precision,
+    smol_testbed,
+    tiny_testbed,
+    zoo_testbed,
+)
 
 #: Testbed name -> the function that makes it.
 TESTBEDS: dict[str, Callable[..., Testbed]] = {
@@ -62,6 +69,27 @@ def check_testbed(cfg: TestbedConfig | HasTestbedConfig) -> None:
     TESTBED_CHECKS[cfg.testbed](cfg)
 
 
+def default_dtype(cfg: TestbedConfig) -> str:
+    """The precision models are scored in when a run names none.
+
+    * ``poser`` on a GPU: bfloat16, as Poser;
+    * ``smol``: the zoo's precision where the device computes it natively
+      (:func:`~poser_lens.testbeds.zoos.smol_precision`), else float32;
+    * otherwise float32 (the tiny zoo's published numbers depend on it).
+
+    Example:
+        >>> default_dtype(TestbedConfig())
+        'float32'
+        >>> default_dtype(TestbedConfig(testbed="poser", device="cuda"))
+        'bfloat16'
+    """
+    if cfg.testbed == "poser" and cfg.device.startswith("cuda"):
+        return "bfloat16"
+    if cfg.testbed == "smol":
+        return smol_precision(cfg)
+    return "float32"
+
+
 def make_testbed(cfg: TestbedConfig | HasTestbedConfig, *, progress: bool = True) -> Testbed:
     """The testbed ``cfg`` names (built, loaded and checked; models load on demand).
 
@@ -88,11 +116,13 @@ __all__ = [
     "check_device",
     "check_model_names",
     "check_testbed",
+    "default_dtype",
     "make_testbed",
     "model_families",
     "poser_model_folder",
     "poser_testbed",
     "select_pairs",
+    "smol_precision",
     "smol_testbed",
     "tiny_testbed",
     "zoo_testbed",

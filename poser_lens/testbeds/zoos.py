@@ -37,6 +37,8 @@ def zoo_testbed(zoo: ZooSpec, root: Path, cfg: TestbedConfig) -> Testbed:
         load=load,
         info={
             "zoo": str(root),
+            # The precision the zoo was trained in, where it has a choice (the smol zoo).
+            **({"zoo_precision": zoo.dtype} if isinstance(zoo, SmolZooConfig) else {}),
             "zoo_key": zoo.key(),
             "fingerprint": zoo.fingerprint(root),
             "benchmark": read_json(poser / "benchmark_report.json"),
@@ -104,6 +106,24 @@ def _smol_root(cfg: TestbedConfig) -> Path:
 def check_smol(cfg: TestbedConfig) -> None:
     """What the smol testbed needs: a built smol zoo."""
     _smol_root(cfg)
+
+
+def smol_precision(cfg: TestbedConfig) -> str:
+    """The precision a run scores ``cfg``'s smol zoo in when none is given.
+
+    The zoo's own (its ``dtype``: the precision it was trained and evaluated in, part of its
+    key) when this device computes it natively, else float32, which is what a CPU without
+    bfloat16 support gets.
+
+    Raises:
+        ValueError: If the zoo is not built.
+    """
+    from poser_lens.models.hf import bfloat16_is_fast
+
+    zoo = SmolZooConfig.read(_smol_root(cfg)).dtype
+    if zoo == "bfloat16" and not bfloat16_is_fast(cfg.device):
+        return "float32"
+    return zoo
 
 
 def smol_testbed(cfg: TestbedConfig, *, progress: bool = True) -> Testbed:

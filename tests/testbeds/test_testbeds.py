@@ -9,6 +9,7 @@ from poser_lens.testbeds import (
     TESTBEDS,
     TestbedConfig,
     as_testbed_config,
+    default_dtype,
     make_testbed,
     model_families,
     select_pairs,
@@ -71,3 +72,31 @@ def test_tiny_testbed_reads_a_built_zoo_through_the_contract(small_zoo):
 def test_smol_testbed_needs_a_built_zoo(tmp_path):
     with pytest.raises(ValueError, match="no smol zoo"):
         make_testbed(TestbedConfig(testbed="smol", zoo_dir=str(tmp_path)), progress=False)
+
+
+def _smol_zoo_folder(root, dtype):
+    """A folder that passes for a built smol zoo of precision ``dtype`` (config and pairs)."""
+    from poser_lens._io import write_json_atomic
+    from poser_lens.models.smol_zoo import SmolZooConfig
+
+    write_json_atomic(root / SmolZooConfig.CONFIG_FILE, SmolZooConfig(dtype=dtype).to_dict())
+    write_json_atomic(root / "poser" / "model_pairs.json", [])
+    return root
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_smol_runs_score_in_the_zoo_precision_where_the_device_computes_it(
+    tmp_path, monkeypatch, fast
+):
+    import poser_lens.models.hf as hf
+
+    monkeypatch.setattr(hf, "bfloat16_is_fast", lambda device="cpu": fast)
+    bf16 = TestbedConfig(testbed="smol", zoo_dir=str(_smol_zoo_folder(tmp_path, "bfloat16")))
+    assert default_dtype(bf16) == ("bfloat16" if fast else "float32")
+    fp32 = tmp_path / "fp32"
+    fp32.mkdir()
+    fp32_cfg = TestbedConfig(testbed="smol", zoo_dir=str(_smol_zoo_folder(fp32, "float32")))
+    assert default_dtype(fp32_cfg) == "float32"
+    assert default_dtype(TestbedConfig()) == "float32"  # the tiny zoo stays float32
+    with pytest.raises(ValueError, match="no smol zoo"):
+        default_dtype(TestbedConfig(testbed="smol", zoo_dir=str(tmp_path / "none")))
