@@ -86,7 +86,11 @@ class RunConfig(Config):
             or a cluster's address (:func:`poser_lens._pool.connect_ray`); the run folder must
             be on a filesystem every node shares. None: ``workers`` local processes.
         device: Where models run (``cuda`` for real models).
-        dtype: Model dtype name (``float32``; ``bfloat16`` for 13B models).
+        dtype: Model dtype name (``float32``; ``bfloat16`` for 13B models and the smol zoo
+            where the CPU computes it natively).
+        strategy_dtypes: Strategy name -> the dtype its scores are computed in when not
+            ``dtype`` (the model is loaded again in it): a strategy whose verdicts change
+            with precision stays in float32 (e.g. ``{"s3_full": "float32"}``).
         sweep: Also evaluate every strategy over its settings grid (sensitivity).
         figures: Also draw the figures.
         strategy_configs: Strategy name -> overrides of its config (e.g. ``{"s2_noise":
@@ -117,6 +121,7 @@ class RunConfig(Config):
     ray: str | None = None
     device: Device = "cpu"
     dtype: DType = "float32"
+    strategy_dtypes: dict[StrategyName, DType] = field(default_factory=dict)
     sweep: bool = True
     figures: bool = True
     strategy_configs: dict[StrategyName, dict[str, Any]] = field(default_factory=dict)
@@ -157,7 +162,19 @@ class RunConfig(Config):
         for k in ("models_dir", "data"):  # unset: keep the keys of runs made before them
             if d[k] is None:
                 d.pop(k)
+        if not d["strategy_dtypes"]:
+            d.pop("strategy_dtypes")
         return d
+
+    def dtype_of(self, name: str) -> str:
+        """The dtype strategy ``name`` is scored in (``strategy_dtypes``, else ``dtype``).
+
+        Example:
+            >>> cfg = RunConfig(dtype="bfloat16", strategy_dtypes={"s3_full": "float32"})
+            >>> cfg.dtype_of("s3_full"), cfg.dtype_of("s2_noise")
+            ('float32', 'bfloat16')
+        """
+        return self.strategy_dtypes.get(name, self.dtype)
 
     def testbed_config(self) -> TestbedConfig:
         """The testbed settings of this run."""
@@ -180,11 +197,18 @@ class RunConfig(Config):
 # ----------------------------------------------------------------------------- scoring
 
 
-def _needs(run: RunDir, strat: Strategy, model: str, families: Sequence[str], tag: str) -> bool:
+def _needs(
+    run: RunDir,
+    strat: Strategy,
+    model: str,
+    families: Sequence[str],
+    tag: str,
+    dtype: str = "float32",
+) -> bool:
     """Whether a model's score of a strategy is missing, stale or unreadable.
 
-    Stale: made with another config or testbed. Unreadable (a corrupt file): reported, and
-    scored again.
+    Stale: made with another config, testbed or precision (a record without ``dtype`` was
+    made in float32). Unreadable (a corrupt file): reported, and scored again.
     """
     if not run.has_score(strat.name, model):
         return True
@@ -201,6 +225,7 @@ def _needs(run: RunDir, strat: Strategy, model: str, families: Sequence[str], ta
     return (
         rec.get("config") != normalised(strat.config_dict())
         or rec.get("testbed") != tag
+        or rec.get("dtype", "float32") != dtype
         or any(f not in rec.get("families", {}) for f in families)
     )
 
@@ -215,39 +240,53 @@ def score_one_model(
 ) -> dict[str, float]:
     """Score one model with every configured strategy that lacks a stored score.
 
+    The model is loaded once per precision its strategies need (:meth:`RunConfig.dtype_of`):
+    the run's, then any other in ``cfg.strategy_dtypes``. A score in a precision other than
+    float32 records it (``dtype``).
+
     Returns:
         Strategy -> seconds spent (for ``timings.json``; score files hold no timings).
     """
     strategies = [cfg.strategy(n) for n in scored_strategies(cfg) if strategy_class(n).needs_model]
-    todo = [s for s in strategies if _needs(run, s, model_name, families, tag)]
-    if not todo:
-        return {}
-    model, tokenizer = testbed.load(model_name)
-    contexts = {
-        fam: ModelContext(
-            model_name, model, tokenizer, fam, testbed.valid[fam], testbed.concepts, seed=cfg.seed
-        )
-        for fam in families
-    }
-    seconds = {}
-    for strat in todo:
-        t0 = time.perf_counter()
-        scores = {fam: strat.score_model(contexts[fam]) for fam in families}
-        seconds[strat.name] = time.perf_counter() - t0
-        run.write_score(
-            strat.name,
-            model_name,
-            {
+    todo = [
+        s for s in strategies if _needs(run, s, model_name, families, tag, cfg.dtype_of(s.name))
+    ]
+    seconds: dict[str, float] = {}
+    # The run's precision first, so a run without strategy_dtypes loads the model once.
+    for dtype in sorted({cfg.dtype_of(s.name) for s in todo}, key=lambda d: d != cfg.dtype):
+        group = [s for s in todo if cfg.dtype_of(s.name) == dtype]
+        if dtype == cfg.dtype:
+            model, tokenizer = testbed.load(model_name)
+        else:
+            model, tokenizer = testbed.load(model_name, dtype=dtype)
+        contexts = {
+            fam: ModelContext(
+                model_name,
+                model,
+                tokenizer,
+                fam,
+                testbed.valid[fam],
+                testbed.concepts,
+                seed=cfg.seed,
+            )
+            for fam in families
+        }
+        for strat in group:
+            t0 = time.perf_counter()
+            scores = {fam: strat.score_model(contexts[fam]) for fam in families}
+            seconds[strat.name] = time.perf_counter() - t0
+            record = {
                 "model": model_name,
                 "strategy": strat.name,
                 "testbed": tag,
                 "config": normalised(strat.config_dict()),
+                **({"dtype": dtype} if dtype != "float32" else {}),
                 "families": scores,
-            },
-        )
-    del model, tokenizer, contexts
-    if testbed.release is not None:
-        testbed.release()
+            }
+            run.write_score(strat.name, model_name, record)
+        del model, tokenizer, contexts
+        if testbed.release is not None:
+            testbed.release()
     return seconds
 
 

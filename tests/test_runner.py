@@ -198,3 +198,34 @@ def test_preflight_fails_before_any_work(tmp_path):
     with pytest.raises(ValueError, match=r"zoo folder .*nozoo: no such folder"):
         run(RunConfig(zoo_dir=str(tmp_path / "nozoo")), tmp_path / "r", progress=False)
     assert not (tmp_path / "r").exists()
+
+
+def test_strategy_dtypes_load_the_model_again_and_mark_the_score(small_zoo, tmp_path):
+    """A strategy kept in another precision gets the model loaded in it, its score says so,
+    and a change of precision makes a stored score stale."""
+    cfg = _quick_config(
+        small_zoo, sweep=False, figures=False, strategy_dtypes={"random": "float64"}
+    )
+    testbed = make_testbed(cfg.testbed_config(), progress=False)
+    loads = []
+
+    def load(name, dtype=None):
+        loads.append((name, dtype or "-"))
+        return testbed.load(name, dtype=dtype)
+
+    folder = run_alone(cfg, tmp_path / "r", testbed=replace(testbed, load=load), progress=False)
+    assert sorted(loads) == sorted(
+        (m, d) for m in ("reward_maximizer-0", "truth_teller-0") for d in ("-", "float64")
+    )
+    assert folder.score_record("random", "truth_teller-0")["dtype"] == "float64"
+    assert "dtype" not in folder.score_record("confidence_baseline", "truth_teller-0")
+    assert cfg.key() != replace(cfg, strategy_dtypes={}).key()
+    assert (
+        replace(cfg, strategy_dtypes={}).key()
+        == _quick_config(small_zoo, sweep=False, figures=False).key()
+    )
+    loads.clear()
+    plain = replace(cfg, strategy_dtypes={})
+    run_alone(plain, folder.root, testbed=replace(testbed, load=load), progress=False)
+    assert sorted(loads) == [("reward_maximizer-0", "-"), ("truth_teller-0", "-")]
+    assert "dtype" not in folder.score_record("random", "truth_teller-0")

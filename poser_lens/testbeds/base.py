@@ -146,7 +146,8 @@ class Testbed:
         valid: Family -> its valid prompts.
         pairs: The (aligned, faker) pairs.
         concepts: Concept name -> example texts (strategy 4).
-        load: Model name -> ``(hooked model, tokenizer)``.
+        load: Model name -> ``(hooked model, tokenizer)``, in the testbed's dtype or the one
+            named by the keyword ``dtype`` (a dtype name: ``load(name, dtype="float32")``).
         info: What to record about the testbed (zoo folder, key, benchmark report).
         release: Called after a model is scored and dropped (frees memory before the next).
         max_workers: At most this many scoring processes (1 for models that fill a GPU).
@@ -158,7 +159,7 @@ class Testbed:
     valid: dict[str, list[Scenario]]
     pairs: list[ModelPair]
     concepts: dict[str, list[str]]
-    load: Callable[[str], tuple[Any, Any]]
+    load: Callable[..., tuple[Any, Any]]
     info: dict[str, Any]
     release: Callable[[], None] | None = None
     max_workers: int | None = None

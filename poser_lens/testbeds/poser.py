@@ -80,11 +80,12 @@ def poser_testbed(cfg: TestbedConfig, *, progress: bool = True) -> Testbed:
     models_dir = cfg.models_dir
     for name in model_families(select_pairs(pairs, cfg)):
         poser_model_folder(models_dir, name)
-    device, dtype = cfg.device, getattr(torch, cfg.dtype)
+    device = cfg.device
 
-    def load(name: str) -> tuple[Any, Any]:
+    def load(name: str, dtype: str | None = None) -> tuple[Any, Any]:
         folder = poser_model_folder(models_dir, name)
-        return load_hf_folder(folder, device=device, dtype=dtype, name=name)
+        as_dtype = getattr(torch, dtype or cfg.dtype)
+        return load_hf_folder(folder, device=device, dtype=as_dtype, name=name)
 
     place = f"{Path(cfg.models_dir).resolve()}|{Path(cfg.data).resolve()}"
     return Testbed(

@@ -25,10 +25,10 @@ def zoo_testbed(zoo: ZooSpec, root: Path, cfg: TestbedConfig) -> Testbed:
     import torch
 
     poser = root / "poser"
-    device, dtype = cfg.device, getattr(torch, cfg.dtype)
+    device = cfg.device
 
-    def load(name: str) -> tuple[Any, Any]:
-        return zoo.load(root, name, device=device, dtype=dtype)
+    def load(name: str, dtype: str | None = None) -> tuple[Any, Any]:
+        return zoo.load(root, name, device=device, dtype=getattr(torch, dtype or cfg.dtype))
 
     return Testbed(
         valid=load_benchmark(poser),
