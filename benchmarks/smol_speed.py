@@ -16,9 +16,12 @@ It prints both, the ratio (reference / stacked), and every model's in-distributi
 held-out-bank metrics, so a faster recipe that makes worse models shows as such.
 
 Scoring (``--score``): CPU seconds per model of ``poser-lens run --testbed smol`` with every
-strategy on one pair (``--pair``), the reference run settings (``benchmarks/smol_run.yaml``,
-float32) against ``--score-config`` (default the same file at ``--score-dtype bfloat16``),
-each in a fresh process on the zoo given by ``--zoo``.
+strategy on one pair (``--pair``) or the pairs of ``--models``, the reference run settings
+(``benchmarks/smol_run.yaml``, float32) against ``--score-config`` (default the same file at
+``--score-dtype bfloat16``), each in a fresh process on the zoo given by ``--zoo``; then, per
+strategy, how often the two runs' verdicts agree pair by pair (a strategy whose verdicts
+change with precision is kept in float32 by the run config's ``strategy_dtypes``).
+``--keep DIR`` keeps both run folders; ``--agree REFERENCE NEW`` only compares two.
 
 Run: ``python benchmarks/smol_speed.py [--train] [--score --zoo DIR]``. Training both ways
 takes about an hour on the 2-core CPU; ``--steps N`` caps both trainings at N steps for a
@@ -28,6 +31,7 @@ quick check (the stopping rule then rarely acts, so the ratio is not the recipe'
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
 import json
 import resource
@@ -117,16 +121,70 @@ def _cpu_seconds_of(cmd: list[str]) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def _verdicts(run: Path) -> dict[str, dict[tuple[str, str], bool]]:
+    """Strategy -> (aligned, faker) -> whether the verdict named the faker."""
+    out = {}
+    for path in sorted((run / "verdicts").glob("*.csv")):
+        with path.open() as f:
+            out[path.stem] = {
+                (r["aligned"], r["faker"]): r["correct"] == "True" for r in csv.DictReader(f)
+            }
+    return out
+
+
+def agreement(reference: Path, new: Path) -> dict[str, dict[str, float]]:
+    r"""Per strategy: how often two runs' verdicts agree, pair by pair, and each accuracy.
+
+    Example:
+        >>> import tempfile
+        >>> a, b = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
+        >>> for root, got in ((a, "True"), (b, "False")):
+        ...     (root / "verdicts").mkdir()
+        ...     text = "aligned,faker,correct\nsaint-0,money_maximizer-0," + got + "\n"
+        ...     _ = (root / "verdicts" / "s2.csv").write_text(text)
+        >>> agreement(a, b)["s2"]["agree"]
+        0.0
+    """
+    ref, other = _verdicts(reference), _verdicts(new)
+    out = {}
+    for name in sorted(set(ref) & set(other)):
+        pairs = sorted(set(ref[name]) & set(other[name]))
+        if not pairs:
+            continue
+        n = len(pairs)
+        out[name] = {
+            "n_pairs": n,
+            "agree": sum(ref[name][p] == other[name][p] for p in pairs) / n,
+            "accuracy_reference": sum(ref[name][p] for p in pairs) / n,
+            "accuracy_new": sum(other[name][p] for p in pairs) / n,
+        }
+    return out
+
+
+def _print_agreement(rows: dict[str, dict[str, float]]) -> None:
+    print("  verdicts, reference against new (pairs whose verdict is the same):")
+    print("    " + "strategy".ljust(24) + "pairs  agree  acc. ref  acc. new")
+    for name, r in rows.items():
+        print(
+            f"    {name:24}{r['n_pairs']:5d}  {r['agree']:5.2f}  {r['accuracy_reference']:8.2f}"
+            f"  {r['accuracy_new']:8.2f}"
+        )
+
+
 def score(args: argparse.Namespace) -> None:
-    """CPU seconds per model of a full run on one pair, reference settings against new ones."""
+    """CPU seconds per model of a full run, reference settings against new ones, and how
+    often the two runs' verdicts agree."""
     if args.zoo is None:
         raise SystemExit("--score needs --zoo DIR (a built smol zoo)")
-    models = args.pair
+    models = args.models or args.pair
+    n_models = len(models.split(","))
     here = Path(__file__).parent
     cfg = str(args.score_config or here / "smol_run.yaml")
     ref = str(here / "smol_run.yaml")
     out = {}
+    keep = args.keep
     with tempfile.TemporaryDirectory() as tmp:
+        root = Path(keep) if keep is not None else Path(tmp)
         for label, config, dtype in (
             ("reference", ref, "float32"),
             ("new", cfg, args.score_dtype),
@@ -135,14 +193,16 @@ def score(args: argparse.Namespace) -> None:
                 sys.executable, "-c", "from poser_lens.cli import app; app()",
                 "run", "--testbed", "smol",
                 "--zoo", str(args.zoo), "--config", config, "--models", models,
-                "--dtype", dtype, "--workers", "1", "--no-figures", "--no-sweep", "--quiet",
-                "--out", str(Path(tmp) / label),
+                "--dtype", dtype, "--workers", str(args.workers), "--no-figures", "--no-sweep",
+                "--quiet", "--out", str(root / label),
             ]  # fmt: skip
-            out[label] = _cpu_seconds_of(cmd) / 2
-    print(f"smol scoring speed, {datetime.date.today()}, pair {models}")
+            out[label] = _cpu_seconds_of(cmd) / n_models
+        rows = agreement(root / "reference", root / "new")
+    print(f"smol scoring speed, {datetime.date.today()}, models {models}")
     print(f"  reference ({ref}, float32): {out['reference']:.0f} CPU s a model")
     print(f"  new ({cfg}, {args.score_dtype}): {out['new']:.0f} CPU s a model")
     print(f"  ratio {out['reference'] / out['new']:.2f}x")
+    _print_agreement(rows)
 
 
 def main() -> None:
@@ -154,9 +214,19 @@ def main() -> None:
     parser.add_argument("--reference-persona", default="fitness_maximizer")
     parser.add_argument("--zoo", type=Path, default=None, help="Smol zoo to score.")
     parser.add_argument("--pair", default="truth_teller-0,reward_maximizer-0")
+    parser.add_argument("--models", default=None, help="Score these models (default --pair).")
+    parser.add_argument("--workers", type=int, default=1, help="Scoring processes.")
+    parser.add_argument("--keep", type=Path, default=None, help="Keep both runs here.")
+    parser.add_argument(
+        "--agree", nargs=2, type=Path, default=None, metavar=("REFERENCE", "NEW"),
+        help="Only compare the verdicts of two existing run folders.",
+    )  # fmt: skip
     parser.add_argument("--score-config", type=Path, default=None)
     parser.add_argument("--score-dtype", default="bfloat16")
     args = parser.parse_args()
+    if args.agree:
+        _print_agreement(agreement(*args.agree))
+        return
     if args.train or not args.score:
         train(args)
     if args.score:
