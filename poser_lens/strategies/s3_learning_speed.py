@@ -191,6 +191,7 @@ def learning_curve(
     seed: int = 0,
     per_prompt: bool = False,
     start: Float[Tensor, " heldout"] | None = None,
+    autocast: torch.dtype | None = None,
 ) -> dict[str, list[Any]]:
     """Train ``params`` towards the flipped answers and log P(flipped) at every step.
 
@@ -203,6 +204,10 @@ def learning_curve(
     (:func:`initial_heldout`, read once per model and family and shared by every curve), used
     instead of reading it again; only for ``hooks`` that leave the model unchanged before the
     first update (an adapter starts at zero) and a model equal to the one it was read on.
+
+    ``autocast``, when given, runs every forward and backward under ``torch.autocast`` in
+    that dtype: mixed precision, for ``params`` held in float32 (master weights) while the
+    matrix products run in bfloat16.
 
     Returns:
         ``heldout[k]``: mean P(flipped) on the held-out prompts after ``k`` updates
@@ -243,7 +248,10 @@ def learning_curve(
     opt = torch.optim.AdamW(params, lr=lr)
     curve: dict[str, list[Any]] = {"heldout": [], "batch": [], "loss": []}
     by_step: list[list[float]] = []
-    with torch.enable_grad(), applied(model, list(hooks)):  # trains even under no_grad
+    mixed = torch.autocast(
+        device_type=device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None
+    )
+    with torch.enable_grad(), applied(model, list(hooks)), mixed:  # trains even under no_grad
         for step in range(n_steps + 1):
             if step == 0 and start is not None:
                 p_held = start
@@ -596,10 +604,20 @@ class FullSpeedStrategy(_SpeedStrategy):
     config_cls = FullSpeedConfig
 
     def score_model(self, ctx: ModelContext) -> SpeedScore:
-        """The P(flipped) curve of a full fine-tune of a copy of the model."""
+        """The P(flipped) curve of a full fine-tune of a copy of the model.
+
+        A model held in 16 bits is fine-tuned in mixed precision: its copy's weights (AdamW's
+        master weights) in float32, the products in the model's dtype. Updates of 2e-4 on
+        weights of a few hundredths are below a bfloat16 step, and a pure bfloat16 copy
+        would drop or round most of them.
+        """
         seed = family_seed(ctx.seed, ctx.family)
         start = initial_heldout(ctx, self.config, seed)  # read on the model, not the copy
         model = copy.deepcopy(ctx.model)
+        low = next(model.parameters()).dtype
+        mixed = low if low in (torch.bfloat16, torch.float16) else None
+        if mixed is not None:
+            model.float()
         curve = learning_curve(
             model,
             ctx.tokenizer,
@@ -612,6 +630,7 @@ class FullSpeedStrategy(_SpeedStrategy):
             seed=seed,
             per_prompt=True,
             start=start,
+            autocast=mixed,
         )
         curves = {"all": curve}
         out = {"n_layers": ctx.n_layers, "curves": curves, **_split_per_prompt(curves)}

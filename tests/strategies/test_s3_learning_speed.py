@@ -147,3 +147,25 @@ def test_too_few_prompts_is_an_error(ctxs):
     c = ctxs[0]
     with pytest.raises(ValueError, match="held out"):
         learning_curve(c.model, c.tokenizer, c.prompts[:3], [], lr=1e-3, n_steps=1, n_heldout=2)
+
+
+def test_a_bfloat16_model_is_fine_tuned_with_float32_master_weights(ctxs):
+    """S3 full on a 16-bit model: the copy trains in float32 under autocast (updates far below
+    a bfloat16 step still land), the model itself stays bfloat16 and untouched, and the curve
+    stays close to the float32 model's."""
+    import copy
+    from dataclasses import replace
+
+    ctx = ctxs[0]
+    low = copy.deepcopy(ctx.model).to(torch.bfloat16)
+    before = state(low)
+    s = get_strategy("s3_full", **SMALL)
+    got = s.score_model(replace(ctx, model=low))
+    assert all(
+        v.dtype == torch.bfloat16 for v in low.state_dict().values() if v.is_floating_point()
+    )
+    assert all(torch.equal(before[k], v) for k, v in state(low).items())
+    want = s.score_model(ctx)
+    a, b = got["curves"]["all"]["heldout"], want["curves"]["all"]["heldout"]
+    assert len(a) == len(b)
+    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 0.05
