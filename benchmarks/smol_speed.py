@@ -185,9 +185,10 @@ def score(args: argparse.Namespace) -> None:
     keep = args.keep
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(keep) if keep is not None else Path(tmp)
+        # The new settings first: a failure shows before the long float32 run.
         for label, config, dtype in (
-            ("reference", ref, "float32"),
             ("new", cfg, args.score_dtype),
+            ("reference", ref, "float32"),
         ):
             cmd = [
                 sys.executable, "-c", "from poser_lens.cli import app; app()",
