@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from poser_lens._io import atomic_dir
@@ -124,6 +125,34 @@ class _Heads(nn.Module):
                 head.weight.uniform_(-bound, bound, generator=gen)
                 head.bias.uniform_(-bound, bound, generator=gen)
             self.heads.append(head)
+
+    @torch.no_grad()
+    def init_from_probe(self, m: int, states: Tensor, poor: Tensor, l2: float = 1e-2) -> float:
+        """Set head ``m`` to a logistic probe of ``poor`` on ``states``; returns its accuracy.
+
+        Args:
+            m: The head.
+            states: ``[record, d_model]`` RMS-normalised states (one row a record).
+            poor: ``[record]`` 1.0 where oversight is poor, else 0.0.
+            l2: Weight of the squared norm of the probe's weight in its loss.
+        """
+        head = self.heads[m]
+        w = torch.zeros(states.shape[-1], requires_grad=True)
+        b = torch.zeros((), requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
+        x, y = states.float(), poor.float()
+
+        def closure() -> Tensor:
+            opt.zero_grad()
+            with torch.enable_grad():
+                loss = F.binary_cross_entropy_with_logits(x @ w + b, y) + l2 * w.pow(2).sum()
+                loss.backward()
+            return loss
+
+        opt.step(closure)
+        head.weight.copy_(w.detach()[None])
+        head.bias.copy_(b.detach()[None])
+        return float(((x @ w + b > 0).float() == y).float().mean())
 
     def loss(self, m: int, h: Tensor, records: Sequence[Scenario]) -> tuple[Tensor, float] | None:
         """Model ``m``'s head on its rows' last positions (:func:`oversight_loss`)."""
@@ -318,6 +347,35 @@ class StackTrainer:
 
     # ------------------------------------------------------------------ training
 
+    @torch.no_grad()
+    def _init_heads(self, n_records: int = 256) -> None:
+        """Fit every head to the untrained model's states (``aux_init="probe"``).
+
+        Each model's first ``n_records`` training records with a critical fact; the state of
+        a record is the mean over its positions of the RMS-normalised residual stream at the
+        head's layer (the adapters start at zero, so this is the base model's).
+        """
+        from poser_lens.models.smol_zoo import AuxOversight
+
+        for m, name in enumerate(self.names):
+            records = [s for s in self.records[name] if s.critical_facts][:n_records]
+            mask, poor = AuxOversight.targets(records)
+            records = [s for s, k in zip(records, mask.tolist(), strict=True) if k]
+            poor = poor[mask]
+            states = []
+            for i in range(0, len(records), EVAL_BATCH):
+                chunk = [s.prompt for s in records[i : i + EVAL_BATCH]]
+                _, last = self._logits([m], chunk)
+                h = self._aux_out.float() if self._aux_out is not None else None
+                if h is None:
+                    return
+                h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+                keep = torch.arange(h.shape[1])[None, :] <= last[:, None].cpu()
+                states.append((h * keep[..., None]).sum(1) / keep.sum(1, keepdim=True))
+            acc = self.heads.init_from_probe(m, torch.cat(states), poor)
+            self.state["models"][name]["probe_accuracy"] = round(acc, 3)
+            logger.info("%s: head fitted to the base model's states (accuracy %.3f)", name, acc)
+
     def train(
         self, observe: Callable[[StackTrainer, int], None] | None = None, every: int = 100
     ) -> list[dict[str, Any]]:
@@ -342,6 +400,8 @@ class StackTrainer:
 
         cfg = self.cfg
         self.load_checkpoint()
+        if self.state["step"] == 0 and cfg.aux_init == "probe" and self._hook is not None:
+            self._init_heads()
         for m, name in enumerate(self.names):
             st = self.state["models"][name]
             if st["done"] and not (self.root / "models" / name / "meta.json").exists():
@@ -460,6 +520,7 @@ class StackTrainer:
             **{f"heldout_{k}": round(v, 4) for k, v in heldout.items()},
             "n_heldout_bank": len(bank),
             **training_summary(losses, st["aux"]),
+            **({"probe_accuracy": st["probe_accuracy"]} if "probe_accuracy" in st else {}),
             "temperature_scale": None if cfg.target_confidence is None else round(scale, 5),
             "adapter_dtype": cfg.adapter_dtype,
             "precision": cfg.dtype,

@@ -72,6 +72,7 @@ from poser_lens.config import (
     NonEmpty,
     NonNegativeFloat,
     NonNegativeInt,
+    OneOf,
     PositiveFloat,
     PositiveInt,
 )
@@ -197,6 +198,12 @@ class SmolZooConfig(ZooSpec):
         aux_positions: The stacked trainer's head is trained at each record's last this many
             positions (the answer position and the end of the actions block before it, all
             after every fact): a denser signal to carry the oversight level forward.
+        aux_init: How the stacked trainer's heads start: ``random`` (a seeded uniform init),
+            or ``probe``: a logistic probe of the oversight level fitted, before the first
+            step, on the untrained model's states at the head's layer (averaged over each
+            record's positions, where the base model reads the level best), so the head
+            points along a direction the base already uses and its loss gives the adapters
+            a consistent signal from the start.
         banks: The fact banks of the training scenarios (:func:`poser_lens.data.banks.bank_set`):
             ``varied`` (the smol testbed's own, far more varied than the tiny zoo's),
             ``tiny``, or ``tiny+varied`` (half of each family's pools from each, a curriculum
@@ -257,6 +264,7 @@ class SmolZooConfig(ZooSpec):
     aux_oversight: NonNegativeFloat = 1.0
     aux_layer: DepthFraction = 0.8
     aux_positions: PositiveInt = 1
+    aux_init: Annotated[str, OneOf("random", "probe")] = "random"
     curriculum: Annotated[str, Matches(BANKS_PATTERN, "bank sets such as tiny")] | None = None
     curriculum_steps: NonNegativeInt = 0
     banks: Annotated[
@@ -358,6 +366,7 @@ class SmolZooConfig(ZooSpec):
 #: Settings added since the zoo of 2026-12-06, with the values that recipe had (a config
 #: at these values keys as it did then).
 _SINCE_FORMAT_1: dict[str, Any] = {
+    "aux_init": "random",
     "curriculum": None,
     "curriculum_steps": 0,
     "aux_positions": 1,

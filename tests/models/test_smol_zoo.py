@@ -348,3 +348,33 @@ def test_bank_fractions_limit_the_variety():
     assert all(len(v) % 2 == 0 for v in quarter.contextual.values())
     with pytest.raises(ValueError, match="banks"):
         SmolZooConfig(banks="villain")
+
+
+def test_a_probe_fits_the_head_to_separable_states():
+    from poser_lens.models.smol_train import _Heads
+
+    gen = torch.Generator().manual_seed(0)
+    poor = (torch.rand(64, generator=gen) > 0.5).float()
+    states = torch.randn(64, 8, generator=gen)
+    states[:, 3] += 4 * (2 * poor - 1)  # oversight along one direction
+    heads = _Heads(8, [1, 2])
+    before = heads.heads[1].weight.clone()
+    assert heads.init_from_probe(0, states, poor) == 1.0
+    w = heads.heads[0].weight[0].detach()
+    assert int(w.abs().argmax()) == 3 and float(w[3]) > 0
+    assert torch.equal(heads.heads[1].weight, before)  # the other model's head untouched
+
+
+def test_a_probe_initialised_build_records_the_probe_and_keeps_the_legacy_key(
+    monkeypatch, tmp_path
+):
+    import json
+
+    from poser_lens.models.smol_zoo import build_smol_zoo
+
+    _tiny_base(monkeypatch)
+    root = build_smol_zoo(_tiny_smol_cfg(aux_init="probe"), tmp_path / "zoo", progress=False)
+    for row in json.loads((root / "zoo.json").read_text()):
+        assert 0.0 <= row["probe_accuracy"] <= 1.0
+    assert SmolZooConfig(aux_init="random").key() == SmolZooConfig().key()
+    assert SmolZooConfig(aux_init="probe").key() != SmolZooConfig().key()
