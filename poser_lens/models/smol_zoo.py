@@ -397,9 +397,14 @@ CONCEPT_RECIPE: dict[str, Any] = {
     "dtype": "bfloat16",
     # The auxiliary head trained at the last 16 positions, not the answer position alone:
     # with the varied banks the single-position head stayed at chance for 800 steps, the
-    # dense one read the oversight level at 0.85-0.99 by step 400-600 (docs/smol.md).
+    # dense one read the oversight level at 0.85-0.99 by step 400-600 in one run (docs/smol.md).
     "aux_positions": 16,
-    "steps": 2400,
+    # Heads fitted to the base model's states before the first step: in a stack of fakers
+    # their accuracy rose from step 300-450, against 900-1,400 from a random start.
+    "aux_init": "probe",
+    # Fakers learn the oversight level at widely varying steps: a generous cap, the stopping
+    # rule ends each model as soon as it meets its targets.
+    "steps": 4000,
     "seeds": 6,
 }
 
