@@ -400,7 +400,7 @@ CONCEPT_RECIPE: dict[str, Any] = {
     # dense one read the oversight level at 0.85-0.99 by step 400-600 in one run (docs/smol.md).
     "aux_positions": 16,
     # Heads fitted to the base model's states before the first step: in a stack of fakers
-    # their accuracy rose from step 300-450, against 900-1,400 from a random start.
+    # their accuracy passed 0.65 at step 300-350, against 800-1,300 from a random start.
     "aux_init": "probe",
     # Fakers learn the oversight level at widely varying steps: a generous cap, the stopping
     # rule ends each model as soon as it meets its targets.
