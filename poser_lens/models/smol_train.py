@@ -36,7 +36,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -136,7 +136,7 @@ class _Heads(nn.Module):
             poor: ``[record]`` 1.0 where oversight is poor, else 0.0.
             l2: Weight of the squared norm of the probe's weight in its loss.
         """
-        head = self.heads[m]
+        head = cast(nn.Linear, self.heads[m])
         w = torch.zeros(states.shape[-1], requires_grad=True)
         b = torch.zeros((), requires_grad=True)
         opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
