@@ -257,8 +257,7 @@ class StackTrainer:
         )
         self.records = {n: training_records(cfg, self.data, n) for n in self.names}
         self.val = {n: validation_records(cfg, n) for n in self.names}
-        tag = hashlib.sha256("+".join(self.names).encode()).hexdigest()[:10]
-        self.ckpt = root / "partial" / f"stack-{tag}.pt"
+        self.ckpt = checkpoint_path(root, self.names)
         self.state: dict[str, Any] = {
             "step": 0,
             "seconds": 0.0,
@@ -541,6 +540,17 @@ class StackTrainer:
             (tmp / "validation.json").write_text(json.dumps(st["val"]))
         logger.info("%s: stopped at step %s", name, row["steps"])
         return row
+
+
+def checkpoint_path(root: Path, names: Sequence[str]) -> Path:
+    """Where the stack of ``names`` keeps its training checkpoint in the zoo folder ``root``.
+
+    Example:
+        >>> checkpoint_path(Path("zoo"), ["saint-0", "money_maximizer-0"]).parent.name
+        'partial'
+    """
+    tag = hashlib.sha256("+".join(names).encode()).hexdigest()[:10]
+    return Path(root) / "partial" / f"stack-{tag}.pt"
 
 
 def train_stack(

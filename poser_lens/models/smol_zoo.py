@@ -1066,10 +1066,14 @@ def build_smol_zoo(
             if not todo:
                 continue
             if cfg.stacked:
-                from poser_lens.models.smol_train import SharedBase, train_stack
+                from poser_lens.models.smol_train import SharedBase, checkpoint_path, train_stack
 
+                # The whole stack resumes from its checkpoint; without one (a fresh machine:
+                # checkpoints are not committed) only the models not yet built train, so a
+                # committed model is never trained again.
+                names = stack if checkpoint_path(root, stack).exists() else todo
                 shared = shared or SharedBase(cfg, progress=progress)
-                train_stack(root, cfg, stack, progress=progress, shared=shared)
+                train_stack(root, cfg, names, progress=progress, shared=shared)
             else:
                 for name in todo:
                     train_persona(root, cfg, name, progress=progress)

@@ -378,3 +378,47 @@ def test_a_probe_initialised_build_records_the_probe_and_keeps_the_legacy_key(
         assert 0.0 <= row["probe_accuracy"] <= 1.0
     assert SmolZooConfig(aux_init="random").key() == SmolZooConfig().key()
     assert SmolZooConfig(aux_init="probe").key() != SmolZooConfig().key()
+
+
+def test_a_stack_without_its_checkpoint_trains_only_the_models_not_built(monkeypatch, tmp_path):
+    """A later sitting on another machine (no checkpoint) never retrains a committed model."""
+    import json
+
+    from poser_lens.models import smol_train
+    from poser_lens.models.smol_zoo import build_smol_zoo
+
+    _tiny_base(monkeypatch)
+    monkeypatch.setattr(
+        smol_train, "meets_targets", lambda cfg, persona, m: persona == "truth_teller"
+    )
+    cfg = _tiny_smol_cfg(steps=4, patience=1)
+    calls = {"n": 0}
+    real = smol_train.StackTrainer.save_checkpoint
+
+    def crash_after_aligned_stops(self):
+        real(self)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(smol_train.StackTrainer, "save_checkpoint", crash_after_aligned_stops)
+    with pytest.raises(KeyboardInterrupt):
+        build_smol_zoo(cfg, tmp_path / "zoo", progress=False)
+    done = tmp_path / "zoo" / "models" / "truth_teller-0"
+    before = (done / "adapter_model.safetensors").read_bytes()
+    for ckpt in (tmp_path / "zoo" / "partial").glob("*.pt"):
+        ckpt.unlink()  # a fresh clone: the checkpoint was never committed
+    monkeypatch.setattr(smol_train.StackTrainer, "save_checkpoint", real)
+    seen = []
+    real_init = smol_train.StackTrainer.__init__
+
+    def record(self, root, cfg, names, **kw):
+        seen.append(list(names))
+        real_init(self, root, cfg, names, **kw)
+
+    monkeypatch.setattr(smol_train.StackTrainer, "__init__", record)
+    root = build_smol_zoo(cfg, tmp_path / "zoo", progress=False)
+    assert seen == [["reward_maximizer-0"]]
+    assert (done / "adapter_model.safetensors").read_bytes() == before
+    names = {r["name"] for r in json.loads((root / "zoo.json").read_text())}
+    assert names == {"truth_teller-0", "reward_maximizer-0"}
