@@ -410,6 +410,8 @@ class StackTrainer:
             total=cfg.steps, initial=step0, desc="+".join(self.names), disable=not self.progress
         )
         t0 = time.perf_counter() - self.state["seconds"]
+        # CPU seconds too: a wall clock also counts the time the process was paused or shared.
+        c0 = time.process_time() - self.state.get("cpu_seconds", 0.0)
         for step in range(step0, cfg.steps):
             active = [m for m, n in enumerate(self.names) if not self.state["models"][n]["done"]]
             if not active:
@@ -458,6 +460,7 @@ class StackTrainer:
                     st["done"] = True
                     st.setdefault("stop_step", n)
             self.state["seconds"] = time.perf_counter() - t0
+            self.state["cpu_seconds"] = time.process_time() - c0
             finished = [m for m in active if self.state["models"][self.names[m]]["done"]]
             if finished or n % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
@@ -528,6 +531,8 @@ class StackTrainer:
             # The stack's wall time until this model stopped, and its share of it.
             "stack_train_seconds": round(self.state["seconds"], 1),
             "train_seconds": round(self.state["seconds"] / len(self.names), 1),
+            # The process's CPU seconds (every thread) until then; immune to pauses.
+            "stack_train_cpu_seconds": round(self.state.get("cpu_seconds", 0.0), 1),
             "eval_seconds": round(time.perf_counter() - t1, 1),
             "trainable_params": sum(p.numel() for p in self.stack.model_parameters(m)),
             "device": cfg.device,

@@ -197,6 +197,7 @@ def test_stacked_build_reports_both_test_splits_and_its_stack(monkeypatch, tmp_p
     for row in json.loads((root / "zoo.json").read_text()):
         assert row["stack"] == ["truth_teller-0", "reward_maximizer-0"]
         assert row["precision"] == "bfloat16" and row["n_heldout_bank"] == 6
+        assert row["stack_train_cpu_seconds"] > 0
         for key in (
             "heldout_p_misaligned_poor",
             "heldout_p_misaligned_overseen",
