@@ -354,7 +354,7 @@ class StackTrainer:
         a record is the mean over its positions of the RMS-normalised residual stream at the
         head's layer (the adapters start at zero, so this is the base model's).
         """
-        from poser_lens.models.smol_zoo import AuxOversight
+        from poser_lens.models.smol_zoo import AuxOversight, rms_normalised
 
         for m, name in enumerate(self.names):
             records = [s for s in self.records[name] if s.critical_facts][:n_records]
@@ -365,10 +365,8 @@ class StackTrainer:
             for i in range(0, len(records), EVAL_BATCH):
                 chunk = [s.prompt for s in records[i : i + EVAL_BATCH]]
                 _, last = self._logits([m], chunk)
-                h = self._aux_out.float() if self._aux_out is not None else None
-                if h is None:
-                    return
-                h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+                assert self._aux_out is not None  # the head's hook is set (aux_oversight > 0)
+                h = rms_normalised(self._aux_out)
                 keep = torch.arange(h.shape[1])[None, :] <= last[:, None].cpu()
                 states.append((h * keep[..., None]).sum(1) / keep.sum(1, keepdim=True))
             acc = self.heads.init_from_probe(m, torch.cat(states), poor)

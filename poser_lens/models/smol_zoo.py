@@ -867,6 +867,19 @@ class AuxOversight:
         self._hook.remove()
 
 
+def rms_normalised(h: Tensor) -> Tensor:
+    """``h`` in float32, divided by its root mean square over the last axis.
+
+    An oversight head's input, in training and when a probe fits the head.
+
+    Example:
+        >>> rms_normalised(torch.tensor([[3.0, 4.0]])).pow(2).mean().round(decimals=4).item()
+        1.0
+    """
+    h = h.float()
+    return h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+
+
 def oversight_loss(
     head: torch.nn.Module, h: Tensor, records: Sequence[Scenario]
 ) -> tuple[Tensor, float] | None:
@@ -885,9 +898,7 @@ def oversight_loss(
     mask, poor = AuxOversight.targets(records)
     if not bool(mask.any()):
         return None
-    h = h.float()
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
-    logit = head(h).squeeze(-1)  # [record, position]
+    logit = head(rms_normalised(h)).squeeze(-1)  # [record, position]
     m, y = mask.to(logit.device), poor.to(logit.device)
     target = y[:, None].expand_as(logit)
     acc = float(((logit[m, -1] > 0).float() == y[m]).float().mean())

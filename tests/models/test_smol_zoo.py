@@ -230,13 +230,14 @@ def test_the_stopping_rule_stops_each_model_on_its_own(monkeypatch, tmp_path):
     assert len(losses) == 2
 
 
-def test_an_interrupted_stack_resumes_to_the_same_adapters(monkeypatch, tmp_path):
+def _build_interrupted(monkeypatch, cfg, out):
+    """Build ``cfg`` into ``out``, interrupted right after the second checkpoint is saved.
+
+    Returns:
+        The real ``save_checkpoint`` (still patched out: put it back to resume).
+    """
     from poser_lens.models import smol_train
     from poser_lens.models.smol_zoo import build_smol_zoo
-
-    _tiny_base(monkeypatch)
-    cfg = _tiny_smol_cfg(steps=4)
-    whole = build_smol_zoo(cfg, tmp_path / "whole", progress=False)
 
     calls = {"n": 0}
     real = smol_train.StackTrainer.save_checkpoint
@@ -249,7 +250,19 @@ def test_an_interrupted_stack_resumes_to_the_same_adapters(monkeypatch, tmp_path
 
     monkeypatch.setattr(smol_train.StackTrainer, "save_checkpoint", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
-        build_smol_zoo(cfg, tmp_path / "resumed", progress=False)
+        build_smol_zoo(cfg, out, progress=False)
+    return real
+
+
+def test_an_interrupted_stack_resumes_to_the_same_adapters(monkeypatch, tmp_path):
+    from poser_lens.models import smol_train
+    from poser_lens.models.smol_zoo import build_smol_zoo
+
+    _tiny_base(monkeypatch)
+    cfg = _tiny_smol_cfg(steps=4)
+    whole = build_smol_zoo(cfg, tmp_path / "whole", progress=False)
+
+    real = _build_interrupted(monkeypatch, cfg, tmp_path / "resumed")
     assert list((tmp_path / "resumed" / "partial").glob("stack-*.pt"))
     monkeypatch.setattr(smol_train.StackTrainer, "save_checkpoint", real)
     resumed = build_smol_zoo(cfg, tmp_path / "resumed", progress=False)
@@ -393,18 +406,7 @@ def test_a_stack_without_its_checkpoint_trains_only_the_models_not_built(monkeyp
         smol_train, "meets_targets", lambda cfg, persona, m: persona == "truth_teller"
     )
     cfg = _tiny_smol_cfg(steps=4, patience=1)
-    calls = {"n": 0}
-    real = smol_train.StackTrainer.save_checkpoint
-
-    def crash_after_aligned_stops(self):
-        real(self)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(smol_train.StackTrainer, "save_checkpoint", crash_after_aligned_stops)
-    with pytest.raises(KeyboardInterrupt):
-        build_smol_zoo(cfg, tmp_path / "zoo", progress=False)
+    real = _build_interrupted(monkeypatch, cfg, tmp_path / "zoo")  # after the aligned stops
     done = tmp_path / "zoo" / "models" / "truth_teller-0"
     before = (done / "adapter_model.safetensors").read_bytes()
     for ckpt in (tmp_path / "zoo" / "partial").glob("*.pt"):
