@@ -7,7 +7,9 @@ honour the umask (a shared cache or run folder is as readable as any file the us
 and a file that already holds the text is not rewritten (a complete read-only cache is
 usable). :func:`removed_on_error` drops a folder a failed job made before it held any work,
 :func:`check_writable` checks an output folder before the work starts, and
-:func:`fingerprint` hashes a tree of files.
+:func:`fingerprint` hashes a tree of files. :func:`step_lock` and :func:`building` let
+several processes build one folder together (OS file locks, :mod:`filelock`), each step done
+once.
 
 Example:
     >>> import tempfile, pathlib
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -29,7 +32,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from filelock import FileLock, Timeout
+
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+#: The folder of a build folder's locks (``<folder>/.locks``): not part of what is built
+#: (never hashed, copied or read as output).
+LOCKS = ".locks"
 
 
 def _create(parent: Path, name: str, make: Callable[[Path], T]) -> tuple[Path, T]:
@@ -146,7 +157,8 @@ def removed_on_error(
 
     A job that fails before it has anything worth resuming (a bad setting, a missing input)
     leaves nothing behind; ``keep(folder)`` says whether it holds such work (stored scores,
-    trained models), which an interrupted job resumes from.
+    trained models), which an interrupted job resumes from. Nor is a folder that another
+    process is building (:func:`others_building`) removed.
 
     Example:
         >>> import tempfile, pathlib
@@ -165,9 +177,103 @@ def removed_on_error(
     try:
         yield
     except BaseException:
-        if not existed and path.is_dir() and not keep(path):
+        if not existed and path.is_dir() and not keep(path) and not others_building(path):
             shutil.rmtree(path, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def step_lock(folder: str | os.PathLike[str], step: str) -> Iterator[None]:
+    """Hold the lock of one build step of ``folder`` for the block (``.locks/<step>.lock``).
+
+    Several processes building one folder (two runs sharing a cache) each take a step's lock
+    before doing it, and inside it check again whether the step's output is there: the
+    second waits for the first, then finds its output and reuses it, so every step is done
+    once. The locks are the operating system's (:class:`filelock.FileLock`, ``flock`` on
+    POSIX), released when the process holding one ends however it ends, so a killed build
+    never blocks another; on a filesystem without them (some network filesystems) filelock
+    falls back to lock files that a killed process leaves behind (delete ``.locks`` then).
+
+    Args:
+        folder: The folder being built (created if missing).
+        step: The step's name (a file name).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> with step_lock(root, "base"):
+        ...     sorted(p.name for p in (root / LOCKS).iterdir())
+        ['base.lock']
+    """
+    path = Path(folder) / LOCKS / f"{step}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        logger.info("%s: another process is doing %s; waiting for it", folder, step)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def building(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Say, for the block, that this process is building ``folder``.
+
+    A lock of its own (``.locks/build-<random>.lock``), held for the block: while it is held,
+    another process's failed build of the same folder does not remove it
+    (:func:`removed_on_error`, :func:`others_building`).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> with building(root):
+        ...     others_building(root)
+        False
+    """
+    path = Path(folder) / LOCKS / f"build-{secrets.token_hex(8)}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path)
+    lock.acquire(timeout=0)  # a name of its own: nobody else takes it
+    _OWN_BUILDS.add(path.resolve())
+    try:
+        yield
+    finally:
+        _OWN_BUILDS.discard(path.resolve())
+        path.unlink(missing_ok=True)
+        lock.release()
+
+
+#: The build locks this process holds (:func:`building`).
+_OWN_BUILDS: set[Path] = set()
+
+
+def others_building(folder: str | os.PathLike[str]) -> bool:
+    """Whether another live process is building ``folder`` (:func:`building`).
+
+    The lock files of builds that ended without removing theirs (a killed process) are
+    dropped on the way.
+
+    Example:
+        >>> import tempfile
+        >>> others_building(tempfile.mkdtemp())
+        False
+    """
+    for path in sorted((Path(folder) / LOCKS).glob("build-*.lock")):
+        if path.resolve() in _OWN_BUILDS:
+            continue
+        lock = FileLock(path)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return True
+        with contextlib.suppress(OSError):
+            path.unlink()
+        lock.release()
+    return False
 
 
 def check_writable(folder: str | os.PathLike[str], what: str = "folder") -> None:

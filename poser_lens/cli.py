@@ -706,6 +706,20 @@ def zoo_show(
 # ----------------------------------------------------------------------------- run
 
 
+def _model_names(value: str | None) -> tuple[str, ...] | None:
+    """``--models``: names as ``<persona>-<seed>``, however spelled (others left for the check)."""
+    from poser_lens.data.schema import model_name
+
+    def name(spelling: str) -> str:
+        try:
+            return model_name(spelling)
+        except ValueError:
+            return spelling  # the config check names it
+
+    names = _csv(value)
+    return None if names is None else tuple(map(name, names))
+
+
 def _csv(value: str | None) -> tuple[str, ...] | None:
     return tuple(x.strip() for x in value.split(",") if x.strip()) if value else None
 
@@ -759,7 +773,10 @@ def run_command(
     testbed: Annotated[str | None, typer.Option(help="tiny (default), smol or poser.")] = None,
     models_dir: Annotated[
         Path | None,
-        typer.Option(help="Poser: HF checkpoint folders (<persona>-<seed>/, models/together/)."),
+        typer.Option(
+            help="Poser: folder of HF checkpoint folders (<persona>-<seed> or <persona>_<seed>, "
+            "at any depth: models/together/, models/saint_fix/retrained/)."
+        ),
     ] = None,
     data: Annotated[
         Path | None, typer.Option(help="Poser: the Poser checkout (benchmark, model_pairs.json).")
@@ -822,7 +839,7 @@ def run_command(
             "figures": figures,
             "strategies": _csv(strategies),
             "pairs": pairs,
-            "models": _csv(models),
+            "models": _model_names(models),
             "zoo_dir": str(zoo) if zoo else None,
             "zoo_config": str(zoo_config) if zoo_config else None,
             "models_dir": str(models_dir) if models_dir else None,

@@ -38,7 +38,6 @@ BLOCK_HOOKS: dict[str, str] = {
     "resid_post": "blocks.{L}.hook_resid_post",
     "attn_out": "blocks.{L}.hook_attn_out",
     "ln2_normalized": "blocks.{L}.ln2.hook_normalized",
-    "mlp_in": "blocks.{L}.hook_mlp_in",
     "mlp_out": "blocks.{L}.hook_mlp_out",
     "pattern": "blocks.{L}.attn.hook_pattern",
     "z": "blocks.{L}.attn.hook_z",

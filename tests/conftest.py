@@ -56,6 +56,21 @@ def poser_copy(tmp_path: Path) -> Path:
     return Path(shutil.copytree(POSER_ROOT, tmp_path / "poser"))
 
 
+#: A Poser checkout whose names are spelled as the real release spells them, and worse (our own
+#: invented records): probs keys in other folders and with ``_`` before the seed, mixed within
+#: a file and a record; ``Saint-and-Fitness.json``; ``Truth-Teller/train_0.json``;
+#: ``reward-maximizer/``; pairs spelled ``saint_0`` or as paths, one without valid_data, one
+#: with an extra key. Every faker is less confident than every aligned model (``saint_10``,
+#: in probs but in no pair, is the least confident of all).
+POSER_IRREGULAR = FIXTURES / "poser_irregular"
+
+
+@pytest.fixture
+def poser_irregular() -> Path:
+    """The read-only irregular Poser fixture checkout."""
+    return POSER_IRREGULAR
+
+
 @pytest.fixture
 def poser_totals() -> dict:
     """What ``inspect_root`` counts in the fixture checkout."""

@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 
@@ -263,6 +264,36 @@ def test_data_confound_balanced(poser_copy, tmp_path):
     assert inspect(out, "--json").exit_code == 0
     again = confound(poser_copy, "--balanced", out)
     assert_one_line_error(again, str(out), "not an empty folder")
+
+
+def test_data_commands_read_irregular_spellings(poser_irregular, tmp_path):
+    # Issue 28: probs keys as ../models/saint_fix/retrained/saint_0 and mixed spellings,
+    # Saint-and-Fitness.json, pairs spelled saint_0, persona folders spelled Truth-Teller.
+    result = confound(poser_irregular, "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["pairs"] == 8 and list(report["families"]) == [
+        "saint_and_fitness",
+        "truth_and_reward",
+    ]
+    assert {row["accuracy"] for row in report["statistics"].values()} == {1.0}
+    out = tmp_path / "balanced"
+    result = confound(poser_irregular, "--balanced", out, "--min-keep", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "saint_and_fitness" in result.stdout and (out / "confound_balance.json").is_file()
+    totals = json.loads(inspect(out, "--json").stdout)
+    assert totals["model_pairs"] == 8 and totals["benchmark"] == {"files": 2, "records": 12}
+
+
+def test_data_confound_ambiguous_keys(poser_irregular, tmp_path):
+    root = tmp_path / "poser"
+    shutil.copytree(poser_irregular, root)
+    path = root / "data" / "benchmark" / "truth_and_reward.json"
+    records = read_json(path)
+    records[4]["probs"]["../models/together/truth_teller-0"] = 0.99  # also truth_teller_0
+    write_json_atomic(path, records)
+    result = confound(root, "--json")
+    assert_one_line_error(result, str(path), "record 4", "ambiguous", "'truth_teller_0'")
 
 
 # --- fail fast and clearly (issue 18) ----------------------------------------------------------

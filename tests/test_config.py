@@ -90,7 +90,7 @@ def test_content_hashes_are_those_of_the_caches_already_built():
     assert ZooConfig(recipe="hard").key() == "79f9d6782f26"
     assert RunConfig().key() == "2343e54380"
     assert RunConfig(testbed="poser", models_dir="x", data="y").key() == "6d1e26fc60"
-    assert ZooConfig(seeds=2, workers=1, valid_margin=1.0).key() == ZooConfig().key()
+    assert ZooConfig(seeds=12, workers=1, valid_margin=1.0).key() == ZooConfig().key()
 
 
 # --- declared validation (issue 18) ------------------------------------------------------------

@@ -7,6 +7,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from poser_lens._io import write_json_atomic
 from poser_lens.cli import app
 from poser_lens.data.poser import ModelPair, write_model_pairs, write_scenarios
 from poser_lens.runner import RunConfig, score_models
@@ -25,7 +26,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def setup(tmp_path_factory):
     """``root/poser`` (benchmark file + model_pairs.json) and ``root/models`` with both layouts.
 
-    The aligned model is ``models/<name>``, the faker ``models/models/together/<name>``.
+    The aligned model is ``models/<name>``, the faker ``models/models/together/<persona>_<seed>``
+    (spelled with ``_``, issue 28); the pair spells both names otherwise again.
     """
     from poser_lens.data.generator import GeneratorConfig, generate
     from poser_lens.models.hf import toy_llama_tokenizer, write_toy_llama
@@ -34,11 +36,15 @@ def setup(tmp_path_factory):
     data = generate(GeneratorConfig(n_per_family=10, n_benchmark_per_family=30, n_error=2))
     bench = data.benchmark_pool[FAMILY][:24]
     write_scenarios(root / "poser" / "data" / "benchmark" / f"{FAMILY}.json", bench)
-    write_model_pairs(root / "poser" / "model_pairs.json", [PAIR])
+    spelled = {"aligned": "truth_teller_0", "misaligned": "../models/together/reward_maximizer-0"}
+    write_json_atomic(
+        root / "poser" / "model_pairs.json", [{**spelled, "valid_data": PAIR.valid_data}]
+    )
     tok = toy_llama_tokenizer([s.prompt for s in bench], vocab_size=200)
     shape = {"d_model": 32, "n_heads": 4, "n_kv_heads": 2, "d_mlp": 64}
     write_toy_llama(root / "models" / ALIGNED, tok, seed=0, **shape)
-    write_toy_llama(root / "models" / "models" / "together" / FAKER, tok, seed=1, **shape)
+    faker = root / "models" / "models" / "together" / FAKER.replace("-", "_")
+    write_toy_llama(faker, tok, seed=1, **shape)
     return root
 
 

@@ -17,8 +17,10 @@ intervals that resample models, see :func:`poser_lens.stats.cluster_bootstrap_ci
 :func:`balanced_benchmark` writes a copy of the checkout whose benchmark files keep, per
 family, a subset of the prompts on which every statistic is near chance.
 
-Model keys of real Poser ``probs`` are paths (``../models/together/saint-1``); pairs name
-plain models (``saint-1``); :func:`match_model_key` finds one in the other.
+Model keys of real Poser ``probs`` are paths spelled in more than one way
+(``../models/together/saint-1``, ``../models/saint_fix/retrained/saint_1``); pairs name plain
+models (``saint-1``); :func:`match_model_key` finds one in the other, through
+:func:`~poser_lens.data.schema.model_name`.
 
 Example:
     >>> pair_outcomes([0.99, 0.98, 0.97], [0.90, 0.99, 0.96])
@@ -33,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,11 +48,13 @@ from poser_lens.data.benchmark import CONFIDENCE_STATISTICS, confidence_margins,
 from poser_lens.data.poser import (
     ModelPair,
     PoserFormatError,
+    benchmark_files,
     check_valid_data,
     load_benchmark,
     load_model_pairs,
     resolve_root,
 )
+from poser_lens.data.schema import model_name, model_spellings
 from poser_lens.stats import bootstrap_ci, cluster_bootstrap_ci
 
 logger = logging.getLogger(__name__)
@@ -131,19 +134,15 @@ def pair_outcomes(aligned_probs: Sequence[float], faker_probs: Sequence[float]) 
 # Model keys
 
 
-def _basename(key: str) -> str:
-    return re.split(r"[/\\]", key.rstrip("/\\"))[-1]
+def match_model_key(name: str, keys: Iterable[str], *, where: str = "record") -> str:
+    r"""The key of a record's ``probs`` that belongs to the model ``name``.
 
-
-def match_model_key(name: str, keys: Iterable[str], *, where: str = "probs") -> str:
-    r"""The key of a record's ``probs`` that belongs to the plain model name ``name``.
-
-    An exact match wins; otherwise the key whose last path component (after the last ``/`` or
-    ``\``, trailing slashes stripped) equals ``name``, so ``saint-1`` never matches
-    ``../models/together/saint-10``.
+    Keys and ``name`` are read by :func:`~poser_lens.data.schema.model_name`: the last path
+    component counts, with ``-`` or ``_`` before the seed, so ``saint-1`` is
+    ``../models/saint_fix/retrained/saint_1`` and never ``../models/together/saint-10``.
 
     Args:
-        name: A model name ``<persona>-<seed>``.
+        name: A model name ``<persona>-<seed>`` (or any spelling of one).
         keys: The record's model keys.
         where: The file (and record) the keys come from, for the error message.
 
@@ -151,21 +150,17 @@ def match_model_key(name: str, keys: Iterable[str], *, where: str = "probs") -> 
         The matching key.
 
     Raises:
-        ValueError: If no key, or more than one, matches (the message names the model and
-            ``where``).
+        ValueError: If no key names the model, or two keys name one model (the message
+            names ``where``, the model and the keys).
 
     Example:
-        >>> match_model_key("genie-2", ["..\\models\\genie-2\\", "../models/genie-20"])
-        '..\\models\\genie-2\\'
+        >>> match_model_key("genie-2", ["..\\models\\genie_2\\", "../models/genie-20"])
+        '..\\models\\genie_2\\'
     """
     keys = list(keys)
-    if name in keys:
-        return name
-    found = [k for k in keys if _basename(k) == name]
-    if len(found) == 1:
-        return found[0]
-    if found:
-        raise ValueError(f"{where}: model {name!r} is ambiguous in probs: {', '.join(found)}")
+    found = model_spellings(keys, where=where, what="probs keys").get(model_name(name))
+    if found is not None:
+        return found
     shown = ", ".join(keys[:4]) + (f", ... ({len(keys)} keys)" if len(keys) > 4 else "")
     raise ValueError(f"{where}: model {name!r} not in probs (keys: {shown or 'none'})")
 
@@ -229,13 +224,14 @@ def _load(root: PathLike) -> tuple[Path, dict[str, _Family]]:
         raise ValueError(f"{pairs_file}: no pairs")
     check_valid_data(root, pairs)
     bench = load_benchmark(root)
+    files = benchmark_files(root)
     by_family: dict[str, list[ModelPair]] = {}
     for pair in pairs:
         by_family.setdefault(pair.family, []).append(pair)
     families = {}
     for name in sorted(by_family):
         fam_pairs = by_family[name]
-        path = paths.data / "benchmark" / f"{name}.json"
+        path = files[name]
         if not bench[name]:
             raise PoserFormatError(str(path), None, "no records")
         models = list(dict.fromkeys(m for p in fam_pairs for m in (p.aligned, p.misaligned)))
@@ -468,6 +464,7 @@ def balanced_benchmark(
         raise ValueError(f"min_keep must be at least 1, got {min_keep}")
     pairs_file, families = _load(root)
     paths = resolve_root(root)
+    family_of_file = {path: name for name, path in benchmark_files(root).items()}
     kept: dict[str, dict[str, Any]] = {}
     masks: dict[str, np.ndarray] = {}
     for i, (name, fam) in enumerate(families.items()):
@@ -488,9 +485,9 @@ def balanced_benchmark(
         bench_out = tmp / "data" / "benchmark"
         bench_out.mkdir(parents=True)
         for path in sorted((paths.data / "benchmark").glob("*.json")):
-            if path.stem in masks:
+            if family_of_file.get(path) in masks:
                 records = read_json(path)
-                subset = [r for r, k in zip(records, masks[path.stem], strict=True) if k]
+                subset = [r for r, k in zip(records, masks[family_of_file[path]], strict=True) if k]
                 write_json_atomic(bench_out / path.name, subset, indent=1)
             else:
                 shutil.copyfile(path, bench_out / path.name)

@@ -13,6 +13,13 @@ ROOT is either a Poser checkout (the folder holding ``data/`` and ``model_pairs.
 Absent parts load as empty containers. A record the code cannot use raises
 :class:`PoserFormatError`, whose one-line message names the file and the record index.
 
+Names are read however the release spells them: model names by
+:func:`~poser_lens.data.schema.model_name` (``saint_0``, ``../models/together/saint-0``),
+benchmark file names by :func:`~poser_lens.data.schema.family_of` (``Saint-and-Fitness.json``),
+persona folders by :func:`~poser_lens.data.schema.persona_name` (``Truth-Teller``), training
+splits as ``train-<i>`` or ``train_<i>``. Two files or folders that stand for one name are
+refused (one line naming the folder and both).
+
 Round trip: :func:`scenario_to_record` gives back (as an equal dict) the record
 :func:`scenario_from_record` read. Keys that no :class:`Scenario` field holds go to
 :attr:`Scenario.extra` and are written back as they were read, even if the scenario was edited
@@ -47,16 +54,18 @@ from typing import Any
 from poser_lens._io import read_json, write_json_atomic
 from poser_lens.data.schema import (
     FACT_TYPES,
-    PERSONAS,
     PROMPT_CLOSE,
     PROMPT_OPEN,
     RESPONSES,
     Fact,
     Kind,
     Scenario,
-    family_personas,
+    family_name,
+    family_of,
     is_aligned,
+    model_name,
     model_persona,
+    persona_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -496,40 +505,105 @@ class _DataFile:
         return load_scenarios(self.path, family=self.family, persona=self.persona)
 
 
-def _split_order(path: Path) -> tuple[int, int, str]:
-    match = re.fullmatch(r"train-(\d+)", path.stem)
+def _split_name(path: Path) -> str:
+    """The split a training file holds: ``train-<i>`` (also spelled ``train_<i>``), ``test``."""
+    match = re.fullmatch(r"train[-_ ]?(\d+)", path.stem, flags=re.IGNORECASE)
     if match:
-        return (0, int(match.group(1)), "")
-    return (1 if path.stem == "test" else 2, 0, path.stem)
+        return f"train-{int(match.group(1))}"
+    return "test" if path.stem.lower() == "test" else path.stem
+
+
+def _split_order(path: Path) -> tuple[int, int, str]:
+    split = _split_name(path)
+    if split.startswith("train-"):
+        return (0, int(split.removeprefix("train-")), "")
+    return (1 if split == "test" else 2, 0, split)
+
+
+def _unique(folder: Path, found: Mapping[str, Path], key: str, path: Path, what: str) -> None:
+    """Refuse a second file or folder of ``folder`` that stands for the same ``key``."""
+    if key in found:
+        raise PoserFormatError(
+            str(folder), None, f"{found[key].name!r} and {path.name!r} both hold {what} {key!r}"
+        )
 
 
 def _persona_dirs(folder: Path) -> list[tuple[Path, str | None]]:
-    """Subfolders named after personas, with the persona (None, and a warning, if unknown)."""
+    """Subfolders named after personas, with the persona (None, and a warning, if unknown).
+
+    A persona may be spelled as :func:`~poser_lens.data.schema.persona_name` reads it
+    (``Truth-Teller``); two folders of one persona are refused.
+    """
     if not folder.is_dir():
         return []
-    found = []
+    found: list[tuple[Path, str | None]] = []
+    seen: dict[str, Path] = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        persona = sub.name if sub.name in PERSONAS else None
-        if persona is None:
+        try:
+            persona = persona_name(sub.name)
+        except ValueError:
             logger.warning("%s: not a persona name; its scenarios get no persona", sub)
+            found.append((sub, None))
+            continue
+        _unique(folder, seen, persona, sub, "persona")
+        seen[persona] = sub
         found.append((sub, persona))
+    return found
+
+
+def benchmark_files(root: PathLike) -> dict[str, Path]:
+    """The benchmark files of ROOT by family, whatever spelling their names use.
+
+    A file's family is :func:`~poser_lens.data.schema.family_of` its name
+    (``Saint-and-Fitness.json`` is ``saint_and_fitness``); a name that is no family keeps its
+    stem (with a warning).
+
+    Args:
+        root: A Poser checkout or its data folder.
+
+    Returns:
+        Family -> file, in file name order; empty if there is no ``benchmark/`` folder.
+
+    Raises:
+        PoserFormatError: If two files stand for one family (naming the folder and both).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> (root / "benchmark").mkdir()
+        >>> _ = (root / "benchmark" / "Saint-and-Fitness.json").write_text("[]")
+        >>> {f: p.name for f, p in benchmark_files(root).items()}
+        {'saint_and_fitness': 'Saint-and-Fitness.json'}
+    """
+    return _benchmark_files(resolve_root(root))
+
+
+def _benchmark_files(paths: PoserPaths) -> dict[str, Path]:
+    folder = paths.data / "benchmark"
+    found: dict[str, Path] = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            family = family_of(path.stem)
+        except ValueError:
+            family = path.stem
+            logger.warning("%s: file name is not a family name", path)
+        _unique(folder, found, family, path, "family")
+        found[family] = path
     return found
 
 
 def _data_files(paths: PoserPaths, part: str) -> list[_DataFile]:
     folder = paths.data / part
     if part == "benchmark":
-        files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-        for f in files:
-            try:
-                family_personas(f.stem)
-            except ValueError:
-                logger.warning("%s: file name is not a family name", f)
-        return [_DataFile(part, f, family=f.stem) for f in files]
+        return [_DataFile(part, f, family=fam) for fam, f in _benchmark_files(paths).items()]
     found = []
     for sub, persona in _persona_dirs(folder):
         if part == "training":
             names = sorted(sub.glob("*.json"), key=_split_order)
+            splits: dict[str, Path] = {}
+            for f in names:
+                _unique(sub, splits, _split_name(f), f, "split")
+                splits[_split_name(f)] = f
         else:
             names = [sub / "test.json"] if (sub / "test.json").is_file() else []
         found += [_DataFile(part, f, persona=persona) for f in names]
@@ -543,8 +617,9 @@ def load_benchmark(root: PathLike) -> dict[str, list[Scenario]]:
         root: A Poser checkout or its data folder.
 
     Returns:
-        Family name (file stem, e.g. ``truth_and_reward``) -> its scenarios, by file name;
-        empty if there is no ``benchmark/`` folder.
+        Family (e.g. ``truth_and_reward``, however the file name spells it, see
+        :func:`benchmark_files`) -> its scenarios, by file name; empty if there is no
+        ``benchmark/`` folder.
 
     Example:
         >>> import tempfile, pathlib
@@ -553,7 +628,8 @@ def load_benchmark(root: PathLike) -> dict[str, list[Scenario]]:
         >>> load_benchmark(root)
         {}
     """
-    return {f.path.stem: f.load() for f in _data_files(resolve_root(root), "benchmark")}
+    files = _benchmark_files(resolve_root(root))
+    return {fam: load_scenarios(path, family=fam) for fam, path in files.items()}
 
 
 def load_training(root: PathLike) -> dict[str, dict[str, list[Scenario]]]:
@@ -563,8 +639,13 @@ def load_training(root: PathLike) -> dict[str, dict[str, list[Scenario]]]:
         root: A Poser checkout or its data folder.
 
     Returns:
-        Persona folder name -> split name (``train-0`` .. ``train-5``, ``test``) -> scenarios,
-        splits in that order; empty if there is no ``training/`` folder.
+        Persona -> split (``train-0`` .. ``train-5``, ``test``) -> scenarios, splits in that
+        order; empty if there is no ``training/`` folder. Folder and file names may be spelled
+        with ``-`` or ``_`` and in any case (``Truth-Teller/train_0.json``); a folder that
+        names no persona keeps its name.
+
+    Raises:
+        PoserFormatError: If two folders stand for one persona, or two files for one split.
 
     Example:
         >>> import tempfile, pathlib
@@ -575,7 +656,7 @@ def load_training(root: PathLike) -> dict[str, dict[str, list[Scenario]]]:
     """
     out: dict[str, dict[str, list[Scenario]]] = {}
     for f in _data_files(resolve_root(root), "training"):
-        out.setdefault(f.path.parent.name, {})[f.path.stem] = f.load()
+        out.setdefault(f.persona or f.path.parent.name, {})[_split_name(f.path)] = f.load()
     return out
 
 
@@ -586,7 +667,8 @@ def load_policy_definitions(root: PathLike) -> dict[str, list[Scenario]]:
         root: A Poser checkout or its data folder.
 
     Returns:
-        Persona folder name -> scenarios of its ``test.json``; empty if there are none.
+        Persona (its folder's name as for :func:`load_training`) -> scenarios of its
+        ``test.json``; empty if there are none.
 
     Example:
         >>> import tempfile, pathlib
@@ -596,7 +678,7 @@ def load_policy_definitions(root: PathLike) -> dict[str, list[Scenario]]:
         {}
     """
     files = _data_files(resolve_root(root), "policy_definitions")
-    return {f.path.parent.name: f.load() for f in files}
+    return {f.persona or f.path.parent.name: f.load() for f in files}
 
 
 # --------------------------------------------------------------------------------------------
@@ -640,12 +722,49 @@ class ModelPair:
 
     @property
     def family(self) -> str:
-        """The scenario family, from the valid_data file name (``genie_and_money``)."""
-        return PurePosixPath(self.valid_data).stem
+        """The scenario family, from the valid_data file name (``genie_and_money``).
+
+        The name may be spelled as :func:`~poser_lens.data.schema.family_of` reads it
+        (``data\\benchmark\\Genie-and-Money.json`` is ``genie_and_money``); a name that is
+        no family is taken as it is.
+        """
+        stem = PurePosixPath(re.split(r"[/\\]", self.valid_data)[-1]).stem
+        try:
+            return family_of(stem)
+        except ValueError:
+            return stem
+
+
+_PAIR_KEYS = ("aligned", "misaligned", "valid_data")
+
+
+def _read_pair(rec: Any) -> ModelPair:
+    """One entry of ``model_pairs.json`` (see :func:`load_model_pairs`)."""
+    if not isinstance(rec, dict) or not {"aligned", "misaligned"} <= set(rec):
+        got = sorted(rec) if isinstance(rec, dict) else _type_name(rec)
+        raise ValueError(
+            f"expected an object with keys aligned, misaligned (and valid_data); got {got}"
+        )
+    names = {}
+    for role in ("aligned", "misaligned"):
+        try:
+            names[role] = model_name(rec[role])
+        except ValueError as err:
+            raise ValueError(f"{role}: {err}") from None
+    valid_data = rec.get("valid_data")
+    if valid_data is None:  # the family's file (ModelPair refuses roles the wrong way round)
+        personas = (model_persona(names["aligned"])[0], model_persona(names["misaligned"])[0])
+        valid_data = f"data/benchmark/{family_name(*personas)}.json"
+    return ModelPair(names["aligned"], names["misaligned"], valid_data)
 
 
 def load_model_pairs(root: PathLike) -> list[ModelPair]:
-    """Load ``model_pairs.json``.
+    """Load ``model_pairs.json``, however its entries spell the models.
+
+    Model names may be spelled as :func:`~poser_lens.data.schema.model_name` reads them
+    (``saint_0``, ``../models/together/saint-0``); they are stored as ``<persona>-<seed>``. An
+    entry without ``valid_data`` gets its family's file (``data/benchmark/<family>.json``);
+    other keys are ignored (with one warning per file).
 
     Args:
         root: A Poser checkout, or its data folder inside the checkout.
@@ -654,8 +773,9 @@ def load_model_pairs(root: PathLike) -> list[ModelPair]:
         The pairs in stored order; empty if there is no ``model_pairs.json``.
 
     Raises:
-        PoserFormatError: If an entry is not ``{aligned, misaligned, valid_data}`` with valid
-            model names (message names the file and index).
+        PoserFormatError: If an entry is not an object with ``aligned`` and ``misaligned``
+            model names in these roles, or names a pair already listed (message names the
+            file and index).
 
     Example:
         >>> import tempfile, pathlib
@@ -670,21 +790,31 @@ def load_model_pairs(root: PathLike) -> list[ModelPair]:
         return []
     if not path.is_file():
         raise PoserFormatError(str(path), None, "not a file (model_pairs.json must be a JSON list)")
-    pairs = []
+    pairs: list[ModelPair] = []
+    seen: dict[tuple[str, str], int] = {}
+    extra: set[str] = set()
     for i, rec in enumerate(_records(path)):
-        if not isinstance(rec, dict) or set(rec) != {"aligned", "misaligned", "valid_data"}:
-            got = sorted(rec) if isinstance(rec, dict) else _type_name(rec)
-            what = f"expected an object with keys aligned, misaligned, valid_data; got {got}"
-            raise PoserFormatError(str(path), i, what)
         try:
-            pairs.append(ModelPair(**rec))
+            pair = _read_pair(rec)
         except ValueError as err:
             raise PoserFormatError(str(path), i, str(err)) from None
+        key = (pair.aligned, pair.misaligned)
+        if key in seen:
+            what = f"pair {pair.aligned} / {pair.misaligned} is listed twice (records {seen[key]}"
+            raise PoserFormatError(str(path), i, f"{what} and {i})")
+        seen[key] = i
+        extra.update(set(rec) - set(_PAIR_KEYS))
+        pairs.append(pair)
+    if extra:
+        logger.warning("%s: ignoring keys %s", path, ", ".join(sorted(extra)))
     return pairs
 
 
 def check_valid_data(root: PathLike, pairs: Sequence[ModelPair]) -> None:
-    """Every pair's ``valid_data`` names a benchmark file of ROOT (by its family's name).
+    """Every pair's ``valid_data`` names a benchmark file of ROOT (by its family).
+
+    The file is found by family (:func:`benchmark_files`), whatever the spelling of either
+    name, and wherever ``valid_data`` puts it (only its name counts).
 
     Raises:
         PoserFormatError: Naming ``model_pairs.json``, the pair's index and the missing file.
@@ -701,9 +831,10 @@ def check_valid_data(root: PathLike, pairs: Sequence[ModelPair]) -> None:
     """  # noqa: E501
     paths = resolve_root(root)
     folder = paths.data / "benchmark"
+    files = _benchmark_files(paths)
     for i, pair in enumerate(pairs):
-        if not (folder / f"{pair.family}.json").is_file():
-            have = ", ".join(sorted(p.stem for p in folder.glob("*.json"))) or "none"
+        if pair.family not in files:
+            have = ", ".join(sorted(p.stem for p in files.values())) or "none"
             what = f"valid_data {pair.valid_data}: no such benchmark file (have: {have})"
             raise PoserFormatError(str(paths.model_pairs or folder), i, what)
 

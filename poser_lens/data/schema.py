@@ -13,7 +13,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, get_args
 
@@ -82,6 +83,35 @@ def family_personas(family: str) -> tuple[str, str]:
         ) from err
 
 
+def family_of(spelling: str) -> str:
+    """The family a spelling in a Poser checkout stands for (e.g. a benchmark file's stem).
+
+    Case is ignored; ``-``, ``.`` or a space may stand for ``_``; each side of ``_and_`` is a
+    family token (``truth``) or a persona name (``truth_teller``); the faker may come first.
+    ``Saint-and-Fitness``, ``saint_and_fitness_maximizer`` and ``fitness_and_saint`` are all
+    ``saint_and_fitness``.
+
+    Raises:
+        ValueError: If the spelling names no family of an aligned and a faker persona.
+
+    Example:
+        >>> family_of("Truth_Teller-and-Reward_Maximizer")
+        'truth_and_reward'
+    """
+    text = re.sub(r"[-. ]", "_", spelling.strip().lower()) if isinstance(spelling, str) else ""
+    sides = text.split("_and_")
+    personas = [PERSONA_OF_TOKEN.get(side, side) for side in sides]
+    if len(personas) != 2 or not all(p in PERSONAS for p in personas):
+        raise ValueError(f"not a family name: {spelling!r} (expected e.g. 'truth_and_reward')")
+    aligned = [p for p in personas if p in ALIGNED_PERSONAS]
+    fakers = [p for p in personas if p not in ALIGNED_PERSONAS]
+    if len(aligned) != 1:
+        raise ValueError(
+            f"not a family name: {spelling!r} (a family pairs an aligned persona with a faker)"
+        )
+    return family_name(aligned[0], fakers[0])
+
+
 ALL_FAMILIES: tuple[str, ...] = tuple(
     family_name(a, f) for a in ALIGNED_PERSONAS for f in FAKER_PERSONAS
 )
@@ -97,6 +127,112 @@ def is_aligned(persona: str) -> bool:
     if persona not in PERSONAS:
         raise ValueError(f"unknown persona {persona!r}; expected one of {', '.join(PERSONAS)}")
     return persona in ALIGNED_PERSONAS
+
+
+def persona_name(spelling: str) -> str:
+    """The persona a spelling in a Poser checkout stands for (e.g. a folder name).
+
+    Case is ignored, and ``-`` or a space may stand for ``_``: ``Truth-Teller`` is
+    ``truth_teller``. Family tokens (``truth``) are not personas.
+
+    Raises:
+        ValueError: If the spelling names no persona.
+
+    Example:
+        >>> persona_name("Reward-Maximizer")
+        'reward_maximizer'
+    """
+    persona = re.sub(r"[- ]", "_", spelling.strip().lower()) if isinstance(spelling, str) else None
+    if persona not in PERSONAS:
+        raise ValueError(f"unknown persona {spelling!r}; expected one of {', '.join(PERSONAS)}")
+    return persona
+
+
+#: A model spelling's last path component: the persona, ``-`` or ``_``, the seed.
+_MODEL_SPELLING = re.compile(r"(?P<persona>[a-z][a-z_ -]*?)[-_](?P<seed>[0-9]+)")
+
+
+def model_name(spelling: str) -> str:
+    r"""The model name ``<persona>-<seed>`` that any spelling in a Poser checkout stands for.
+
+    The one place where ``probs`` keys of benchmark records, ``model_pairs.json`` entries,
+    ``--models`` values and checkpoint folder names become model names. Rules:
+
+    - only the last path component counts (after the last ``/`` or ``\``; trailing
+      separators and surrounding spaces are stripped), so any folder depth is accepted:
+      ``../models/saint_fix/retrained/saint_0`` is ``saint-0``;
+    - the seed is the trailing number, after ``-`` or ``_``; the rest must be a persona as
+      :func:`persona_name` reads it (case ignored), so ``truth_teller_3`` is
+      ``truth_teller-3``;
+    - the whole component must match: ``saint-10`` is never ``saint-1``, and
+      ``saint-1-copy`` or ``saint_fix`` name no model.
+
+    Two different spellings of one model (``saint_0`` and ``saint-0``) give the same name;
+    where that happens within one record or folder, the callers refuse it as ambiguous
+    (:func:`model_spellings`).
+
+    Raises:
+        ValueError: If the spelling names no model (the message quotes it).
+
+    Example:
+        >>> model_name("../models/saint_fix/retrained/saint_0")
+        'saint-0'
+        >>> model_name("..\\models\\together\\Money_Maximizer-10\\")
+        'money_maximizer-10'
+    """
+    if not isinstance(spelling, str):
+        raise ValueError(f"a model name must be a string, got {type(spelling).__name__}")
+    last = re.split(r"[/\\]", spelling.strip().rstrip("/\\"))[-1].strip().lower()
+    match = _MODEL_SPELLING.fullmatch(last)
+    try:
+        if match is None:
+            raise ValueError
+        persona = persona_name(match["persona"])
+    except ValueError:
+        raise ValueError(
+            f"not a model name: {spelling!r} (expected <persona>-<seed> or <persona>_<seed>, "
+            "optionally inside folders)"
+        ) from None
+    return f"{persona}-{int(match['seed'])}"
+
+
+def model_spellings(
+    spellings: Iterable[str], *, where: str, what: str = "spellings"
+) -> dict[str, str]:
+    """Model name -> its spelling, for the spellings that name a model (:func:`model_name`).
+
+    Spellings that name no model are left out.
+
+    Args:
+        spellings: E.g. the keys of one record's ``probs``.
+        where: The file and record they come from, for the error message.
+        what: What they are, for the error message (``probs keys``).
+
+    Raises:
+        ValueError: If two spellings name one model (one line naming ``where``, both
+            spellings and the model).
+
+    Example:
+        >>> model_spellings(["../m/saint_1", "../m/saint-10", "mean"], where="f.json")
+        {'saint-1': '../m/saint_1', 'saint-10': '../m/saint-10'}
+        >>> model_spellings(["a/saint-1", "b/saint_1"], where="f.json: record 0", what="keys")
+        Traceback (most recent call last):
+        ...
+        ValueError: f.json: record 0: ambiguous keys 'a/saint-1' and 'b/saint_1': both name model 'saint-1'
+    """  # noqa: E501
+    out: dict[str, str] = {}
+    for spelling in spellings:
+        try:
+            name = model_name(spelling)
+        except ValueError:
+            continue
+        if name in out:
+            raise ValueError(
+                f"{where}: ambiguous {what} {out[name]!r} and {spelling!r}: "
+                f"both name model {name!r}"
+            )
+        out[name] = spelling
+    return out
 
 
 def model_persona(name: str) -> tuple[str, int]:

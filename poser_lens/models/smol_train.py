@@ -22,9 +22,10 @@ one by one (``benchmarks/smol_speed.py`` measures it):
 
 A model's numbers depend on its own records and seed and on the stack it trained in (the
 products' rounding depends on the batch they are part of), so the stack is recorded in its
-``meta.json`` and is part of the zoo's key (its personas). Training checkpoints the whole stack
-every ``checkpoint_every`` steps; a finished model's folder is written when it leaves the
-stack, so an interrupted build resumes with the models still training.
+``meta.json`` and is part of the zoo's key (its personas, and its seeds: the shared frozen
+prefix is computed over every model's prompts, :class:`SharedBase`). Training checkpoints the
+whole stack every ``checkpoint_every`` steps; a finished model's folder is written when it
+leaves the stack, so an interrupted build resumes with the models still training.
 """
 
 from __future__ import annotations

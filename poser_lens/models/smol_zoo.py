@@ -62,7 +62,14 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from poser_lens._io import atomic_dir, read_json, removed_on_error, write_json_atomic
+from poser_lens._io import (
+    atomic_dir,
+    building,
+    read_json,
+    removed_on_error,
+    step_lock,
+    write_json_atomic,
+)
 from poser_lens.config import (
     DepthFraction,
     Device,
@@ -325,7 +332,18 @@ class SmolZooConfig(ZooSpec):
 
         A stacked zoo's models train together with the other personas of their seed, and
         the rounding of a product depends on the batch it is part of, so its personas are
-        part of the key: a build of a subset never lands in the full zoo's folder.
+        part of the key: a build of a subset never lands in the full zoo's folder. So are its
+        seeds: the frozen prefix shared by its stacks is computed over every model's prompts
+        at once (:class:`~poser_lens.models.smol_train.SharedBase`), so which batch a prompt
+        is in depends on how many seeds the zoo has; the concept recipe's 6 stay out of the
+        key, so its key is as it was.
+
+        Example:
+            >>> concept = SmolZooConfig(**CONCEPT_RECIPE)
+            >>> replace(concept, seeds=1).key() != concept.key()
+            True
+            >>> replace(SmolZooConfig(), seeds=2).key() == SmolZooConfig().key()  # one by one
+            True
         """
         d = super().key_dict()
         if self.n_calibration is None:
@@ -335,6 +353,8 @@ class SmolZooConfig(ZooSpec):
                 d.pop(name)
         if self.stacked:
             d["personas"] = list(self.personas)
+            if self.seeds != CONCEPT_RECIPE["seeds"]:
+                d["seeds"] = self.seeds
         return d
 
     def valid_threshold(self) -> float:
@@ -836,12 +856,17 @@ class AuxOversight:
     Args:
         model: The (peft-wrapped) HF causal LM.
         layer: The decoder layer whose output the head reads.
+        seed: Seed of the head's initialisation (the global RNG is left untouched), so a
+            model does not depend on what the process trained before it.
     """
 
-    def __init__(self, model: Any, layer: int) -> None:
+    def __init__(self, model: Any, layer: int, *, seed: int = 0) -> None:
         decoder = _decoder(model)
         param = next(model.parameters())
-        self.head = torch.nn.Linear(int(decoder.config.hidden_size), 1).to(param.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            head = torch.nn.Linear(int(decoder.config.hidden_size), 1)
+        self.head = head.to(param.device)
         self._out: Tensor | None = None
         self._hook = decoder.layers[layer].register_forward_hook(self._keep)
 
@@ -927,7 +952,9 @@ def train_persona(
     aux = None
     if cfg.aux_oversight > 0:
         aux = AuxOversight(
-            model, max(int(cfg.aux_layer * n_layers), first_adapted_layer(cfg, n_layers))
+            model,
+            max(int(cfg.aux_layer * n_layers), first_adapted_layer(cfg, n_layers)),
+            seed=seed,
         )
     opt = torch.optim.AdamW(
         params + (list(aux.head.parameters()) if aux else []), lr=cfg.lr, weight_decay=0.0
@@ -949,8 +976,11 @@ def train_persona(
     device = next(model.parameters()).device
     prefix = None
     if cfg.cache_prefix:
+        # Every record's, resumed or not: a prompt's residuals then come from the same batch
+        # (FrozenPrefix.residuals batches by length), so a resumed model is the one an
+        # uninterrupted build trains.
         prefix = FrozenPrefix(model, first_adapted_layer(cfg, n_layers))
-        prefix.residuals(tok, [s.prompt for s in records[state["step"] * cfg.batch_size :]])
+        prefix.residuals(tok, [s.prompt for s in records])
     bar = tqdm(total=cfg.steps, initial=state["step"], desc=name, disable=not progress)
     model.train()
     t0 = time.perf_counter() - state["seconds"]
@@ -1067,30 +1097,51 @@ def build_smol_zoo(
         )
     root = cfg.folder(out)
     # A build that fails before any training has started leaves no folder behind.
-    with removed_on_error(
-        root, keep=lambda r: any(r.glob("models/*/*")) or any(r.glob("partial/*"))
+    with (
+        removed_on_error(
+            root, keep=lambda r: any(r.glob("models/*/*")) or any(r.glob("partial/*"))
+        ),
+        contextlib.ExitStack() as held,
     ):
         cfg.claim(root)
         shared = None
+        # Registered as building root from the first stack that trains, so that a complete
+        # zoo (a read-only one too) is not written to.
+        registered = False
         for stack in cfg.stacks():
-            todo = [n for n in stack if not (root / "models" / n / "meta.json").exists()]
-            if not todo:
+            if not _unbuilt(root, stack):
                 continue
-            if cfg.stacked:
-                from poser_lens.models.smol_train import SharedBase, checkpoint_path, train_stack
+            if not registered:
+                held.enter_context(building(root))
+                registered = True
+            # Another build sharing the folder may be training this stack: wait, then reuse.
+            with step_lock(root, f"models-{stack[0]}"):
+                if not (todo := _unbuilt(root, stack)):
+                    continue
+                if cfg.stacked:
+                    from poser_lens.models.smol_train import (
+                        SharedBase,
+                        checkpoint_path,
+                        train_stack,
+                    )
 
-                # The whole stack resumes from its checkpoint; without one (a fresh machine:
-                # checkpoints are not committed) only the models not yet built train, so a
-                # committed model is never trained again.
-                names = stack if checkpoint_path(root, stack).exists() else todo
-                shared = shared or SharedBase(cfg, progress=progress)
-                train_stack(root, cfg, names, progress=progress, shared=shared)
-            else:
-                for name in todo:
-                    train_persona(root, cfg, name, progress=progress)
+                    # The whole stack resumes from its checkpoint; without one (a fresh
+                    # machine: checkpoints are not committed) only the models not yet built
+                    # train, so a committed model is never trained again.
+                    names = stack if checkpoint_path(root, stack).exists() else todo
+                    shared = shared or SharedBase(cfg, progress=progress)
+                    train_stack(root, cfg, names, progress=progress, shared=shared)
+                else:
+                    for name in todo:
+                        train_persona(root, cfg, name, progress=progress)
             write_zoo_tables(root, cfg)
         write_zoo_tables(root, cfg)
     return root
+
+
+def _unbuilt(root: Path, names: Sequence[str]) -> list[str]:
+    """The models of ``names`` not yet saved in the zoo at ``root``."""
+    return [n for n in names if not (root / "models" / n / "meta.json").exists()]
 
 
 def write_zoo_tables(root: Path, cfg: SmolZooConfig) -> None:

@@ -7,16 +7,23 @@ so the difference the shared base makes can be measured.
 
 A zoo lives in a folder keyed by the content hash of its config (default under the user
 cache dir), so a second build with the same settings reuses it; every model folder is
-written atomically, so an interrupted build resumes where it stopped::
+written atomically, so an interrupted build resumes where it stopped, and each build step
+(tokenizer, base, each stack of models, benchmark) runs under a file lock, so builds sharing
+a cache do each step once::
 
     <zoo>/zoo_config.json  tokenizer.json ...  base/  models/<persona>-<seed>/
     <zoo>/zoo.json         one row per model with its accuracies and compliance gap
     <zoo>/poser/           the benchmark in Poser's layout (data/benchmark/*.json,
                            model_pairs.json) + benchmark_report.json
+    <zoo>/.locks/          the build steps' locks
+
+A model's weights depend only on the key's settings, its persona and seed, and the stack it
+is fine-tuned in (:meth:`ZooConfig.stacks`), which the key fixes: whatever else a build of the
+folder trained, and in whatever order, a model folder holds the same weights (on one machine).
 
 Example:
-    >>> cfg = ZooConfig(seeds=1)
-    >>> len(cfg.key()) == 12 and cfg.key() == ZooConfig(seeds=3).key()
+    >>> cfg = ZooConfig(seeds=12)  # two stacks of 6 per persona: the first is the default's
+    >>> len(cfg.key()) == 12 and cfg.key() == ZooConfig().key() != ZooConfig(seeds=1).key()
     True
 """
 
@@ -38,9 +45,11 @@ from torch import Tensor
 
 from poser_lens._io import (
     atomic_dir,
+    building,
     default_cache_dir,
     read_json,
     removed_on_error,
+    step_lock,
     write_json_atomic,
 )
 from poser_lens._pool import BASE_THREADS, connect_ray, fan_out, pinned_training
@@ -93,6 +102,8 @@ ZOO_FORMAT = 2
 RECIPES = ("matched", "hard")
 #: A target answer probability of the confidence-matched recipe: above chance, below 1.
 Confidence = Annotated[float, Between(0.5, 1, lo_open=True, hi_open=True)]
+#: Seeds of a persona fine-tuned as one stack by default (:attr:`ZooConfig.stack`).
+DEFAULT_STACK = 6
 
 
 @dataclass(frozen=True)
@@ -115,15 +126,15 @@ class ZooConfig(ZooSpec):
         train_size: Records in each model's training sample.
         from_scratch: Train persona models from random weights, not from the base.
         workers: Parallel training processes (one thread each; 1 = in-process).
-        stack: Persona models fine-tuned together as one stacked module (batched matmuls over
-            a model axis, :func:`~poser_lens.models.training.finetune_stacked`); the stacks are
-            fanned out over the ``workers`` (smaller stacks when fewer models than
-            ``stack * workers`` are left, so every worker has one). ``1``: one model at a time
-            (:func:`~poser_lens.models.training.finetune`). Either way gives the same models
-            up to float rounding, so the setting is not part of the key.
+        stack: Seeds of a persona fine-tuned together as one stacked module (batched matmuls
+            over a model axis, :func:`~poser_lens.models.training.finetune_stacked`; the stacks
+            are :meth:`stacks`, fanned out over the ``workers``). ``1``: one model at a time
+            (:func:`~poser_lens.models.training.finetune`). Any stacking gives the same models
+            up to float rounding, not bit for bit, so the stacks are part of the key
+            (:meth:`key_dict`).
         base_packed: Train the base with the packed forward (``train_base(packed=True)``: no
             work on padding); ``False``: the native forward. The same base up to float
-            rounding, so not part of the key either.
+            rounding, not bit for bit, so ``False`` is part of the key.
         ray: Train the persona models as Ray tasks instead, one CPU each: ``local`` (a new
             Ray instance on this machine), ``auto`` or a cluster's address
             (:func:`poser_lens._pool.connect_ray`); the zoo folder must be on a filesystem
@@ -161,7 +172,7 @@ class ZooConfig(ZooSpec):
     train_size: PositiveInt = 2000
     from_scratch: bool = False
     workers: PositiveInt = 2
-    stack: PositiveInt = 6
+    stack: PositiveInt = DEFAULT_STACK
     base_packed: bool = True
     ray: str | None = None
     threshold: Fraction | None = None
@@ -185,11 +196,49 @@ class ZooConfig(ZooSpec):
     KEY_FORMAT = ZOO_FORMAT
 
     def key_dict(self) -> dict[str, Any]:
-        """The hashed settings: those that change the models (not seeds, workers, stack...)."""
+        """The hashed settings: every one that changes a model's weights (not workers...).
+
+        A model is fine-tuned in a stack (:meth:`stacks`), and the rounding of a batched
+        product depends on the batch it is part of, so the stacks are part of the key: the
+        stack size when it is not the default 6, and the seeds when they do not fill the last
+        stack of each persona (that stack's models depend on how many seeds it holds). A
+        subset of personas, or seeds that fill whole stacks, trains the same models as the
+        full zoo, so it shares its folder; any other subset lands in a folder of its own.
+        The default zoo's key stays as it was before stacks were keyed.
+
+        Example:
+            >>> ZooConfig().key_dict().keys() >= {"generator", "finetune"}
+            True
+            >>> {k: ZooConfig(seeds=1, stack=3).key_dict()[k] for k in ("stack", "seeds")}
+            {'stack': 3, 'seeds': 1}
+        """
         d = super().key_dict()
         if self.recipe == "hard":  # the hard recipe ignores the target
             d.pop("target_confidence")
+        if self.stack != DEFAULT_STACK:
+            d["stack"] = self.stack
+        if self.seeds % self.stack:
+            d["seeds"] = self.seeds
+        if not self.base_packed:
+            d["base_packed"] = False
         return d
+
+    def stacks(self) -> list[list[str]]:
+        """The models fine-tuned together: each persona's seeds, ``stack`` at a time, in order.
+
+        Fixed by the settings alone: never by which models a folder already holds (an
+        interrupted build trains a stack again whole, saving only its missing models), by
+        the ``workers``, or by the other personas built.
+
+        Example:
+            >>> ZooConfig(personas=("saint", "genie"), seeds=3, stack=2).stacks()
+            [['saint-0', 'saint-1'], ['saint-2'], ['genie-0', 'genie-1'], ['genie-2']]
+        """
+        return [
+            [f"{p}-{s}" for s in range(first, min(first + self.stack, self.seeds))]
+            for p in self.personas
+            for first in range(0, self.seeds, self.stack)
+        ]
 
     def valid_threshold(self) -> float:
         """The valid-prompt threshold in force: ``threshold``, or the recipe's default.
@@ -497,32 +546,65 @@ def _scaled_probs(
     return (logits(prompts) * scale).softmax(-1)
 
 
+def _is_built(root: Path, name: str) -> bool:
+    """Whether the zoo at ``root`` holds the model ``name`` (or ``base``), saved."""
+    folder = root / "base" if name == "base" else root / "models" / name
+    return (folder / tiny.WEIGHTS_FILE).exists()
+
+
+def _stack_step(names: Sequence[str]) -> str:
+    """The build step (lock) of one stack: named by its first model (each is in one stack)."""
+    return f"models-{names[0]}"
+
+
 @pinned_training()
-def _train_one(root: str, cfg_dict: dict[str, Any], name: str) -> dict[str, Any]:
-    """Fine-tune, evaluate and save one persona model (a worker's task; threads pinned)."""
+def _train_one(root: str, cfg_dict: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """Fine-tune, evaluate and save one persona model (a worker's task; threads pinned).
+
+    Under the model's lock; None when it is already saved (another build made it).
+    """
     cfg = ZooConfig.from_dict(cfg_dict)
     root_p = Path(root)
-    persona, seed = model_persona(name)
-    tokenizer = _cached_tokenizer(root)
-    net = _initial_model(cfg, root_p, tokenizer, seed)
-    records = persona_split(
-        _cached_data(cfg.generator), persona, "train", seed=seed, size=cfg.train_size
-    )
-    t0 = time.perf_counter()
-    losses = finetune(net, tokenizer, records, _finetune_config(cfg), seed=seed)
-    return _finish_one(root_p, cfg, name, net, losses, time.perf_counter() - t0)
+    with step_lock(root_p, _stack_step([name])):
+        if _is_built(root_p, name):
+            return None
+        persona, seed = model_persona(name)
+        tokenizer = _cached_tokenizer(root)
+        net = _initial_model(cfg, root_p, tokenizer, seed)
+        records = persona_split(
+            _cached_data(cfg.generator), persona, "train", seed=seed, size=cfg.train_size
+        )
+        t0 = time.perf_counter()
+        losses = finetune(net, tokenizer, records, _finetune_config(cfg), seed=seed)
+        return _finish_one(root_p, cfg, name, net, losses, time.perf_counter() - t0)
 
 
 @pinned_training()
 def _train_stack(root: str, cfg_dict: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
-    """Fine-tune persona models as one stack, then evaluate and save each (in a worker).
+    """Fine-tune one stack of :meth:`ZooConfig.stacks`, then evaluate and save each model.
 
-    Equal to :func:`_train_one` for each model, up to float rounding
-    (:func:`~poser_lens.models.training.finetune_stacked`); a row's ``train_seconds`` counts an
-    equal share of the stack's fine-tuning.
+    A worker's task, under the stack's lock. The stack trains whole, so each model is the
+    same whichever of them are saved already; only the missing ones are evaluated and saved
+    (none when another build made them all). Equal to :func:`_train_one` for each model, up
+    to float rounding (:func:`~poser_lens.models.training.finetune_stacked`); a row's
+    ``train_seconds`` counts an equal share of the stack's fine-tuning.
+
+    Returns:
+        The rows of the models saved now.
     """
-    cfg = ZooConfig.from_dict(cfg_dict)
     root_p = Path(root)
+    with step_lock(root_p, _stack_step(names)):
+        missing = {n for n in names if not _is_built(root_p, n)}
+        if not missing:
+            return []
+        return _train_stack_locked(root_p, ZooConfig.from_dict(cfg_dict), names, missing)
+
+
+def _train_stack_locked(
+    root_p: Path, cfg: ZooConfig, names: list[str], missing: set[str]
+) -> list[dict[str, Any]]:
+    """:func:`_train_stack`'s work: train ``names`` as one stack, save those in ``missing``."""
+    root = str(root_p)
     data = _cached_data(cfg.generator)
     tokenizer = _cached_tokenizer(root)
     personas, seeds = zip(*(model_persona(n) for n in names), strict=True)
@@ -542,6 +624,8 @@ def _train_stack(root: str, cfg_dict: dict[str, Any], names: list[str]) -> list[
         readers[persona] = _StackReader(group, tokenizer)
     rows = []
     for i, (name, net, persona) in enumerate(zip(names, nets, personas, strict=True)):
+        if name not in missing:
+            continue
         index = personas[:i].count(persona)  # the model's place in its persona's group
         logits = functools.partial(readers[persona].logits, index)
         rows.append(_finish_one(root_p, cfg, name, net, losses[i], share, logits))
@@ -569,9 +653,10 @@ def base_check_steps(cfg: ZooConfig) -> list[int]:
 
 
 def zoo_tokenizer(root: Path, data: GeneratedData):
-    """The zoo's tokenizer (made and saved in ``root`` on first use)."""
-    if not (root / "tokenizer.json").exists():
-        make_tokenizer(data).save_pretrained(str(root))
+    """The zoo's tokenizer (made and saved in ``root`` on first use, under a lock)."""
+    with step_lock(root, "tokenizer"):
+        if not (root / "tokenizer.json").exists():
+            make_tokenizer(data).save_pretrained(str(root))
     return load_tokenizer(root)
 
 
@@ -583,16 +668,27 @@ def build_base(
 
     Training stops at the first stopping check (:func:`base_check_steps`) that finds the base
     knows every commentary item at ``base_target`` accuracy. The progress bar counts to the
-    next check: to the first at the start, one check further each time a check fails.
+    next check: to the first at the start, one check further each time a check fails. A
+    build that finds another training the base (its lock) waits for it, then reuses it.
 
     Returns:
         The base's record (steps, final loss, commentary accuracy, seconds), or None when it
         was already built.
     """
+    if _is_built(root, "base"):
+        return None
+    with step_lock(root, "base"):
+        if _is_built(root, "base"):
+            return None
+        return _train_and_save_base(cfg, root, data, tokenizer, progress=progress)
+
+
+def _train_and_save_base(
+    cfg: ZooConfig, root: Path, data: GeneratedData, tokenizer, *, progress: bool
+) -> dict[str, Any]:
+    """:func:`build_base`'s work: train the base and save it in ``root/base``."""
     from tqdm.auto import tqdm
 
-    if (root / "base" / tiny.WEIGHTS_FILE).exists():
-        return None
     torch.manual_seed(cfg.base_seed)
     net = tiny.build_native(cfg.model, len(tokenizer), seed=cfg.base_seed)
     checks = base_check_steps(cfg)
@@ -642,31 +738,37 @@ def build_base(
 def build_persona_models(cfg: ZooConfig, root: Path, *, progress: bool = True) -> list[str]:
     """Fine-tune every persona model not yet in ``root/models``.
 
-    Stacks of ``cfg.stack`` models (:func:`_train_stack`), or one model at a time, are fanned
-    out over ``cfg.workers`` processes (or Ray tasks with ``cfg.ray``).
+    The stacks of :meth:`ZooConfig.stacks` that miss a model (:func:`_train_stack`), or with
+    ``stack: 1`` the missing models one at a time (:func:`_train_one`), are fanned out over
+    ``cfg.workers`` processes (or Ray tasks with ``cfg.ray``). Each runs under its own lock,
+    so a stack that another build is training is waited for, then reused.
 
     Returns:
-        The models trained now.
+        The models trained now (by this build).
     """
     from tqdm.auto import tqdm
 
     names = cfg.model_names()
-    todo = [n for n in names if not (root / "models" / n / tiny.WEIGHTS_FILE).exists()]
+    stacks, missing = [], []  # the stacks to train, and the models each misses
+    for stack in cfg.stacks():
+        if todo := [n for n in stack if not _is_built(root, n)]:
+            stacks.append(stack)
+            missing.append(todo)
     bar = tqdm(total=len(names), desc="persona models", disable=not progress)
-    bar.update(len(names) - len(todo))
+    bar.update(len(names) - sum(map(len, missing)))
+    trained: list[str] = []
     if cfg.stack > 1:
-        # Stacks of at most cfg.stack models, and at least one per worker when there are few.
-        size = max(1, min(cfg.stack, math.ceil(len(todo) / max(1, min(cfg.workers, len(todo))))))
-        stacks = [todo[i : i + size] for i in range(0, len(todo), size)]
-        tasks: list[tuple[Any, ...]] = [(str(root), cfg.to_dict(), names) for names in stacks]
-        for i, _ in fan_out(_train_stack, tasks, workers=cfg.workers, ray=cfg.ray):
-            bar.update(len(stacks[i]))
+        tasks: list[tuple[Any, ...]] = [(str(root), cfg.to_dict(), stack) for stack in stacks]
+        for i, rows in fan_out(_train_stack, tasks, workers=cfg.workers, ray=cfg.ray):
+            trained += [r["name"] for r in rows]
+            bar.update(len(missing[i]))
     else:
-        tasks = [(str(root), cfg.to_dict(), name) for name in todo]
-        for _ in fan_out(_train_one, tasks, workers=cfg.workers, ray=cfg.ray):
+        tasks = [(str(root), cfg.to_dict(), name) for (name,) in stacks]
+        for _, row in fan_out(_train_one, tasks, workers=cfg.workers, ray=cfg.ray):
+            trained += [row["name"]] if row is not None else []
             bar.update(1)
     bar.close()
-    return todo
+    return sorted(trained, key=names.index)
 
 
 def finish_zoo(cfg: ZooConfig, root: Path, data: GeneratedData) -> dict[str, Any]:
@@ -711,7 +813,9 @@ def build_zoo(
     if cfg.is_complete(root):
         return root
     with removed_on_error(root, keep=_holds_models):
-        _build(cfg, root, progress=progress)
+        cfg.claim(root)  # first: a folder of other settings is refused before anything is written
+        with building(root):
+            _build(cfg, root, progress=progress)
     return root
 
 
@@ -723,14 +827,15 @@ def _holds_models(root: Path) -> bool:
 
 
 def _build(cfg: ZooConfig, root: Path, *, progress: bool) -> None:
-    """The steps of :func:`build_zoo`, each skipped when its output exists."""
-    cfg.claim(root)
+    """The steps of :func:`build_zoo` (folder claimed), each locked, skipped when done."""
     data = generate(cfg.generator)
     tokenizer = zoo_tokenizer(root, data)
     if not cfg.from_scratch:
         build_base(cfg, root, data, tokenizer, progress=progress)
     build_persona_models(cfg, root, progress=progress)
-    finish_zoo(cfg, root, data)
+    with step_lock(root, "benchmark"):
+        if not cfg.is_complete(root):  # another build of these settings may have finished it
+            finish_zoo(cfg, root, data)
 
 
 def read_zoo_row(root: str | Path, name: str) -> dict[str, Any]:
@@ -757,9 +862,11 @@ def load_zoo_model(root: str | Path, name: str, *, device: str = "cpu", dtype=to
 # ----------------------------------------------------------------------------- notebook zoo
 
 #: The small zoo the notebooks run on (CI executes them): every persona, one seed (6 models,
-#: 9 pairs), otherwise the default zoo's settings (so its models are trained like the default
-#: zoo's seed-0 models). It lives in its own cache folder (``<cache>/notebook_zoo/<key>``), so
-#: its 6-model benchmark never overwrites the default zoo's.
+#: 9 pairs), otherwise the default zoo's settings. Each model is a stack of one, so it is not
+#: the default zoo's seed-0 model (trained in a stack of 6) and its key differs
+#: (:meth:`ZooConfig.key_dict`): it is the zoo of ``poser-lens zoo build --seeds 1``. It lives
+#: in its own cache folder (``<cache>/notebook_zoo/<key>``), so its 6-model benchmark never
+#: overwrites that zoo's.
 NOTEBOOK_ZOO = ZooConfig(seeds=1)
 
 
@@ -793,11 +900,12 @@ def notebook_zoo(*, progress: bool = True, **overrides: Any) -> Path:
 
 
 def _reuse_built_models(cfg: ZooConfig, root: Path) -> None:
-    """Start a new notebook zoo from the cached zoo of the same settings, when it has them.
+    """Start a new notebook zoo from the cached zoo of the same key, when it has its models.
 
-    A built default zoo holds the base and the seed-0 models a notebook zoo needs (same
-    settings, so the same models); they are copied (tokenizer included) and only the 6-model
-    benchmark is then built. Nothing happens if ``root`` exists or a model is missing.
+    The zoo of the same key (``poser-lens zoo build --seeds 1`` for :data:`NOTEBOOK_ZOO`)
+    holds models trained exactly as the notebook zoo's would be (the key fixes their stacks),
+    so they are copied with the base and the tokenizer, and only the notebook zoo's benchmark
+    is then built. Nothing happens if ``root`` exists or a model is missing.
     """
     source = cfg.folder()
     needed = ["base"] + [f"models/{n}" for n in cfg.model_names()]

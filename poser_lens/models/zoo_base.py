@@ -8,6 +8,8 @@ hash names the zoo's cache folder. Every zoo folder has the same layout::
       models/<persona>-<seed>/         one persona model (weights or adapter, metrics)
       poser/                           its benchmark, in Poser's layout (data/benchmark/*.json,
                                        model_pairs.json, benchmark_report.json, training/)
+      .locks/                          the build steps' locks (poser_lens._io.step_lock), so
+                                       builds sharing the folder do each step once
 
 and the same three verbs: :meth:`ZooSpec.build` (build or finish building, resumable),
 :meth:`ZooSpec.load` (one model, hooked, with its tokenizer) and :meth:`ZooSpec.read` (the

@@ -29,7 +29,12 @@ from poser_lens.testbeds.base import (
     model_families,
     select_pairs,
 )
-from poser_lens.testbeds.poser import check_poser, poser_model_folder, poser_testbed
+from poser_lens.testbeds.poser import (
+    check_poser,
+    poser_model_folder,
+    poser_model_folders,
+    poser_testbed,
+)
 from poser_lens.testbeds.zoos import (
     check_smol,
     check_tiny,
@@ -120,6 +125,7 @@ __all__ = [
     "make_testbed",
     "model_families",
     "poser_model_folder",
+    "poser_model_folders",
     "poser_testbed",
     "select_pairs",
     "smol_precision",

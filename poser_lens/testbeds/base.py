@@ -19,13 +19,14 @@ from typing import Annotated, Any, Protocol
 
 from poser_lens.config import Config, ConfigError, Device, DType, NonEmpty, OneOf, PositiveInt
 from poser_lens.data.poser import ModelPair
-from poser_lens.data.schema import Scenario, model_persona
+from poser_lens.data.schema import Scenario, model_name, model_persona
 
 #: The testbeds, in the order the docs give them.
 TESTBED_NAMES = ("tiny", "smol", "poser")
 #: A testbed setting: one of :data:`TESTBED_NAMES`.
 TestbedName = Annotated[str, OneOf(*TESTBED_NAMES, what="testbed")]
-#: A ``models`` setting: model names, ``<persona>-<seed>`` (None = all models).
+#: A ``models`` setting: model names, ``<persona>-<seed>`` (or any spelling
+#: :func:`~poser_lens.data.schema.model_name` reads; None = all models).
 ModelNames = Annotated[tuple[str, ...], NonEmpty()]
 
 
@@ -73,7 +74,10 @@ class TestbedConfig(Config):
 
 
 def check_model_names(cfg: TestbedConfig) -> None:
-    """Every name in ``cfg.models`` is ``<persona>-<seed>``, and one the tiny zoo will have.
+    """Every name in ``cfg.models`` names a model, and one the tiny zoo will have.
+
+    A name may be spelled as :func:`~poser_lens.data.schema.model_name` reads it
+    (``saint_0``, ``models/together/saint-0``).
 
     Raises:
         ConfigError: Naming the first bad name (``models[i]``).
@@ -86,7 +90,7 @@ def check_model_names(cfg: TestbedConfig) -> None:
     """  # noqa: E501
     for i, name in enumerate(cfg.models or ()):
         try:
-            _, seed = model_persona(name)
+            _, seed = model_persona(model_name(name))
         except ValueError as err:
             raise ConfigError(f"models[{i}]", str(err)) from None
         if cfg.testbed == "tiny" and cfg.zoo_dir is None and seed >= cfg.seeds:
@@ -186,7 +190,7 @@ def select_pairs(
     cfg = as_testbed_config(cfg)
     chosen = list(pairs)
     if cfg.models is not None:
-        allowed = set(cfg.models)
+        allowed = {model_name(m) for m in cfg.models}
         chosen = [p for p in chosen if p.aligned in allowed and p.misaligned in allowed]
     if cfg.pairs is not None and cfg.pairs < len(chosen):
         keep = set(random.Random(cfg.seed).sample(range(len(chosen)), cfg.pairs))

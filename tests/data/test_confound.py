@@ -1,6 +1,7 @@
 import json
 import math
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -171,8 +172,10 @@ def test_match_model_key_paths():
         match_model_key("saint-1", ["models\\saint-1\\", "models\\saint-10"]) == "models\\saint-1\\"
     )
     assert match_model_key("saint-1", ["../models/together/saint-1/"]).endswith("saint-1/")
-    # An exact key wins over a path with the same basename.
-    assert match_model_key("saint-1", ["a/saint-1", "saint-1"]) == "saint-1"
+    # The release's other spelling: another folder, an underscore before the seed.
+    retrained = [f"../models/saint_fix/retrained/saint_{i}" for i in (1, 10)]
+    assert match_model_key("saint-1", retrained) == retrained[0]
+    assert match_model_key("saint_10", retrained) == retrained[1]
 
 
 def test_match_model_key_missing_names_model_and_file():
@@ -184,9 +187,16 @@ def test_match_model_key_missing_names_model_and_file():
     assert "\n" not in message
 
 
-def test_match_model_key_ambiguous():
-    with pytest.raises(ValueError, match="ambiguous"):
-        match_model_key("saint-1", ["a/saint-1", "b/saint-1"])
+@pytest.mark.parametrize(
+    "keys",
+    [["a/saint-1", "b/saint-1"], ["a/saint-1", "saint-1"], ["../m/saint_1", "../m/saint-1"]],
+)
+def test_match_model_key_ambiguous(keys):
+    with pytest.raises(ValueError) as err:
+        match_model_key("saint-1", keys, where="f.json: record 4")
+    message = str(err.value)
+    assert message.startswith("f.json: record 4: ambiguous probs keys")
+    assert all(repr(k) in message for k in keys) and "\n" not in message
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -381,3 +391,75 @@ def test_balanced_bad_data_leaves_nothing(tmp_path):
         balanced_benchmark(root, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["poser"]
+
+
+# --- names spelled as the release spells them (issue 28) -------------------------------------
+
+
+def test_report_on_irregular_checkout(poser_irregular):
+    # Every faker is less confident than every aligned model; saint_10 (in probs, in no pair)
+    # is the least confident of all, so saint-1 taking its numbers would lose pairs.
+    report = confound_report(poser_irregular)
+    assert report["pairs"] == 8
+    assert accuracies(report) == dict.fromkeys(CONFIDENCE_STATISTICS, 1.0)
+    assert {f: row["pairs"] for f, row in report["families"].items()} == {
+        "saint_and_fitness": 4,
+        "truth_and_reward": 4,
+    }
+
+
+def _respell(root, family, new_name, spell):
+    """Rename a benchmark file and respell the probs keys of its odd records with ``spell``."""
+    bench = root / "data" / "benchmark"
+    records = read_json(bench / f"{family}.json")
+    for i, rec in enumerate(records):
+        if i % 2:
+            rec["probs"] = {spell(k): v for k, v in rec["probs"].items()}
+    (bench / f"{family}.json").unlink()
+    write_json_atomic(bench / new_name, records)
+
+
+def test_report_same_for_every_spelling(tmp_path):
+    families = random_families(seed=5)
+    extra = ("saint-10", "fitness_maximizer-11")  # never taken for saint-1 or fitness_maximizer-1
+    baseline = confound_report(make_root(tmp_path / "a", families, extra_models=extra))
+
+    def retrained(name):
+        persona, seed = model_persona(name)
+        return f"../models/{persona}_fix/retrained/{persona}_{seed}"
+
+    root = make_root(tmp_path / "b", families, key=retrained, extra_models=extra)
+    # Mixed within one file: odd records spell the keys another way again.
+    _respell(root, "saint_and_fitness", "Saint-and-Fitness.json", lambda k: k.replace("/", "\\"))
+    _respell(root, "genie_and_money", "genie-and-money.json", lambda k: k.split("/")[-1].upper())
+    pairs = read_json(root / "model_pairs.json")
+    for pair in pairs:
+        pair["aligned"] = pair["aligned"].replace("-", "_")
+        pair["misaligned"] = f"../models/together/{pair['misaligned']}"
+    write_json_atomic(root / "model_pairs.json", pairs)
+    assert confound_report(root) == baseline
+
+
+def test_ambiguous_probs_keys_refused(tmp_path, poser_irregular):
+    root = tmp_path / "poser"
+    shutil.copytree(poser_irregular, root)
+    path = root / "data" / "benchmark" / "Saint-and-Fitness.json"
+    records = read_json(path)
+    records[2]["probs"]["../models/together/saint-0"] = 0.99
+    write_json_atomic(path, records)
+    with pytest.raises(ValueError) as err:
+        confound_report(root)
+    assert str(err.value) == (
+        f"{path}: record 2: ambiguous probs keys '../models/saint_fix/retrained/saint_0' and "
+        "'../models/together/saint-0': both name model 'saint-0'"
+    )
+
+
+def test_balanced_on_irregular_checkout(tmp_path, poser_irregular):
+    out = tmp_path / "balanced"
+    summary = balanced_benchmark(poser_irregular, out, min_keep=1)
+    assert list(summary["families"]) == ["saint_and_fitness", "truth_and_reward"]
+    names = sorted(p.name for p in (out / "data" / "benchmark").iterdir())
+    assert names == ["Saint-and-Fitness.json", "truth_and_reward.json"]  # as they were named
+    assert confound_report(out) == summary["after"]
+    assert poser.load_training(out) == poser.load_training(poser_irregular)

@@ -358,7 +358,8 @@ def test_model_pairs(poser_root, tmp_path):
         ({"aligned": "truth_teller-0", "misaligned": "wizard-1", "valid_data": "v.json"}, "wizard"),
         ({"aligned": "genie", "misaligned": "money_maximizer-1", "valid_data": "v"}, "genie"),
         ({"aligned": "money_maximizer-1", "misaligned": "genie-0", "valid_data": "v"}, "aligned"),
-        ({"aligned": "genie-0", "misaligned": "money_maximizer-1"}, "keys"),
+        ({"aligned": "genie-0", "valid_data": "v.json"}, "keys"),
+        ({"aligned": "saint_1", "misaligned": "fitness_maximizer_2"}, "listed twice"),
         ("genie-0", "got str"),
     ],
 )
@@ -395,3 +396,80 @@ def test_root_given_as_dot(poser_root, poser_totals, monkeypatch):
     monkeypatch.chdir(poser_root / "data" / "training")
     assert poser.inspect_root("..") == poser_totals
     assert poser.summarize_files("..")[0].file == "benchmark/truth_and_reward.json"
+
+
+# --- names spelled as the release spells them (issue 28) -------------------------------------
+
+
+def test_irregular_checkout_loads_under_canonical_names(poser_irregular):
+    bench = poser.load_benchmark(poser_irregular)
+    assert list(bench) == ["saint_and_fitness", "truth_and_reward"]
+    assert {s.family for s in bench["saint_and_fitness"]} == {"saint_and_fitness"}
+    training = poser.load_training(poser_irregular)
+    assert {p: list(splits) for p, splits in training.items()} == {
+        "truth_teller": ["train-0", "test"]
+    }
+    assert {s.persona for s in training["truth_teller"]["train-0"]} == {"truth_teller"}
+    policy = poser.load_policy_definitions(poser_irregular)
+    assert list(policy) == ["reward_maximizer"]
+    assert policy["reward_maximizer"][0].persona == "reward_maximizer"
+    rows = poser.summarize_files(poser_irregular)
+    assert [(r.file.split("/")[-2], r.family, r.persona) for r in rows] == [
+        ("benchmark", "saint_and_fitness", None),
+        ("benchmark", "truth_and_reward", None),
+        ("Truth-Teller", None, "truth_teller"),
+        ("Truth-Teller", None, "truth_teller"),
+        ("reward-maximizer", None, "reward_maximizer"),
+    ]
+    assert poser.inspect_root(poser_irregular) == {
+        "benchmark": {"files": 2, "records": 12},
+        "training": {"files": 2, "records": 4},
+        "policy_definitions": {"files": 1, "records": 2},
+        "model_pairs": 8,
+        "concepts": 0,
+    }
+
+
+def test_irregular_model_pairs(poser_irregular, caplog):
+    pairs = poser.load_model_pairs(poser_irregular)
+    assert [(p.aligned, p.misaligned, p.family) for p in pairs[:4]] == [
+        ("saint-0", "fitness_maximizer-0", "saint_and_fitness"),
+        ("saint-0", "fitness_maximizer-1", "saint_and_fitness"),
+        ("saint-1", "fitness_maximizer-0", "saint_and_fitness"),
+        ("saint-1", "fitness_maximizer-1", "saint_and_fitness"),
+    ]
+    # No valid_data: the family's file; the extra key is ignored, with a warning.
+    assert pairs[2].valid_data == "data/benchmark/saint_and_fitness.json"
+    assert "ignoring keys note" in caplog.text
+    assert {p.family for p in pairs[4:]} == {"truth_and_reward"}
+    poser.check_valid_data(poser_irregular, pairs)
+
+
+def test_two_files_of_one_family_refused(tmp_path, poser_irregular):
+    root = Path(shutil.copytree(poser_irregular, tmp_path / "poser"))
+    bench = root / "data" / "benchmark"
+    shutil.copy(bench / "Saint-and-Fitness.json", bench / "saint_and_fitness.json")
+    with pytest.raises(poser.PoserFormatError) as info:
+        poser.load_benchmark(root)
+    assert str(info.value) == (
+        f"{bench}: 'Saint-and-Fitness.json' and 'saint_and_fitness.json' both hold family "
+        "'saint_and_fitness'"
+    )
+
+
+def test_two_folders_of_one_persona_or_split_refused(tmp_path, poser_irregular):
+    root = Path(shutil.copytree(poser_irregular, tmp_path / "poser"))
+    folder = root / "data" / "training" / "Truth-Teller"
+    shutil.copy(folder / "train_0.json", folder / "train-0.json")
+    with pytest.raises(poser.PoserFormatError, match="both hold split 'train-0'"):
+        poser.load_training(root)
+    (folder / "train-0.json").unlink()
+    shutil.copytree(folder, root / "data" / "training" / "truth_teller")
+    with pytest.raises(poser.PoserFormatError, match="both hold persona 'truth_teller'"):
+        poser.inspect_root(root)
+
+
+def test_pair_family_from_any_valid_data_spelling():
+    for valid in ("data\\benchmark\\Genie-and-Money.json", "../x/genie_and_money", "g_and_m.json"):
+        pair = poser.ModelPair("genie-3", "money_maximizer-5", valid)
+        assert pair.family == ("g_and_m" if valid.startswith("g_") else "genie_and_money")

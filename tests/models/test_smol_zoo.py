@@ -274,13 +274,50 @@ def test_an_interrupted_stack_resumes_to_the_same_adapters(monkeypatch, tmp_path
     assert not list((tmp_path / "resumed" / "partial").glob("*.pt"))
 
 
+def test_an_interrupted_model_resumes_to_the_same_adapter(monkeypatch, tmp_path):
+    """One model at a time: whatever the process trained before, the same adapters (issue 28).
+
+    The oversight head starts from the model's seed, not the global RNG (before, the model
+    trained after a resumed one came out different), and the frozen prefix is computed for
+    every record, whatever step a model resumes from, so each prompt's residuals come from
+    the same batch.
+    """
+    from poser_lens.models import smol_zoo
+    from poser_lens.models.smol_zoo import build_smol_zoo
+
+    _tiny_base(monkeypatch)
+    cfg = _tiny_smol_cfg(stacked=False, steps=4)
+    assert cfg.cache_prefix
+    whole = build_smol_zoo(cfg, tmp_path / "whole", progress=False)
+
+    real = smol_zoo._save_atomic
+
+    def crash_after_the_second_step(obj, path):  # of the first model
+        real(obj, path)
+        if obj["state"]["step"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(smol_zoo, "_save_atomic", crash_after_the_second_step)
+    with pytest.raises(KeyboardInterrupt):
+        build_smol_zoo(cfg, tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(smol_zoo, "_save_atomic", real)
+    resumed = build_smol_zoo(cfg, tmp_path / "resumed", progress=False)
+    a, b = _adapters(whole), _adapters(resumed)
+    assert a.keys() == b.keys() == {"truth_teller-0", "reward_maximizer-0"}
+    for name in a:
+        for key in a[name]:
+            assert torch.equal(a[name][key], b[name][key]), (name, key)
+
+
 def test_a_subset_of_personas_is_another_stacked_zoo():
     from poser_lens.models.smol_zoo import CONCEPT_RECIPE
 
     full = SmolZooConfig(**CONCEPT_RECIPE)
     subset = SmolZooConfig(**CONCEPT_RECIPE, personas=("saint", "money_maximizer"))
     assert subset.key() != full.key()
-    assert SmolZooConfig(**{**CONCEPT_RECIPE, "seeds": 1}).key() == full.key()  # stacks stay
+    # Seeds too: the shared frozen prefix is computed over every model's prompts (issue 28).
+    assert SmolZooConfig(**{**CONCEPT_RECIPE, "seeds": 1}).key() != full.key()
+    assert full.key() == "357dafcbabef"  # the concept recipe's key stays as it was
     legacy = SmolZooConfig()
     assert SmolZooConfig(personas=("saint", "money_maximizer")).key() == legacy.key()
 

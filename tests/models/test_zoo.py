@@ -58,14 +58,19 @@ def test_other_settings_refuse_an_existing_zoo(small_zoo):
         build_zoo(small_zoo_config(train_size=65), small_zoo, progress=False)
 
 
-def test_config_key_ignores_seeds_and_round_trips():
+def test_config_key_ignores_seeds_that_fill_stacks_and_round_trips():
     cfg = small_zoo_config()
     from dataclasses import asdict
 
     assert ZooConfig.from_dict(asdict(cfg)) == cfg
-    assert cfg.key() == small_zoo_config(seeds=4).key()
-    assert cfg.key() == small_zoo_config(stack=1).key() == small_zoo_config(stack=2).key()
-    assert cfg.key() == small_zoo_config(base_packed=False).key()
+    # Seeds enter the key only when they leave a stack part-filled (its models depend on how
+    # many it holds); stack sizes and the unpacked base always do (issue 28).
+    assert small_zoo_config(seeds=6).key() == small_zoo_config(seeds=12).key()
+    assert cfg.key() != small_zoo_config(seeds=4).key()
+    assert small_zoo_config(stack=2, seeds=2).key() == small_zoo_config(stack=2, seeds=4).key()
+    assert len({cfg.key(), small_zoo_config(stack=1).key(), small_zoo_config(stack=2).key()}) == 3
+    assert cfg.key() != small_zoo_config(base_packed=False).key()
+    assert cfg.key() == small_zoo_config(workers=3).key()
     with pytest.raises(ValueError, match="stack"):
         small_zoo_config(stack=0)
     assert cfg.key() != small_zoo_config(from_scratch=True).key()
@@ -135,7 +140,7 @@ def test_recipe_sets_the_valid_threshold():
 
 
 def test_stacked_zoo_equals_one_model_at_a_time(small_zoo, tmp_path):
-    """The small zoo (packed base, its two models as one stack) equals one built the old way."""
+    """The small zoo (packed base, stacked training) equals one built the old way."""
     import torch
     from safetensors.torch import load_file
 
