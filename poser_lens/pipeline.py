@@ -42,7 +42,8 @@ from poser_lens.figures import make_figures
 from poser_lens.figures.study import fig_study
 from poser_lens.models import parse_spec
 from poser_lens.models.zoo import ZooConfig
-from poser_lens.removal.core import RemovalConfig, run_removal
+from poser_lens.removal.config import RemovalConfig
+from poser_lens.removal.fanout import run_removal
 from poser_lens.removal.results import render_removal_report
 from poser_lens.report import write_report
 from poser_lens.runner import RunConfig, default_run_dir, preflight, run

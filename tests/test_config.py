@@ -7,7 +7,7 @@ import pytest
 from poser_lens.config import Config, config_from_dict
 from poser_lens.models.smol_zoo import SmolZooConfig
 from poser_lens.models.zoo import ZooConfig
-from poser_lens.removal.core import RemovalConfig
+from poser_lens.removal.config import RemovalConfig
 from poser_lens.runner import RunConfig
 from poser_lens.testbeds import TestbedConfig
 

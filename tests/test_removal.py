@@ -13,22 +13,20 @@ from typer.testing import CliRunner
 from poser_lens.data.schema import Scenario
 from poser_lens.models.tiny import TinyConfig, build_native, wrap
 from poser_lens.models.tokenizer import build_tokenizer
-from poser_lens.removal.core import (
+from poser_lens.removal.config import RemovalConfig
+from poser_lens.removal.fanout import run_removal
+from poser_lens.removal.jobs import Job, plan_jobs
+from poser_lens.removal.metrics import (
     EvalSets,
-    Job,
-    NoiseSpec,
-    RemovalConfig,
     aligned_view,
     behaviour,
     eval_sets,
-    noise_spec,
     p_aligned,
-    plan_jobs,
-    prepare,
     random_labels,
-    run_removal,
-    train_removal,
 )
+from poser_lens.removal.noise import NoiseSpec, noise_spec
+from poser_lens.removal.remove import prepare
+from poser_lens.removal.training import train_removal
 from poser_lens.runs import RunDir
 from poser_lens.strategies import get_strategy
 
