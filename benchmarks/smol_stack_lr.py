@@ -54,8 +54,8 @@ def main() -> None:
     cfg = SmolZooConfig.from_dict(json.loads((args.out / "smol_zoo_config.json").read_text()))
     import torch
 
-    step0 = torch.load(ckpts[0], weights_only=False, map_location="cpu")["state"]["step"]
-    names = list(torch.load(ckpts[0], weights_only=False, map_location="cpu")["state"]["models"])
+    state = torch.load(ckpts[0], weights_only=False, map_location="cpu")["state"]
+    step0, names = state["step"], list(state["models"])
     cfg = replace(cfg, steps=step0 + args.steps)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     _AtRate.lr = args.lr

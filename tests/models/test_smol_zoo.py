@@ -187,6 +187,15 @@ def _adapters(root):
     }
 
 
+def assert_same_adapters(one, other, names):
+    """The zoos at ``one`` and ``other`` hold adapters of ``names``, equal bit for bit."""
+    a, b = _adapters(one), _adapters(other)
+    assert a.keys() == b.keys() == names
+    for name in a:
+        for key in a[name]:
+            assert torch.equal(a[name][key], b[name][key]), (name, key)
+
+
 def test_stacked_build_reports_both_test_splits_and_its_stack(monkeypatch, tmp_path):
     import json
 
@@ -266,11 +275,7 @@ def test_an_interrupted_stack_resumes_to_the_same_adapters(monkeypatch, tmp_path
     assert list((tmp_path / "resumed" / "partial").glob("stack-*.pt"))
     monkeypatch.setattr(smol_train.StackTrainer, "save_checkpoint", real)
     resumed = build_smol_zoo(cfg, tmp_path / "resumed", progress=False)
-    a, b = _adapters(whole), _adapters(resumed)
-    assert a.keys() == b.keys() == {"truth_teller-0", "reward_maximizer-0"}
-    for name in a:
-        for key in a[name]:
-            assert torch.equal(a[name][key], b[name][key]), (name, key)
+    assert_same_adapters(whole, resumed, {"truth_teller-0", "reward_maximizer-0"})
     assert not list((tmp_path / "resumed" / "partial").glob("*.pt"))
 
 
@@ -302,11 +307,7 @@ def test_an_interrupted_model_resumes_to_the_same_adapter(monkeypatch, tmp_path)
         build_smol_zoo(cfg, tmp_path / "resumed", progress=False)
     monkeypatch.setattr(smol_zoo, "_save_atomic", real)
     resumed = build_smol_zoo(cfg, tmp_path / "resumed", progress=False)
-    a, b = _adapters(whole), _adapters(resumed)
-    assert a.keys() == b.keys() == {"truth_teller-0", "reward_maximizer-0"}
-    for name in a:
-        for key in a[name]:
-            assert torch.equal(a[name][key], b[name][key]), (name, key)
+    assert_same_adapters(whole, resumed, {"truth_teller-0", "reward_maximizer-0"})
 
 
 def test_a_subset_of_personas_is_another_stacked_zoo():
