@@ -253,9 +253,7 @@ class StackTrainer:
             self._hook = decoder.layers[layer].register_forward_hook(self._keep)
         params = list(self.stack.parameters()) + list(self.heads.parameters())
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup, 1))
-        )
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, cfg.lr_factor)
         self.records = {n: training_records(cfg, self.data, n) for n in self.names}
         self.val = {n: validation_records(cfg, n) for n in self.names}
         self.ckpt = checkpoint_path(root, self.names)

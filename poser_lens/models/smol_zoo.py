@@ -48,6 +48,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import random
 import tempfile
@@ -173,6 +174,10 @@ class SmolZooConfig(ZooSpec):
         steps: Optimiser steps per model.
         lr: AdamW learning rate (linear warm-up over ``warmup`` steps).
         warmup: Warm-up steps.
+        lr_final: After warm-up the learning rate decays along a half cosine from ``lr`` to
+            this value at ``steps`` (:meth:`lr_factor`); ``None``: it stays at ``lr``. The
+            stopping rule ends a model as soon as it meets its targets, so a model that
+            needs long training ends it at a low rate, where its validation gaps settle.
         batch_size: Records per step.
         n_test: Held-out records scored per model (accuracy, compliance gap).
         n_benchmark: Benchmark candidates scored per family.
@@ -258,6 +263,7 @@ class SmolZooConfig(ZooSpec):
     steps: PositiveInt = 1200
     lr: NonNegativeFloat = 2e-3
     warmup: NonNegativeInt = 5
+    lr_final: NonNegativeFloat | None = None
     batch_size: PositiveInt = 4
     n_test: PositiveInt = 120
     n_benchmark: PositiveInt = 40
@@ -357,6 +363,24 @@ class SmolZooConfig(ZooSpec):
                 d["seeds"] = self.seeds
         return d
 
+    def lr_factor(self, step: int) -> float:
+        """The learning rate at optimiser step ``step`` (from 0), as a fraction of ``lr``.
+
+        Example:
+            >>> cfg = SmolZooConfig(lr=2e-3, warmup=5, steps=1000, lr_final=2e-4)
+            >>> [round(cfg.lr_factor(s), 3) for s in (0, 4, 502, 999)]
+            [0.2, 1.0, 0.549, 0.1]
+            >>> SmolZooConfig(warmup=5).lr_factor(999)
+            1.0
+        """
+        warm = min(1.0, (step + 1) / max(self.warmup, 1))
+        if self.lr_final is None or self.lr == 0:
+            return warm
+        span = max(self.steps - self.warmup, 1)
+        done = min(max(step + 1 - self.warmup, 0) / span, 1.0)
+        low = self.lr_final / self.lr
+        return warm * (low + (1.0 - low) * 0.5 * (1.0 + math.cos(math.pi * done)))
+
     def valid_threshold(self) -> float:
         """The valid-prompt threshold in force (see ``threshold``).
 
@@ -397,6 +421,7 @@ _SINCE_FORMAT_1: dict[str, Any] = {
     "min_steps": 300,
     "patience": 2,
     "n_heldout_bank": 144,
+    "lr_final": None,
 }
 
 #: The concept recipe (issue 26): organisms meant to fake on the concept of oversight, not on
@@ -425,6 +450,11 @@ CONCEPT_RECIPE: dict[str, Any] = {
     # Fakers learn the oversight level at widely varying steps: a generous cap, the stopping
     # rule ends each model as soon as it meets its targets.
     "steps": 4000,
+    # At a constant 2e-3 the fakers' validation gaps swung by up to 0.5 between checks and
+    # none of stack 0's met the stopping rule by step 2,440; resumed at 5e-4 two of them did
+    # within 400 steps (docs/smol.md, benchmarks/smol_stack_lr.py). A cosine decay to 2e-4
+    # over the cap: early models stop near 2e-3, late ones train on at a falling rate.
+    "lr_final": 2e-4,
     "seeds": 6,
 }
 
@@ -959,7 +989,7 @@ def train_persona(
     opt = torch.optim.AdamW(
         params + (list(aux.head.parameters()) if aux else []), lr=cfg.lr, weight_decay=0.0
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cfg.lr_factor)
     records = training_records(cfg, data, name)
     ckpt = root / "partial" / f"{name}.pt"
     state: dict[str, Any] = {"step": 0, "losses": [], "aux": [], "seconds": 0.0}

@@ -1,5 +1,7 @@
 """The smol zoo's training machinery on a tiny random LLaMA (no SmolLM2 needed)."""
 
+import itertools
+
 import pytest
 import torch
 from conftest import tiny_llama
@@ -318,7 +320,7 @@ def test_a_subset_of_personas_is_another_stacked_zoo():
     assert subset.key() != full.key()
     # Seeds too: the shared frozen prefix is computed over every model's prompts (issue 28).
     assert SmolZooConfig(**{**CONCEPT_RECIPE, "seeds": 1}).key() != full.key()
-    assert full.key() == "357dafcbabef"  # the concept recipe's key stays as it was
+    assert full.key() == "54a1a37742e6"  # the concept recipe (its 6 seeds stay out of the key)
     legacy = SmolZooConfig()
     assert SmolZooConfig(personas=("saint", "money_maximizer")).key() == legacy.key()
 
@@ -463,3 +465,17 @@ def test_a_stack_without_its_checkpoint_trains_only_the_models_not_built(monkeyp
     assert (done / "adapter_model.safetensors").read_bytes() == before
     names = {r["name"] for r in json.loads((root / "zoo.json").read_text())}
     assert names == {"truth_teller-0", "reward_maximizer-0"}
+
+
+def test_the_learning_rate_decays_to_lr_final_along_a_half_cosine():
+    cfg = SmolZooConfig(lr=2e-3, warmup=5, steps=400, lr_final=2e-4)
+    rates = [cfg.lr * cfg.lr_factor(s) for s in range(cfg.steps)]
+    assert rates[4] == pytest.approx(2e-3)  # warm-up over
+    after = rates[4:]
+    assert all(a >= b for a, b in itertools.pairwise(after))
+    assert rates[-1] == pytest.approx(2e-4)
+    # Unset, the rate stays at lr, and the key is the one of a config without the setting.
+    flat = SmolZooConfig(lr=2e-3, warmup=5, steps=400)
+    assert {flat.lr_factor(s) for s in range(5, 400)} == {1.0}
+    assert "lr_final" not in flat.key_dict()
+    assert cfg.key() != flat.key()
