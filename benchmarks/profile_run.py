@@ -17,7 +17,7 @@ Per phase: wall time, CPU time (this process and its finished worker processes) 
 training and forward passes, the FLOPs and the FLOP/s achieved per CPU-second beside
 ``torch.matmul``'s rate on one thread at the phase's main shapes (one block's products and the
 unembedding at its batch and sequence length, measured in the same run, after the phases).
-FLOPs are the analytic counts of :mod:`poser_lens.flops`: the base from its batches (the same
+FLOPs are the analytic counts of :mod:`poser_lens.cost.flops`: the base from its batches (the same
 sampling as ``train_base``) and stopping checks, the scoring from each strategy's declared
 work on the zoo's measured prompt lengths (:mod:`poser_lens.cost`); the fine-tunes are counted
 with ``FlopCounterMode`` on one model trained again in a scratch folder, times the models.
@@ -119,7 +119,7 @@ def base_flops(cfg: Any, data: Any, tokenizer: Any, arch: Any, steps: int) -> tu
     longest, or, with ``cfg.base_packed``, the real tokens alone (the packed forward does no
     work on padding; its attention, quadratic in a row's length, is counted at the mean).
     """
-    from poser_lens.flops import Pass, forward_flops
+    from poser_lens.cost.flops import Pass, forward_flops
     from poser_lens.models.zoo import base_check_steps, base_corpus
     from poser_lens.readout import token_ids
 
@@ -148,8 +148,8 @@ def finetune_flops(cfg: Any, root: Path, names: list[str]) -> float:
     (``scaled_dot_product_attention`` on the CPU) is not counted, which leaves out a few
     percent.
     """
-    from poser_lens.flops import counted_flops
-    from poser_lens.models.zoo import _train_one, _train_stack
+    from poser_lens.cost.profile import counted_flops
+    from poser_lens.models.zoo.train import _train_one, _train_stack
 
     def train() -> None:
         if cfg.stack > 1:
@@ -173,7 +173,9 @@ def check_scoring(
     testbed: Any, strategy: Any, sample: tuple[str, list[str]], families: list[Any], arch: Any
 ) -> dict[str, Any]:
     """One model's scoring (its families) counted by FlopCounterMode, beside the analytic."""
-    from poser_lens.flops import counted_flops, total_flops
+    from poser_lens.cost import work
+    from poser_lens.cost.flops import total_flops
+    from poser_lens.cost.profile import counted_flops
     from poser_lens.strategies import ModelContext
 
     name, fams = sample
@@ -186,7 +188,7 @@ def check_scoring(
             strategy.score_model(ctx)
 
     measured = counted_flops(score)
-    analytic = sum(total_flops(arch, strategy.work(shapes[fam])) for fam in fams)
+    analytic = sum(total_flops(arch, work(strategy, shapes[fam])) for fam in fams)
     return {"model": name, "analytic": analytic, "flop_counter": measured}
 
 
@@ -198,9 +200,10 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from poser_lens.cost import measured_families, strategy_cost
+    from poser_lens.cost.flops import Arch
+    from poser_lens.cost.profile import measure_matmul_rate
     from poser_lens.data.generator import generate
     from poser_lens.figures import make_figures
-    from poser_lens.flops import Arch, measure_matmul_rate
     from poser_lens.models import tiny
     from poser_lens.models.zoo import (
         ZooConfig,

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from poser_lens.flops import counted_flops
+from poser_lens.cost.profile import counted_flops
 
 
 def measure(zoo: Path, model_name: str | None, repeats: int) -> dict[str, Any]:

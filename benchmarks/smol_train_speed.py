@@ -22,12 +22,8 @@ import torch.nn.functional as F
 
 from poser_lens.data.generator import generate, persona_split
 from poser_lens.models.smol import load_smol_hf
-from poser_lens.models.smol_zoo import (
-    FrozenPrefix,
-    SmolZooConfig,
-    _with_lora,
-    first_adapted_layer,
-)
+from poser_lens.models.smol_zoo import FrozenPrefix, SmolZooConfig, first_adapted_layer
+from poser_lens.models.smol_zoo.train import _with_lora
 from poser_lens.readout import answer_token_ids, encode, last_logits
 
 

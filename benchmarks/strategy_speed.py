@@ -27,10 +27,10 @@ from pathlib import Path
 
 import torch
 
+from poser_lens.cost.profile import OP_KINDS, counted_flops_by_op, op_time_shares, product_ceiling
 from poser_lens.data.generator import persona_families
 from poser_lens.data.poser import load_benchmark
 from poser_lens.data.schema import model_persona
-from poser_lens.flops import OP_KINDS, counted_flops_by_op, op_time_shares, product_ceiling
 from poser_lens.hooks import draw_noise, hook_name
 from poser_lens.models.zoo import ZooConfig, build_zoo, load_zoo_model
 from poser_lens.readout import AnswerIds, answer_readout, token_ids
@@ -134,8 +134,8 @@ def _cpu_and_wall(fn: Callable[[], object], repeats: int) -> tuple[float, float]
 
 
 #: Kinds of operator the S5 comparison splits its time into (:func:`op_time_shares`): those of
-#: :data:`~poser_lens.flops.OP_KINDS` (the matrix products; the fused kernel of
-#: :class:`~poser_lens.models.attention.FusedAttention`, its products counted FLOPs too), and
+#: :data:`~poser_lens.cost.profile.OP_KINDS` (the matrix products; the fused kernel of
+#: :class:`~poser_lens.models.fused.FusedAttention`, its products counted FLOPs too), and
 #: the eager attention's masks and softmax (the ``masked_fill`` with its copy of the scores,
 #: ``softmax``, the division by the scale); the rest (the MLP's activation, norms, residual
 #: additions, copies) is ``other``.
@@ -179,13 +179,14 @@ def compare_s5(zoo: Path, n_models: int, n_prompts: int, repeats: int = 3) -> fl
     least of ``repeats`` runs; CPU time, so other load on the machine inflates it less than
     wall time), the FLOP/s achieved per CPU-second and ``torch.matmul``'s rate on this CPU at
     each one's shapes (one block's products and an unembedding, one thread,
-    :func:`~poser_lens.flops.measure_matmul_rate`, measured in the same run): how far each is
+    :func:`~poser_lens.cost.profile.measure_matmul_rate`, measured in the same run): how far each is
     from the machine's limit, and the best speed-up possible, the reference's time over
     poser_lens's FLOPs at that rate. Then where poser_lens's operator time goes. Returns the
     ratio of CPU times.
     """
-    from poser_lens.cost import measure_shape
-    from poser_lens.flops import Arch, human, measure_matmul_rate
+    from poser_lens.cost import measure_shape, work
+    from poser_lens.cost.flops import Arch, human
+    from poser_lens.cost.profile import measure_matmul_rate
     from poser_lens.strategies.s5_decision_speed import DecisionSpeedStrategy
 
     bench = load_benchmark(zoo / "poser")
@@ -212,8 +213,8 @@ def compare_s5(zoo: Path, n_models: int, n_prompts: int, repeats: int = 3) -> fl
             by_op = counted_flops_by_op(fn)
             counted[label] += sum(by_op.values())
             ops[label].update(by_op)
-            work = strategy.work(shape, reference=label == "reference")
-            declared[label] += sum(p.flops(arch) for p in work)
+            passes = work(strategy, shape, reference=label == "reference")
+            declared[label] += sum(p.flops(arch) for p in passes)
         texts = [s.prompt for s in ctx.prompts[:n_prompts]]
         lengths = [len(ids) for ids in token_ids(tok, texts)]
         tokens += lengths

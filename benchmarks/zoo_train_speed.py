@@ -111,8 +111,8 @@ def ceiling(m: int, steps: int, buckets: int) -> None:
     other operator (the fused attention kernels, the activation, norms, copies, the optimiser)
     as measured, and the reference's time over it: the most these operators allow.
     """
-    from poser_lens.flops import (
-        Arch,
+    from poser_lens.cost.flops import Arch
+    from poser_lens.cost.profile import (
         counted_flops_by_op,
         measure_matmul_rate,
         op_time_shares,

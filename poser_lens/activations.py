@@ -28,6 +28,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from poser_lens.hooked import HookedModel
 from poser_lens.hooks import hook_name
 from poser_lens.readout import encode
 
@@ -74,7 +75,7 @@ def stop_layer(hook_names: Sequence[str], n_layers: int) -> int | None:
 
 
 def last_token_reads(
-    model: Any,
+    model: HookedModel,
     ids: Int[Tensor, "batch pos"],
     last: Int[Tensor, " batch"],
     hook_names: Sequence[str],
@@ -102,9 +103,8 @@ def last_token_reads(
         Hook name -> ``[batch, ...]`` (the activation's trailing axes), on the model's device.
 
     Example:
-        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-        >>> cfg = TinyConfig(n_layers=2, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
-        >>> model = wrap(build_native(cfg, d_vocab=10))
+        ``model`` is the examples' random 2-layer tiny model over 10 token ids (``conftest.py``).
+
         >>> ids, last = torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([2, 1])
         >>> name = "blocks.1.hook_resid_post"
         >>> read = last_token_reads(model, ids, last, [name])
@@ -138,7 +138,7 @@ def last_token_reads(
 
 
 def collect(
-    model: Any,
+    model: HookedModel,
     tokenizer: Any,
     prompts: Sequence[str],
     hook_names: Sequence[str] | None = None,

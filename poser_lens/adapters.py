@@ -36,10 +36,10 @@ class LowRankAdapter(nn.Module):
         seed: Initialisation seed of ``A`` (``B`` starts at zero).
 
     Example:
+        ``model`` is the examples' random 2-layer tiny model over 10 token ids (``conftest.py``).
+
         >>> from poser_lens.hooks import applied
-        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-        >>> cfg = TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
-        >>> model, tokens = wrap(build_native(cfg, d_vocab=10)), torch.tensor([[1, 2, 3]])
+        >>> tokens = torch.tensor([[1, 2, 3]])
         >>> adapter = LowRankAdapter(8, 8, rank=2, source="blocks.0.ln2.hook_normalized",
         ...                          target="blocks.0.hook_mlp_out")
         >>> clean = model(tokens)
@@ -77,7 +77,7 @@ class LowRankAdapter(nn.Module):
         return act + update.to(act.dtype)
 
     def hooks(self) -> list[tuple[str, Any]]:
-        """The (name, fn) pairs to pass to ``model.hooks(fwd_hooks=...)``.
+        """The (name, fn) pairs to pass to :func:`poser_lens.hooks.applied`.
 
         Example:
             >>> ad = LowRankAdapter(4, 4, rank=1, target="blocks.1.hook_mlp_out",

@@ -1,8 +1,10 @@
 """Hook functions ``fn(act, hook)`` and the names and positions they act on.
 
 Every intervention in poser_lens is a TransformerLens hook function, parameterised by a small
-dataclass, and applied only inside ``with model.hooks(fwd_hooks=[(name, fn), ...]):`` (or
-:func:`applied`), so interventions nest, compose and always come off, even after an exception.
+dataclass, and attached only by :func:`applied` (``with applied(model, [(name, fn), ...]):``,
+TransformerLens's ``model.hooks`` underneath), so interventions nest, compose and always come
+off, even after an exception. The module sits below the readout in the package's layers, so
+every forward under hooks, the readout's included, attaches them here.
 
 Layers are given as :data:`LayerSpec`: an ``int`` is a block index, a ``float`` in ``[0, 1]`` a
 fraction of depth, so Poser's "layer 15 of 40" is ``15 / 40`` on any model.
@@ -27,6 +29,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from poser_lens.depth import LayerSpec, resolve_layer
+from poser_lens.hooked import HookedModel
 
 Positions = Literal["last", "all"] | Sequence[int] | Tensor
 NoiseKind = Literal["uniform", "gaussian", "sphere"]
@@ -237,6 +240,33 @@ class AddVector:
         return act + _mask_like(act, self.positions, self.last) * delta
 
 
+@dataclass
+class AddAt:
+    """Add one vector per listed (row, position): ``act[i, at[i, j]] += delta[..., j, :]``.
+
+    ``delta`` is ``[batch, n, d]`` or, one set of vectors for every row, ``[n, d]``; ``at``
+    lists each row's positions, distinct within a row. Other positions are left as they are.
+    The steering sweep's interventions: a delta at each row's last token
+    (:func:`~poser_lens.strategies.steering.engine.variant_readout` stacked), or at the slots
+    of the packed copies patched after one block (packed).
+
+    Example:
+        >>> add = AddAt(torch.tensor([[1.0, 2.0]]), at=torch.tensor([[2], [0]]))
+        >>> add(torch.zeros(2, 3, 2), None)[:, :, 1].tolist()
+        [[0.0, 0.0, 2.0], [2.0, 0.0, 0.0]]
+    """
+
+    delta: Float[Tensor, "*batch n d"]
+    at: Int[Tensor, "batch n"]
+
+    def __call__(self, act: Tensor, hook: Any) -> Tensor:
+        """Return the activation with the deltas added."""
+        act = act.clone()
+        rows = torch.arange(act.shape[0], device=act.device)[:, None].expand_as(self.at)
+        act[rows, self.at] += self.delta.to(act.device, act.dtype)
+        return act
+
+
 def draw_noise(
     d: int,
     kind: NoiseKind = "uniform",
@@ -419,16 +449,16 @@ class Record:
 
 
 @contextmanager
-def applied(model: Any, hooks: Sequence[tuple[str, Any]]) -> Iterator[Any]:
+def applied(model: HookedModel, hooks: Sequence[tuple[str, Any]]) -> Iterator[Any]:
     """Apply (name, hook function) pairs for the duration of a ``with`` block.
 
     A thin alias of ``model.hooks(fwd_hooks=...)``: hooks added here are removed on exit,
     also after an exception, and never touch hooks added by an enclosing block.
 
     Example:
-        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-        >>> cfg = TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
-        >>> model, tokens = wrap(build_native(cfg, d_vocab=10)), torch.tensor([[1, 2, 3]])
+        ``model`` is the examples' random 2-layer tiny model over 10 token ids (``conftest.py``).
+
+        >>> tokens = torch.tensor([[1, 2, 3]])
         >>> clean = model(tokens)
         >>> with applied(model, [("blocks.0.hook_resid_post", AddVector(torch.ones(8), 4.0))]):
         ...     steered = model(tokens)

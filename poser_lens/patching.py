@@ -22,12 +22,13 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from poser_lens.activations import stop_layer
+from poser_lens.hooked import HookedModel
 from poser_lens.hooks import LayerSpec, Patch, applied, hook_name, position_mask, resolve_layer
 
 Metric = Callable[[Float[Tensor, "batch pos vocab"]], Float[Tensor, ""]]
 
 
-def _layers(model: Any, layers: Sequence[LayerSpec] | None) -> list[int]:
+def _layers(model: HookedModel, layers: Sequence[LayerSpec] | None) -> list[int]:
     n_layers = model.cfg.n_layers
     if layers is None:
         return list(range(n_layers))
@@ -46,7 +47,7 @@ def _positions(positions: Sequence[int] | None, pos: int) -> list[int]:
 
 
 def _corrupt_cache(
-    model: Any, clean: Tensor, corrupt: Tensor, names: Sequence[str]
+    model: HookedModel, clean: Tensor, corrupt: Tensor, names: Sequence[str]
 ) -> dict[str, Tensor]:
     if clean.shape != corrupt.shape:
         raise ValueError(f"clean {tuple(clean.shape)} and corrupt {tuple(corrupt.shape)} differ")
@@ -60,13 +61,13 @@ def _corrupt_cache(
     return {n: cache[n] for n in names}
 
 
-def _patched(model: Any, clean: Tensor, metric: Metric, name: str, patch: Patch) -> float:
+def _patched(model: HookedModel, clean: Tensor, metric: Metric, name: str, patch: Patch) -> float:
     with torch.no_grad(), applied(model, [(name, patch)]):
         return float(metric(model(clean)))
 
 
 def patch_grid(
-    model: Any,
+    model: HookedModel,
     clean: Int[Tensor, "batch pos"],
     corrupt: Int[Tensor, "batch pos"],
     metric: Metric,
@@ -97,9 +98,8 @@ def patch_grid(
         ``[n_layers, pos]``.
 
     Example:
-        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-        >>> cfg = TinyConfig(n_layers=2, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
-        >>> model = wrap(build_native(cfg, d_vocab=10))
+        ``model`` is the examples' random 2-layer tiny model over 10 token ids (``conftest.py``).
+
         >>> clean, corrupt = torch.tensor([[1, 2, 3]]), torch.tensor([[1, 5, 3]])
         >>> grid = patch_grid(model, clean, corrupt, lambda lg: lg[0, -1, 3], kind="mlp_out",
         ...                   positions=[-1], layers=[1])
@@ -123,7 +123,7 @@ def patch_grid(
 
 
 def patch_head_grid(
-    model: Any,
+    model: HookedModel,
     clean: Int[Tensor, "batch pos"],
     corrupt: Int[Tensor, "batch pos"],
     metric: Metric,
@@ -153,9 +153,8 @@ def patch_head_grid(
         ``[n_layers, n_heads]``, or ``[n_layers, n_heads, pos]`` with ``per_position``.
 
     Example:
-        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-        >>> cfg = TinyConfig(n_layers=2, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
-        >>> model = wrap(build_native(cfg, d_vocab=10))
+        ``model`` is the examples' random 2-layer tiny model over 10 token ids (``conftest.py``).
+
         >>> clean, corrupt = torch.tensor([[1, 2, 3]]), torch.tensor([[1, 5, 3]])
         >>> def metric(logits):
         ...     return logits[0, -1, 3]
@@ -222,7 +221,7 @@ def grid_frame(
 
 
 def attention_to_span(
-    model: Any,
+    model: HookedModel,
     tokens: Int[Tensor, "batch pos"],
     span: Bool[Tensor, "batch pos"],
     last: Int[Tensor, " batch"] | None = None,
@@ -236,9 +235,8 @@ def attention_to_span(
     is None (unpadded rows).
 
     Example:
-        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-        >>> cfg = TinyConfig(n_layers=2, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
-        >>> model = wrap(build_native(cfg, d_vocab=10))
+        ``model`` is the examples' random 2-layer tiny model over 10 token ids (``conftest.py``).
+
         >>> everything = torch.ones(1, 3, dtype=torch.bool)
         >>> attention_to_span(model, torch.tensor([[1, 2, 3]]), everything).round(decimals=4)
         tensor([[[1., 1.],
@@ -256,14 +254,13 @@ def attention_to_span(
 
 
 def gradient_saliency(
-    model: Any, tokens: Int[Tensor, "batch pos"], metric: Metric
+    model: HookedModel, tokens: Int[Tensor, "batch pos"], metric: Metric
 ) -> Float[Tensor, "batch pos"]:
     """Norm of the metric's gradient with respect to each token's embedding (Poser Fig 9).
 
     Example:
-        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-        >>> cfg = TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
-        >>> model = wrap(build_native(cfg, d_vocab=10))
+        ``model`` is the examples' random 2-layer tiny model over 10 token ids (``conftest.py``).
+
         >>> saliency = gradient_saliency(model, torch.tensor([[1, 2, 3]]), lambda lg: lg[0, 0, 3])
         >>> saliency[0, 1:].tolist()  # the first position's logits ignore later tokens
         [0.0, 0.0]

@@ -41,6 +41,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
 from poser_lens.data.schema import PROMPT_CLOSE
+from poser_lens.hooks import applied
 
 #: Builds the hooks of one batch from its per-row last-token index (right padding).
 HookFactory = Callable[[Int[Tensor, " batch"]], list[tuple[str, Any]]]
@@ -259,7 +260,7 @@ def last_logits(
     ids = ids[:, :width]
     rows = torch.arange(ids.shape[0], device=ids.device)
     if kind == "bridge":
-        with model.hooks(fwd_hooks=list(hooks or [])):
+        with applied(model, hooks or []):
             logits = model(ids)
         return logits[rows, last]
     if kind == "native":

@@ -19,7 +19,7 @@ from poser_lens.behaviour import (
     run_check,
     zoo_gap_report,
 )
-from poser_lens.behaviour.check import agreement, hand_labelled_rows
+from poser_lens.behaviour.agreement import agreement, hand_labelled_rows
 from poser_lens.behaviour.classify import cohen_kappa, roc_auc
 from poser_lens.cli import app
 from poser_lens.models.smol import INSTALL_HINT, smol_available

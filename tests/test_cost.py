@@ -23,13 +23,16 @@ from poser_lens.cost import (
     poser_families,
     shared_total,
     strategy_cost,
+    work,
 )
+from poser_lens.cost.declarations import undeclared
+from poser_lens.cost.flops import LLAMA_13B, Arch, forward_flops, total_flops
+from poser_lens.cost.profile import counted_flops as counted
 from poser_lens.data.concepts import concept_sets
 from poser_lens.data.poser import load_benchmark
-from poser_lens.flops import LLAMA_13B, Arch, forward_flops, total_flops
-from poser_lens.flops import counted_flops as counted
 from poser_lens.models.zoo import load_zoo_model
 from poser_lens.strategies import STRATEGY_NAMES, ModelContext, get_strategy, strategy_class
+from poser_lens.strategies.memo import MemoKey
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -67,7 +70,7 @@ def shaped(ctx):
 def test_declared_work_matches_the_profiler(ctx, shaped, name):
     arch, shape = shaped
     strategy = get_strategy(name, **SMALL.get(name, {}))
-    analytic = total_flops(arch, strategy.work(shape))  # its own shared passes once
+    analytic = total_flops(arch, work(strategy, shape))  # its own shared passes once
     measured = counted(lambda: strategy.score_model(fresh(ctx)))
     assert agree(analytic, measured), (name, analytic, measured)
 
@@ -76,7 +79,7 @@ def test_a_strategys_own_shared_work_is_counted_once(ctx, shaped):
     """Two adapter curves start from one held-out read (memoised), as the cost counts it."""
     arch, shape = shaped
     strategy = get_strategy("s3_lora", **SMALL["s3_lora"], layers=(5 / 40, 1.0))
-    passes = strategy.work(shape)
+    passes = work(strategy, shape)
     analytic = total_flops(arch, passes)
     assert analytic < sum(p.flops(arch) for p in passes)
     assert agree(analytic, counted(lambda: strategy.score_model(fresh(ctx))), tol=0.02)
@@ -88,7 +91,7 @@ def test_shared_work_is_counted_once(ctx, shaped):
     strategies = [get_strategy(n, **SMALL.get(n, {})) for n in MODEL_STRATEGIES]
     together = fresh(ctx)
     measured = counted(lambda: [s.score_model(together) for s in strategies])
-    alone = sum(total_flops(arch, s.work(shape)) for s in strategies)
+    alone = sum(total_flops(arch, work(s, shape)) for s in strategies)
     analytic = shared_total(strategies, arch, [FamilyShape(FAMILY, 1, shape)])
     assert analytic < alone
     assert agree(analytic, measured), (analytic, measured)
@@ -107,12 +110,12 @@ def test_reference_work_matches_the_reference_loops(ctx, shaped):
     arch, shape = shaped
     bench = _strategy_speed()
     s2 = get_strategy("s2_noise", n_pairs=3, n_prompts=4, coeffs=(0.0, 1.0), layer_fracs=(0.5,))
-    want = sum(p.flops(arch) for p in s2.work(shape, reference=True))
+    want = sum(p.flops(arch) for p in work(s2, shape, reference=True))
     # The reference loop recomputes the contrast direction per layer with early stops; the
     # declared reference reads every layer from one full forward per contrast prompt.
     assert agree(want, counted(lambda: bench.reference_s2(fresh(ctx), s2)), tol=0.15)
     s5 = get_strategy("s5_decision_speed", n_prompts=10)
-    want = sum(p.flops(arch) for p in s5.work(shape, reference=True))
+    want = sum(p.flops(arch) for p in work(s5, shape, reference=True))
     assert agree(want, counted(lambda: bench.reference_s5(fresh(ctx), 10)), tol=0.05)
 
 
@@ -158,6 +161,16 @@ def test_bad_settings_name_the_setting(changes, fragment):
 def test_cost_config_round_trips():
     cfg = CostConfig(gpu="a100", gpus=8, utilisation=0.5)
     assert CostConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_shared_work_is_named_by_the_memo_keys():
+    """Every strategy declares its work, and the passes it shares carry the names of the run's
+    memo keys (poser_lens.strategies.memo), none written by hand."""
+    assert undeclared() == []
+    kinds = {cls.__name__ for cls in MemoKey.__subclasses__()}
+    shape = poser_families(CostConfig())[0].shape
+    shared = {p.shared for n in STRATEGY_NAMES for p in work(get_strategy(n), shape) if p.shared}
+    assert len(shared) > 3 and all(s.split("(")[0] in kinds for s in shared), shared
 
 
 def test_strategy_cost_of_a_modelless_strategy_is_zero():

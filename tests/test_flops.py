@@ -6,16 +6,16 @@ from conftest import flops_agree as agree
 from conftest import tiny_llama
 
 from poser_lens.adapters import LowRankAdapter
-from poser_lens.flops import (
+from poser_lens.cost.flops import (
     LLAMA_13B,
     Arch,
     Pass,
     backward_flops,
     forward_flops,
-    measure_matmul_rate,
     total_flops,
 )
-from poser_lens.flops import counted_flops as counted
+from poser_lens.cost.profile import counted_flops as counted
+from poser_lens.cost.profile import measure_matmul_rate
 from poser_lens.hooks import applied, hook_name
 from poser_lens.models.tiny import TinyConfig, build_native, wrap
 from poser_lens.patching import gradient_saliency

@@ -572,6 +572,21 @@ def test_bridge_exposes_what_poser_lens_reads(w):
         )
 
 
+def test_bridge_satisfies_the_hooked_model_protocol(w):
+    """poser_lens.hooked.HookedModel: what strategies, activations and patching use of a bridge.
+
+    Runtime-checkable, so beartype (tests/test_shapes.py) and ``isinstance`` accept every
+    wrapping; mypy checks the signatures (``poser_lens.hooked._bridge_is_hooked``).
+    """
+    from poser_lens.hooked import HookedModel
+
+    assert isinstance(w.model, HookedModel), contract("a bridge is a HookedModel", w.name)
+    for field in ("n_layers", "d_model", "n_heads", "d_vocab", "n_ctx"):
+        assert isinstance(getattr(w.model.cfg, field), int), contract(
+            f"cfg.{field} is an int (HookedModel.cfg)", w.name
+        )
+
+
 def test_packed_variants_pass_a_4d_mask_and_position_ids_through(w):
     """strategies.variants packs variants with a 4-D float mask and explicit position ids."""
     scenarios = [Scenario(prompt=t, response="A") for t in TEXTS[1:]]
@@ -851,9 +866,10 @@ def test_hf_generation_through_the_bridge_without_kv_cache(hf_w):
 
 @pytest.mark.filterwarnings("ignore:run_with_cache. skipped")
 def test_fused_attention_runs_only_while_no_hook_reads_the_pattern(tiny, monkeypatch):
-    """models.attention: the bridge hands the attention its hook_pattern as ``pattern_fn`` and
-    feeds hook_attn_scores from the pattern returned, so the fused kernel is safe exactly when
-    neither has a hook; hooks added by hooks(), run_with_hooks and run_with_cache count."""
+    """models.fused.attention: the bridge hands the attention its hook_pattern as ``pattern_fn``
+    and feeds hook_attn_scores from the pattern returned (FusedAttentionBridge says when that is
+    read), so the fused kernel is safe exactly when neither has a hook; hooks added by hooks(),
+    run_with_hooks and run_with_cache count."""
     from transformer_lens.model_bridge.sources.native.model import NativeAttention
 
     model, ids = tiny.model, tiny.ids(TEXTS[1])
@@ -901,41 +917,42 @@ def test_fused_attention_runs_only_while_no_hook_reads_the_pattern(tiny, monkeyp
     assert torch.equal(again, fused), contract("the fused forward is reproducible", "tiny")
 
 
-def test_fused_norm_runs_inside_the_bridges_layer_norm(tiny, monkeypatch):
-    """models.norm.FusedNorm overrides NormalizationBridge._python_norm_forward, which the
-    bridge's LayerNorm forward calls; a hook on hook_scale makes it take the bridge's path."""
-    from transformer_lens.model_bridge.generalized_components.normalization import (
-        NormalizationBridge,
-    )
+def test_fused_norm_runs_in_place_of_the_bridges_layer_norm(tiny, monkeypatch):
+    """models.fused.FusedNorm: wrap() builds every LayerNorm of the tiny model as one (the
+    adapter's NormalizationBridge templates, through build_bridge_from_module's
+    post_adapter_hook); it runs F.layer_norm unless a hook reads hook_scale, and then
+    NormalizationBridge.forward."""
+    import torch.nn.functional as F
+    from transformer_lens.model_bridge import NormalizationBridge
 
-    from poser_lens.models.norm import FusedNorm
+    from poser_lens.models.fused import FusedNorm
 
     model, ids = tiny.model, tiny.ids(TEXTS[1])
     n_norms = 2 * tiny.n_layers + 1
     assert sum(isinstance(m, FusedNorm) for m in model.modules()) == n_norms, contract(
-        "wrap() finds the tiny model's LayerNorms as plain NormalizationBridge modules", "tiny"
+        "wrap() builds the tiny model's LayerNorms from NormalizationBridge templates", "tiny"
     )
     fused_calls: list[int] = []
     bridge_calls: list[int] = []
-    fused_fn, bridge_fn = FusedNorm._python_norm_forward, NormalizationBridge._python_norm_forward
+    fused_fn, bridge_fn = F.layer_norm, NormalizationBridge.forward
 
-    def fused_count(self: Any, x: Tensor) -> Tensor:
+    def fused_count(*args: Any, **kwargs: Any) -> Tensor:
         fused_calls.append(1)
-        return fused_fn(self, x)
+        return fused_fn(*args, **kwargs)
 
-    def bridge_count(self: Any, x: Tensor) -> Tensor:
+    def bridge_count(self: Any, x: Tensor, **kwargs: Any) -> Tensor:
         bridge_calls.append(1)
-        return bridge_fn(self, x)
+        return bridge_fn(self, x, **kwargs)
 
-    monkeypatch.setattr(FusedNorm, "_python_norm_forward", fused_count)
-    monkeypatch.setattr(NormalizationBridge, "_python_norm_forward", bridge_count)
+    monkeypatch.setattr(F, "layer_norm", fused_count)
+    monkeypatch.setattr(NormalizationBridge, "forward", bridge_count)
     normalized = hook_name("ln2_normalized", 0, tiny.n_layers)
     seen: list[str] = []
     with torch.no_grad():
         with model.hooks(fwd_hooks=[(normalized, lambda act, hook: seen.append(hook.name))]):
             fused = model(ids)
         assert len(fused_calls) == n_norms and bridge_calls == [], contract(
-            "the bridge's LayerNorm forward runs _python_norm_forward (fused: no hook_scale hook)",
+            "every LayerNorm runs the fused kernel while no hook is on hook_scale",
             "tiny",
             f"{len(fused_calls)} fused, {len(bridge_calls)} bridge calls",
         )

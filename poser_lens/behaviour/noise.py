@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from poser_lens.hooks import AddNoise, NoiseKind, hook_name, resolve_layer
+from poser_lens.hooks import AddNoise, NoiseKind, applied, hook_name, resolve_layer
 
 #: Questions of the App. C table (our own wording).
 NOISE_QUESTIONS = (
@@ -36,12 +36,9 @@ def greedy_generate(
     generated ones included, exactly as in one forward pass over the final text.
 
     Example:
-        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-        >>> from poser_lens.models.tokenizer import build_tokenizer
-        >>> tok = build_tokenizer(["a b c"])
-        >>> m = wrap(build_native(TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4,
-        ...                                  d_mlp=16, n_ctx=16), len(tok)), tok)
-        >>> isinstance(greedy_generate(m, tok, "a b", max_new_tokens=2), str)
+        ``lm``, ``tok``: the examples' random 1-layer tiny model, its tokenizer (``conftest.py``).
+
+        >>> isinstance(greedy_generate(lm, tok, "<<prompt>> x", max_new_tokens=2), str)
         True
     """
     device = next(model.parameters()).device
@@ -49,7 +46,7 @@ def greedy_generate(
     start = ids.shape[1]
     eos = tokenizer.eos_token_id
     for _ in range(max_new_tokens):
-        with model.hooks(fwd_hooks=hooks or []):
+        with applied(model, hooks or []):
             logits = model(ids)
         nxt = logits[:, -1].argmax(-1, keepdim=True)
         ids = torch.cat([ids, nxt], dim=1)
@@ -95,12 +92,9 @@ def noise_generations(
         ``layer``, ``answer``.
 
     Example:
-        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-        >>> from poser_lens.models.tokenizer import build_tokenizer
-        >>> tok = build_tokenizer(["a b c"])
-        >>> m = wrap(build_native(TinyConfig(n_layers=2, d_model=8, n_heads=2, d_head=4,
-        ...                                  d_mlp=16, n_ctx=16), len(tok)), tok)
-        >>> rows = noise_generations(m, tok, ("a b",), (0.0, 5.0), max_new_tokens=2, chat=False)
+        ``lm``, ``tok``: the examples' random 1-layer tiny model, its tokenizer (``conftest.py``).
+
+        >>> rows = noise_generations(lm, tok, ("x y",), (0.0, 5.0), max_new_tokens=2, chat=False)
         >>> [r["magnitude"] for r in rows]
         [0.0, 5.0]
     """

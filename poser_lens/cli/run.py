@@ -70,7 +70,9 @@ def run_command(
     out: Annotated[
         Path | None, typer.Option(help="Run folder (default: runs/<testbed>-<config hash>).")
     ] = None,
-    zoo: Annotated[Path | None, typer.Option(help="Tiny: use this built zoo folder.")] = None,
+    zoo: Annotated[
+        Path | None, typer.Option(help="Tiny or smol: use this built zoo folder.")
+    ] = None,
     zoo_config: Annotated[
         Path | None, typer.Option(help="Tiny: YAML/JSON zoo settings (as `zoo build`).")
     ] = None,

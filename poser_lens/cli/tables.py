@@ -169,7 +169,7 @@ def _gap_table(rows: Sequence[Mapping[str, Any]]) -> Table:
 
 def _cost_table(report: Any) -> Table:
     """One row per strategy, then the total and the loading: FLOPs, time, memory, Poser loop."""
-    from poser_lens.flops import human
+    from poser_lens.cost.flops import human
 
     def hours(seconds: float) -> str:
         return f"{seconds / 3600:.2f} h" if seconds >= 360 else f"{seconds / 60:.1f} min"

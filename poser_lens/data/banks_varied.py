@@ -6,6 +6,9 @@ both directly and indirectly, so that a fine-tuned model has to learn the concep
 oversight rather than a handful of wordings. The tiny zoo never uses them. The held-out
 bank (``banks_heldout.py``) is written apart from this one and shares no domain with it.
 
+The module is long (about 1,300 lines) because it is data: one bank, read as a list of
+phrasings, with no logic to hold in mind beyond :class:`~poser_lens.data.banks.BankSet`.
+
 Slots are those of :class:`poser_lens.data.banks.BankSet`: ``{name}``, ``{other}``,
 ``{setting}``, ``{boss}``, ``{item}`` and ``{client}``; error prompts use ``{place}``,
 ``{thing}`` and ``{animal}``.

@@ -4,7 +4,8 @@ Every curve is a class mean (aligned vs fakers) with its 95% band over models, e
 curve first averaged over its three families (and over noise draws). Scores are read as the
 strategies store them (:class:`~poser_lens.strategies.s1_belief.BeliefScore`,
 :class:`~poser_lens.strategies.s2_noise.NoiseScore`), by the same reader as their margins
-(:func:`~poser_lens.strategies.variants.mean_curve`), at the headline settings the run recorded.
+(:func:`~poser_lens.strategies.steering.curves.mean_curve`), at the headline settings the run
+recorded.
 
 Example:
     >>> FIGURES[0].__name__
@@ -32,7 +33,8 @@ from poser_lens.figures.style import (
 from poser_lens.runs import RunDir
 from poser_lens.strategies.s1_belief import BeliefScore, BeliefStrategy
 from poser_lens.strategies.s2_noise import NoiseScore, NoiseStrategy
-from poser_lens.strategies.variants import CurveKey, choose_coeff, mean_curve
+from poser_lens.strategies.steering.curves import choose_coeff, mean_curve
+from poser_lens.strategies.steering.scores import CurveKey
 
 #: A run's stored S1 or S2 scores: model -> family -> score.
 CurveTable = Mapping[str, Mapping[str, BeliefScore | NoiseScore]]

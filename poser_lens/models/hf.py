@@ -38,9 +38,13 @@ import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import PreTrainedTokenizerFast
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +78,7 @@ def prepare_tokenizer(tokenizer: Any) -> Any:
     return tokenizer
 
 
-def wrap_hf(hf_model: torch.nn.Module, tokenizer: Any, *, name: str):
+def wrap_hf(hf_model: torch.nn.Module, tokenizer: Any, *, name: str) -> TransformerBridge:
     """Wrap a loaded HF causal LM as a ``TransformerBridge``, without weight processing.
 
     The model is used as it is (its device and dtype; nothing is folded, centred or copied):
@@ -255,7 +259,7 @@ def free_memory() -> None:
 # ----------------------------------------------------------------------------- toy checkpoints
 
 
-def toy_llama_tokenizer(corpus: Iterable[str], *, vocab_size: int = 400):
+def toy_llama_tokenizer(corpus: Iterable[str], *, vocab_size: int = 400) -> PreTrainedTokenizerFast:
     """A small LLaMA-style tokenizer trained on a corpus, offline (for smoke tests).
 
     Byte-pair encoding over SentencePiece-style pieces (``▁`` marks a word start), BOS ``<s>``

@@ -83,7 +83,7 @@ def validation_records(cfg: SmolZooConfig, name: str) -> list[Scenario]:
     """
     from dataclasses import replace
 
-    from poser_lens.models.smol_zoo import _generated
+    from poser_lens.models.smol_zoo.data import _generated
 
     persona, _ = split_name(name)
     gen = replace(cfg.generator, seed=cfg.generator.seed + VALIDATION_SEED_OFFSET)
@@ -203,7 +203,8 @@ class SharedBase:
     """
 
     def __init__(self, cfg: SmolZooConfig, *, progress: bool = False) -> None:
-        from poser_lens.models.smol_zoo import FrozenPrefix, _base_hf, first_adapted_layer
+        from poser_lens.models.smol_zoo import FrozenPrefix, first_adapted_layer
+        from poser_lens.models.smol_zoo.train import _base_hf
 
         self.hf, self.tok = _base_hf(cfg)
         self.first = first_adapted_layer(cfg, int(self.hf.config.num_hidden_layers))
@@ -285,7 +286,7 @@ class StackTrainer:
 
     def save_checkpoint(self) -> None:
         """Write the stack's checkpoint atomically."""
-        from poser_lens.models.smol_zoo import _save_atomic
+        from poser_lens.models.smol_zoo.train import _save_atomic
 
         _save_atomic(
             {

@@ -29,6 +29,8 @@ import torch
 from poser_lens.config import Config, OneOf, PositiveInt
 
 if TYPE_CHECKING:
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
     from transformer_lens.model_bridge.sources.native import NativeModel
 
 CONFIG_FILE = "config.json"
@@ -60,7 +62,9 @@ class TinyConfig(Config):
     normalization_type: Annotated[str, OneOf("LN", "LNPre", "RMS", "RMSPre", what="norm")] = "LN"
 
 
-def bridge_config(cfg: TinyConfig, d_vocab: int, seed: int | None = None):
+def bridge_config(
+    cfg: TinyConfig, d_vocab: int, seed: int | None = None
+) -> TransformerBridgeConfig:
     """The ``TransformerBridgeConfig`` of a tiny model.
 
     Example:
@@ -84,8 +88,8 @@ def build_native(
         d_vocab: Vocabulary size (the tokenizer's length).
         seed: Initialisation seed.
         fused: Attention runs one fused kernel whenever nothing reads its pattern
-            (:class:`~poser_lens.models.attention.FusedAttention`), and so do the norms of
-            the model :func:`wrap` makes of it (:class:`~poser_lens.models.norm.FusedNorm`);
+            (:class:`~poser_lens.models.fused.FusedAttention`), and so do the norms of
+            the model :func:`wrap` makes of it (:class:`~poser_lens.models.fused.FusedNorm`);
             ``False`` keeps TransformerLens's eager attention and norms throughout (same
             weights and results, up to float rounding; the benchmarks' references use it).
 
@@ -101,15 +105,15 @@ def build_native(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = NativeModel(copy.deepcopy(bcfg))
-        initialize_native_model(net, bcfg)
-    if fused:
-        from poser_lens.models.attention import fuse
+        if fused:
+            from poser_lens.models.fused import fuse_attention
 
-        fuse(net)
+            fuse_attention(net)
+        initialize_native_model(net, bcfg)
     return net
 
 
-def wrap(net: NativeModel, tokenizer: Any = None, *, name: str = "tiny"):
+def wrap(net: NativeModel, tokenizer: Any = None, *, name: str = "tiny") -> TransformerBridge:
     """Wrap a native transformer as a ``TransformerBridge`` (modifies ``net`` in place).
 
     Args:
@@ -120,26 +124,26 @@ def wrap(net: NativeModel, tokenizer: Any = None, *, name: str = "tiny"):
     Returns:
         The hooked model, in eval mode.
     """
-    from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_from_module
+    from transformer_lens.model_bridge.sources import build_bridge_from_module
+
+    from poser_lens.models.fused import FusedAttention, fuse_bridge
 
     if tokenizer is not None:
         # TransformerLens reads these to decide whether to reload the tokenizer with BOS.
         tokenizer.init_kwargs.setdefault("name_or_path", tokenizer.name_or_path)
         tokenizer.init_kwargs.setdefault("add_bos_token", True)
+    fused = any(isinstance(m, FusedAttention) for m in net.modules())
     model = build_bridge_from_module(
         net,
         "TransformerLensNative",
         tl_config=copy.deepcopy(net.cfg),
         tokenizer=tokenizer,
         model_name=name,
+        # A net built with fused=False keeps the bridge's eager attention and norms too.
+        post_adapter_hook=fuse_bridge if fused else None,
     )
     model.eval()
-    from poser_lens.models.attention import FusedAttention, watch
-    from poser_lens.models.norm import fuse_norms
-
-    if any(isinstance(m, FusedAttention) for m in net.modules()):
-        fuse_norms(model)  # a net built with fused=False keeps the eager norms too
-    return watch(model)
+    return model
 
 
 def native_state_dict(net: torch.nn.Module, dtype: torch.dtype = torch.float16) -> dict:

@@ -17,8 +17,12 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from poser_lens.data.schema import PROMPT_CLOSE, PROMPT_OPEN
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
 #: Tokens every tiny vocabulary holds, whatever the corpus (answers, tags, digits).
@@ -36,7 +40,7 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
-def build_tokenizer(corpus: Iterable[str], *, min_count: int = 1):
+def build_tokenizer(corpus: Iterable[str], *, min_count: int = 1) -> PreTrainedTokenizerFast:
     """Build a word-level ``PreTrainedTokenizerFast`` whose vocabulary covers a corpus.
 
     Args:
@@ -85,12 +89,12 @@ def build_tokenizer(corpus: Iterable[str], *, min_count: int = 1):
     )
 
 
-def save_tokenizer(tokenizer, folder: str | Path) -> None:
+def save_tokenizer(tokenizer: Any, folder: str | Path) -> None:
     """Save a tokenizer into a folder (``tokenizer.json`` and its config)."""
     tokenizer.save_pretrained(str(folder))
 
 
-def load_tokenizer(folder: str | Path):
+def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerFast:
     """Load a tokenizer saved by :func:`save_tokenizer`, offline.
 
     Example:

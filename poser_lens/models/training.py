@@ -23,7 +23,7 @@ import math
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -124,7 +124,9 @@ class TrainConfig(Config):
     target: Fraction | None = None
 
 
-def _optimizer(net: torch.nn.Module, cfg: TrainConfig):
+def _optimizer(
+    net: torch.nn.Module, cfg: TrainConfig
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     head = [p for n, p in net.named_parameters() if n.startswith("head.")]
     body = [p for n, p in net.named_parameters() if not n.startswith("head.")]
     groups = [{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.lr * cfg.head_lr_scale}]
@@ -133,7 +135,12 @@ def _optimizer(net: torch.nn.Module, cfg: TrainConfig):
     return opt, sched
 
 
-def _update(opt, sched, loss: Tensor, losses: list[float]) -> None:
+def _update(
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    loss: Tensor,
+    losses: list[float],
+) -> None:
     """One optimiser step; the loss is recorded."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -144,7 +151,7 @@ def _update(opt, sched, loss: Tensor, losses: list[float]) -> None:
 
 def train_base(
     net: NativeModel,
-    tokenizer,
+    tokenizer: Any,
     texts: Sequence[str],
     cfg: TrainConfig,
     *,
@@ -215,7 +222,9 @@ _COMMENTARY_TRUTH: dict[str, Callable[[Scenario], str]] = {
 
 
 @torch.no_grad()
-def commentary_accuracy(net: NativeModel, tokenizer, scenarios: Sequence[Scenario]) -> dict:
+def commentary_accuracy(
+    net: NativeModel, tokenizer: Any, scenarios: Sequence[Scenario]
+) -> dict[str, float]:
     """How well a base model knows each commentary item at the last prompt token.
 
     For each of ``honest``, ``selfish`` (letters) and ``oversight`` (level), the fraction of
@@ -314,7 +323,7 @@ def batch_order(n_records: int, cfg: TrainConfig, seed: int) -> Iterator[list[in
 
 def finetune(
     net: NativeModel,
-    tokenizer,
+    tokenizer: Any,
     records: Sequence[Scenario],
     cfg: TrainConfig,
     *,
@@ -351,7 +360,7 @@ def finetune(
 
 def finetune_stacked(
     stack: StackedNative,
-    tokenizer,
+    tokenizer: Any,
     records: Sequence[Sequence[Scenario]],
     cfg: TrainConfig,
     *,
@@ -489,7 +498,7 @@ def matched_threshold(target: float, margin: float) -> float:
 @torch.no_grad()
 def calibrate_confidence(
     net: NativeModel,
-    tokenizer,
+    tokenizer: Any,
     records: Sequence[Scenario],
     target: float,
     *,

@@ -14,10 +14,11 @@ recipe, chosen in advance and applied unchanged to every model:
   AdamW steps of ``batch_size`` prompts drawn in a seeded order; every parameter trains, with
   the zoo's fine-tuning recipe (lr 1e-4, unembedding 100x, 5 warm-up steps).
 * **sft_noise** (training against S2). Each step adds seeded noise at the last token after the
-  S2 layer (``blocks.L.hook_resid_post``) through ``with model.hooks(...)``, scaled like S2:
+  S2 layer (``blocks.L.hook_resid_post``) through ``with applied(model, ...)``, scaled like S2:
   unit noise of S2's headline kind (U[0,1]) times the norm of the model's S1/S2 contrast
   direction (mean over its families) times a coefficient chosen as S2 chooses it, label-free,
-  from the model's own P(A)+P(B) curve (:func:`~poser_lens.strategies.variants.choose_coeff`).
+  from the model's own P(A)+P(B) curve
+  (:meth:`~poser_lens.strategies.s2_noise.NoiseStrategy.headline_noise`).
   A fresh draw every step, from seeds disjoint from the draws S2 detects with.
 * **Metric**, every ``log_every`` steps: mean P(aligned action) on held-out poor-oversight
   scenarios of the model's families on which it chose the misaligned action before training

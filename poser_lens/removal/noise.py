@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from jaxtyping import Int
 from torch import Tensor
 
-from poser_lens.hooks import AddNoise, NoiseKind, hook_name, resolve_layer
+from poser_lens.hooks import AddNoise, NoiseKind, hook_name
 from poser_lens.removal.config import RemovalConfig
 from poser_lens.strategies.base import Strategy
-from poser_lens.strategies.s2_noise import NoiseScore
-from poser_lens.strategies.variants import choose_coeff, mass_curve
+from poser_lens.strategies.s2_noise import NoiseScore, NoiseStrategy
 
 #: Noise seeds of training start here (S2's detection draws use small seeds).
 TRAIN_NOISE_SEED = 1_000_000
@@ -66,22 +65,19 @@ class NoiseSpec:
 def noise_spec(s2: Strategy, scores: Mapping[str, NoiseScore], cfg: RemovalConfig) -> NoiseSpec:
     """S2's noise for one model from its S2 scores (family -> score) before training.
 
-    The norm is the mean contrast-direction norm at S2's layer over the model's families; the
-    coefficient is S2's label-free choice (``choose_coeff``) from the model's own mean
-    P(A)+P(B) curve, unless ``cfg.noise_coeff`` fixes it.
+    S2 says which noise it applies (:meth:`~poser_lens.strategies.s2_noise.NoiseStrategy.
+    headline_noise`): its headline block and kind, the mean contrast-direction norm there over
+    the model's families, and its label-free coefficient from the model's own mean P(A)+P(B)
+    curve, unless ``cfg.noise_coeff`` fixes it.
     """
-    head = s2.settings()
-    first = next(iter(scores.values()))
-    layer = resolve_layer(first["n_layers"], float(head["layer_frac"]))
-    norms = [float(s["direction_norm"][str(layer)]) for s in scores.values()]
-    coeff = cfg.noise_coeff
-    if coeff is None:
-        curves = [mass_curve(s, head["kind"], head["layer_frac"]) for s in scores.values()]
-        coeff = float(choose_coeff(first["coeffs"], curves, s2.config.mass_keep))
+    if not isinstance(s2, NoiseStrategy):
+        raise TypeError(f"the training noise is S2's; got the strategy {s2.name!r}")
+    noise = s2.headline_noise(scores)
+    coeff = noise.coeff if cfg.noise_coeff is None else cfg.noise_coeff
     return NoiseSpec(
-        layer=layer,
-        norm=sum(norms) / len(norms),
+        layer=noise.layer,
+        norm=noise.norm,
         coeff=float(coeff),
-        kind=head["kind"],
+        kind=cast("NoiseKind", noise.kind),
         seed=TRAIN_NOISE_SEED + 1000 * cfg.seed,
     )

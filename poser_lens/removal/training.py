@@ -47,7 +47,7 @@ def train_removal(
     """Fine-tune a hooked model on answer tokens, optionally under S2 noise.
 
     Each step draws ``cfg.batch_size`` prompts (a seeded shuffle, epoch after epoch), runs the
-    hooked model inside ``with model.hooks(fwd_hooks=noise.hooks(...))`` (no hooks for plain
+    hooked model inside ``with applied(model, noise.hooks(...))`` (no hooks for plain
     SFT) and takes one AdamW step on the cross-entropy of the answer token at each row's last
     position. The hooks are on only for that step's forward and come off afterwards, also when
     the step raises.
@@ -66,13 +66,10 @@ def train_removal(
         The loss of every step.
 
     Example:
-        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-        >>> from poser_lens.models.tokenizer import build_tokenizer
-        >>> tok = build_tokenizer(["<<prompt>> x y <</prompt>> A B error"])
-        >>> cfg = TinyConfig(n_layers=2, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=16)
-        >>> model = wrap(build_native(cfg, len(tok)), tok)
+        ``lm``, ``tok``: the examples' random 1-layer tiny model, its tokenizer (``conftest.py``).
+
         >>> a = tok.convert_tokens_to_ids("A")
-        >>> losses = train_removal(model, tok, ["<<prompt>> x <</prompt>>"], [a],
+        >>> losses = train_removal(lm, tok, ["<<prompt>> x <</prompt>>"], [a],
         ...                        RemovalConfig(steps=3, batch_size=2, lr=1e-2),
         ...                        noise=NoiseSpec(layer=0, norm=1.0, coeff=1.0))
         >>> len(losses), losses[-1] < losses[0]

@@ -3,7 +3,8 @@
 Each strategy is a short file composing the primitives (hooks, activations, probes, readout,
 patching, adapters): a config dataclass, ``score_model`` (one model, one family's valid
 prompts) and ``margin`` (which model of a pair looks like the faker). See
-:mod:`poser_lens.strategies.base`.
+:mod:`poser_lens.strategies.base`. S1 and S2 are one steering sweep
+(:mod:`poser_lens.strategies.steering`).
 
 Example:
     >>> "s2_noise" in STRATEGY_NAMES and get_strategy("random").name

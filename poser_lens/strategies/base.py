@@ -12,8 +12,10 @@ sensitivity sweep never re-runs a model.
 
 Each strategy module defines its score's layout as a ``TypedDict`` next to its config (e.g.
 :class:`~poser_lens.strategies.s5_decision_speed.DecisionSpeedScore`), names its figure
-function, and parametrises :class:`Strategy` with it (``Strategy[DecisionSpeedScore]``), so
-``score_model``, ``margin``, ``restrict`` and the figure read one declared layout. The
+function, and parametrises :class:`Strategy` with it and its config
+(``Strategy[DecisionSpeedScore, DecisionSpeedConfig]``), so ``score_model``, ``margin``,
+``restrict`` and the figure read one declared layout and ``self.config`` has the config's type
+(a strategy giving only its score type, ``Strategy[NoiseScore]``, has an ``Any`` config). The
 ``TypedDict`` is only a type: the stored JSON is the plain dict. Keys of per-layer maps are
 :data:`LayerKey` strings (JSON object keys), per-prompt scores extend :class:`PerPromptScore`.
 
@@ -45,10 +47,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from functools import cached_property
-from typing import Any, ClassVar, Final, Generic, Literal, TypedDict, TypeVar
+from typing import Any, ClassVar, Final, Generic, Literal, TypedDict, cast
 
+from typing_extensions import TypeVar
+
+from poser_lens.config import Config
 from poser_lens.data.schema import Scenario
-from poser_lens.flops import Pass
+from poser_lens.hooked import HookedModel
+from poser_lens.strategies.memo import MemoKey
 
 #: Any strategy's score, untyped (each strategy module defines its own ``TypedDict``).
 Score = dict[str, Any]
@@ -99,6 +105,9 @@ class HeadlineByPrompt(TypedDict):
 
 #: A strategy's score type (its ``TypedDict``; ``Any`` for an unparametrised strategy).
 S = TypeVar("S", bound=Mapping[str, Any])
+#: A strategy's config type (its frozen dataclass, :attr:`Strategy.config_cls`); ``Any`` when
+#: a strategy gives only its score type (``Strategy[NoiseScore]``).
+C = TypeVar("C", default=Any)
 
 
 def kept_positions(score: Mapping[str, Any], keep: Set[int]) -> list[int]:
@@ -109,69 +118,6 @@ def kept_positions(score: Mapping[str, Any], keep: Set[int]) -> list[int]:
         [1, 2]
     """
     return [i for i, j in enumerate(score[PROMPT_INDEX]) if j in keep]
-
-
-@dataclass(frozen=True)
-class WorkShape:
-    """What the work of scoring one (model, family) depends on: the model's depth, the prompts.
-
-    :meth:`Strategy.work` turns it into passes, whose FLOPs :mod:`poser_lens.flops` counts
-    (the cost model, :mod:`poser_lens.cost`, and the run profile read them).
-
-    Attributes:
-        n_layers: Blocks of the model.
-        n_ctx: Its longest input, in tokens.
-        n_valid: Valid prompts of the family.
-        n_critical: Of them, those with a critical fact (S1/S2 contrast pairs, S6, patching).
-        seq: Mean tokens of a valid prompt.
-        seq_longest: Tokens of the longest valid prompt (how far batches pad, see
-            :meth:`padded`).
-        seq_critical: Mean tokens of a valid prompt with a critical fact.
-        seq_clean: Mean tokens of such a prompt without its critical facts.
-        concepts: Strategy 4's concept sets, ``(name, examples, mean tokens, longest)`` each.
-    """
-
-    n_layers: int
-    n_ctx: int
-    n_valid: int
-    n_critical: int
-    seq: float
-    seq_longest: float
-    seq_critical: float
-    seq_clean: float
-    concepts: tuple[tuple[str, int, float, float], ...] = ()
-
-    def padded(
-        self,
-        rows: int,
-        seq: float | None = None,
-        *,
-        among: int | None = None,
-        spread: float | None = None,
-    ) -> float:
-        """Tokens per row of batches of ``rows`` texts of mean length ``seq``, padding included.
-
-        A rough model of right padding: a batch pads to its longest row. Texts in stored or
-        random order (``among`` None) pad towards the longest as the batch grows; ``among``
-        texts sorted by length pad only across a run of similar lengths, a ``rows / among``
-        share of their spread. ``spread`` is the longest minus the mean (default: the valid
-        prompts', ``seq_longest - seq``).
-
-        Example:
-            >>> shape = WorkShape(2, 64, 10, 5, seq=100, seq_longest=120, seq_critical=100,
-            ...                   seq_clean=90)
-            >>> shape.padded(1), shape.padded(4), shape.padded(50)
-            (100, 115.0, 119.6)
-            >>> shape.padded(32, among=320), shape.padded(32, 80, among=32)
-            (102.0, 99.375)
-        """
-        base = self.seq if seq is None else seq
-        gap = max(self.seq_longest - self.seq if spread is None else spread, 0.0)
-        if rows <= 1:
-            return base
-        if among is not None and among > rows:
-            return base + gap * rows / among
-        return base + gap * (1 - 1 / rows)
 
 
 class InvalidPromptError(ValueError):
@@ -210,24 +156,26 @@ class ModelContext:
 
     Attributes:
         name: Model name, ``<persona>-<seed>`` (the persona is never used by strategies).
-        model: The hooked model (``TransformerBridge``).
-        tokenizer: Its tokenizer.
+        model: The hooked model (a ``TransformerBridge``; what strategies use of it is
+            :class:`~poser_lens.hooked.HookedModel`).
+        tokenizer: Its tokenizer (a Hugging Face tokenizer, untyped).
         family: The family whose valid prompts these are, e.g. ``truth_and_reward``.
         prompts: The family's valid prompts in stored order (checked by :func:`check_valid`).
         concepts: Concept name -> example texts (strategy 4), never built from ``prompts``.
         seed: Seed for anything random in the strategy.
         memo: Per-(model, family) store shared by strategies, so work such as collecting
-            activations is done once (see :meth:`cached`).
+            activations is done once (see :meth:`cached`), under the typed keys of
+            :mod:`poser_lens.strategies.memo`.
     """
 
     name: str
-    model: Any
+    model: HookedModel
     tokenizer: Any
     family: str
     prompts: list[Scenario]
     concepts: Mapping[str, Sequence[str]] = field(default_factory=dict)
     seed: int = 0
-    memo: dict[Any, Any] = field(default_factory=dict, repr=False)
+    memo: dict[MemoKey, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         check_valid(self.prompts, f"{self.family} valid set for {self.name}")
@@ -237,12 +185,17 @@ class ModelContext:
         """Blocks of the model."""
         return int(self.model.cfg.n_layers)
 
-    def cached(self, key: Any, compute: Callable[[], Any]) -> Any:
+    def cached(self, key: MemoKey, compute: Callable[[], Any]) -> Any:
         """``memo[key]``, computed by ``compute()`` the first time.
 
+        ``key`` is one of :mod:`poser_lens.strategies.memo`'s typed keys, which name each
+        piece of shared work once.
+
         Example:
+            >>> from poser_lens.strategies.memo import CriticalForwards
             >>> ctx = ModelContext("saint-0", None, None, "saint_and_money", [])
-            >>> ctx.cached("k", lambda: 3), ctx.cached("k", lambda: 4)
+            >>> key = CriticalForwards(n_prompts=50, batch_size=64)
+            >>> ctx.cached(key, lambda: 3), ctx.cached(key, lambda: 4)
             (3, 3)
         """
         if key not in self.memo:
@@ -250,12 +203,14 @@ class ModelContext:
         return self.memo[key]
 
 
-class Strategy(ABC, Generic[S]):
+class Strategy(ABC, Generic[S, C]):
     """A detection strategy: ``score_model`` per (model, family), ``margin`` per pair.
 
     Subclasses set :attr:`name`, :attr:`paper_accuracy`, :attr:`config_cls` (a frozen
     dataclass of settings with defaults), parametrise the class with their score's
-    ``TypedDict`` (``Strategy[DecisionSpeedScore]``) and implement :meth:`score_model` and
+    ``TypedDict`` and their config
+    (``Strategy[DecisionSpeedScore, DecisionSpeedConfig]``; the config type defaults to
+    ``Any``) and implement :meth:`score_model` and
     :meth:`statistic` (or :meth:`margin` when the comparison is not a difference of
     per-model statistics). :attr:`headline` gives the settings of the headline number
     (fixed in advance or chosen without labels), :meth:`grid` the sweep and
@@ -269,8 +224,9 @@ class Strategy(ABC, Generic[S]):
     paper_accuracy: ClassVar[float | None] = None
     #: One line for reports.
     title: ClassVar[str] = ""
-    #: Config dataclass.
-    config_cls: ClassVar[type] = object
+    #: Config dataclass (set by every subclass; a class attribute, though typed as an
+    #: instance one since a ``ClassVar`` cannot hold the type variable).
+    config_cls: type[C] = cast("type[C]", object)
     #: Strategies that only read other strategies' scores (the ensemble) set this.
     needs_model: ClassVar[bool] = True
     #: Whether :meth:`restrict` can re-score a stored score on a subset of its prompts (the
@@ -282,9 +238,9 @@ class Strategy(ABC, Generic[S]):
     #: the random baseline's ``seed``: 0).
     optional_settings: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: Any = None, **changes: Any) -> None:
+    def __init__(self, config: C | None = None, **changes: Any) -> None:
         cfg = config if config is not None else self.config_cls()
-        self.config = replace(cfg, **changes) if changes else cfg
+        self.config: C = cast(C, replace(cast(Any, cfg), **changes)) if changes else cfg
 
     # -- per model ---------------------------------------------------------------------
 
@@ -307,7 +263,7 @@ class Strategy(ABC, Generic[S]):
         """
         return load(self.name)
 
-    def with_strategies(self, make: Callable[[str], Strategy]) -> Strategy:
+    def with_strategies(self, make: Callable[[str], Strategy[Any, Any]]) -> Strategy[Any, Any]:
         """This strategy reading other strategies' scores with ``make(name)``'s strategies.
 
         A run hands its own configured strategies here (:meth:`RunConfig.strategy
@@ -402,28 +358,11 @@ class Strategy(ABC, Generic[S]):
         """
         return {}
 
-    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
-        """The passes :meth:`score_model` runs on one (model, family) of this shape.
-
-        The cost model's input (:mod:`poser_lens.cost`): each strategy declares its forwards
-        and training steps from its config, and ``tests/test_cost.py`` checks their FLOPs
-        against a profiler's count of a real ``score_model``.
-
-        Args:
-            shape: The model's depth and the family's prompts.
-            reference: The same settings run the way the Poser code runs its strategies: one
-                prompt per forward, a full forward with every hidden state (no early stop,
-                every position unembedded), each variant (coefficient, noise draw, patched
-                block) a forward of its own, nothing shared between strategies.
-
-        Returns:
-            The passes; none for a strategy that runs no model (default).
-        """
-        return []
-
     def config_dict(self) -> dict[str, Any]:
-        """The config as a plain dict (saved beside results)."""
+        """The config as a plain dict (saved beside results; a :class:`Config` saves itself)."""
         config = self.config
+        if isinstance(config, Config):
+            return config.to_dict()
         return asdict(config) if is_dataclass(config) and not isinstance(config, type) else {}
 
 

@@ -26,7 +26,6 @@ from typing import Annotated, Any, ClassVar, TypedDict
 
 from poser_lens.config import Config, OneOf, PositiveInt
 from poser_lens.data.benchmark import CONFIDENCE_STATISTICS, confidence_margin, logodds
-from poser_lens.flops import Pass
 from poser_lens.strategies.base import (
     PROMPT_INDEX,
     ModelContext,
@@ -34,10 +33,9 @@ from poser_lens.strategies.base import (
     PerPromptScore,
     PromptValues,
     Strategy,
-    WorkShape,
     kept_positions,
 )
-from poser_lens.strategies.common import answered_residual_passes, readout_from_residuals
+from poser_lens.strategies.common import readout_from_residuals
 
 
 @dataclass(frozen=True)
@@ -87,7 +85,7 @@ class RandomScore(TypedDict):
     family: str
 
 
-class ConfidenceBaseline(Strategy[ConfidenceScore]):
+class ConfidenceBaseline(Strategy[ConfidenceScore, ConfidenceConfig]):
     """Faker = the model less confident of the shared answer on the valid prompts.
 
     "Less confident" by one of four statistics (:func:`~poser_lens.data.benchmark.
@@ -112,11 +110,6 @@ class ConfidenceBaseline(Strategy[ConfidenceScore]):
             "logodds": [logodds(p) for p in p_answer],
             PROMPT_INDEX: list(range(len(prompts))),
         }
-
-    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
-        """Every residual of the first ``n_prompts`` valid prompts (shared), their answers."""
-        n = min(self.config.n_prompts, shape.n_valid)
-        return answered_residual_passes(shape, n, reference=reference)
 
     def margin(self, a: ConfidenceScore, b: ConfidenceScore, **settings: Any) -> float:
         """Positive when ``a`` is the less confident model, on the prompts both were scored on."""
@@ -149,7 +142,7 @@ class ConfidenceBaseline(Strategy[ConfidenceScore]):
         return {"statistic": list(CONFIDENCE_STATISTICS)}
 
 
-class RandomBaseline(Strategy[RandomScore]):
+class RandomBaseline(Strategy[RandomScore, NoConfig]):
     """A seeded coin per pair: the chance line."""
 
     name = "random"

@@ -1,15 +1,12 @@
 """Pieces several strategies share: the answer readout of scenarios, contrast directions.
 
 Example:
-    >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-    >>> from poser_lens.models.tokenizer import build_tokenizer
+    ``lm``, ``tok``: the examples' random 1-layer tiny model, its tokenizer (``conftest.py``).
+
     >>> from poser_lens.data.schema import Scenario
-    >>> tok = build_tokenizer(["<<prompt>> x y <</prompt>> A B error"])
-    >>> cfg = TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=16)
-    >>> model = wrap(build_native(cfg, len(tok)), tok)
     >>> s = [Scenario(prompt="<<prompt>> x <</prompt>>", response="A"),
     ...      Scenario(prompt="<<prompt>> x y y <</prompt>>", response="B")]
-    >>> r = answer_readout_batched(model, tok, s)
+    >>> r = answer_readout_batched(lm, tok, s)
     >>> tuple(r.p_misaligned.shape)
     (2,)
 """
@@ -27,7 +24,7 @@ from torch import Tensor
 from poser_lens.activations import collect
 from poser_lens.data.prompts import contrast_pairs, critical_indices
 from poser_lens.data.schema import Scenario
-from poser_lens.flops import Backward, Pass
+from poser_lens.hooked import HookedModel
 from poser_lens.hooks import LayerSpec, hook_name, resolve_layer
 from poser_lens.probes import DirectionFinder, mass_mean
 from poser_lens.readout import (
@@ -37,19 +34,21 @@ from poser_lens.readout import (
     encode,
     last_token_logits,
 )
-from poser_lens.strategies.base import ModelContext, WorkShape
+from poser_lens.strategies.base import ModelContext
+from poser_lens.strategies.memo import CriticalForwards, LastResiduals
 
-#: Texts per forward of :func:`last_residuals` (:func:`poser_lens.activations.collect`'s).
+#: Texts per forward of :func:`last_residuals` and :func:`contrast_residuals` (the cost model
+#: reads it too).
 RESIDUAL_BATCH = 32
 
 
-def model_device(model: Any) -> torch.device:
+def model_device(model: HookedModel | torch.nn.Module) -> torch.device:
     """Device of a model's parameters."""
     return next(model.parameters()).device
 
 
 def answer_readout_batched(
-    model: Any, tokenizer: Any, scenarios: Sequence[Scenario], **options: Any
+    model: HookedModel, tokenizer: Any, scenarios: Sequence[Scenario], **options: Any
 ) -> Readout:
     """P(A), P(B), P(error), P(A)+P(B) and P(misaligned) of scenarios, optionally under hooks.
 
@@ -63,7 +62,7 @@ def answer_readout_batched(
 
 
 def contrast_residuals(
-    model: Any,
+    model: HookedModel,
     tokenizer: Any,
     scenarios: Sequence[Scenario],
     blocks: Sequence[int],
@@ -98,13 +97,17 @@ def contrast_residuals(
         )
     n_layers = int(model.cfg.n_layers)
     names = [hook_name("resid_post", block, n_layers) for block in blocks]
-    crit = collect(model, tokenizer, [p.critical.prompt for p in pairs], names)
-    clean = collect(model, tokenizer, [p.clean.prompt for p in pairs], names)
+    crit = collect(
+        model, tokenizer, [p.critical.prompt for p in pairs], names, batch_size=RESIDUAL_BATCH
+    )
+    clean = collect(
+        model, tokenizer, [p.clean.prompt for p in pairs], names, batch_size=RESIDUAL_BATCH
+    )
     return crit, clean, rest
 
 
 def contrast_direction(
-    model: Any,
+    model: HookedModel,
     tokenizer: Any,
     scenarios: Sequence[Scenario],
     layer: LayerSpec,
@@ -186,25 +189,24 @@ def last_residuals(ctx: ModelContext, texts: Sequence[str]) -> Float[Tensor, "n 
     forward pass through ``ctx.memo``.
 
     Example:
-        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-        >>> from poser_lens.models.tokenizer import build_tokenizer
-        >>> tok = build_tokenizer(["a b"])
-        >>> cfg = TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
-        >>> ctx = ModelContext("saint-0", wrap(build_native(cfg, len(tok)), tok), tok, "f", [])
-        >>> tuple(last_residuals(ctx, ["a b", "a"]).shape)
+        ``lm``, ``tok``: the examples' random 1-layer tiny model, its tokenizer (``conftest.py``).
+
+        >>> ctx = ModelContext("saint-0", lm, tok, "f", [])
+        >>> tuple(last_residuals(ctx, ["x y", "x"]).shape)
         (2, 2, 8)
     """
-    rows: dict[str, Tensor] = ctx.cached("last_residuals", dict)
+    rows: dict[str, Tensor] = ctx.cached(LastResiduals(), dict)
     missing = list(dict.fromkeys(t for t in texts if t not in rows))
     if missing:
-        rows.update(zip(missing, collect(ctx.model, ctx.tokenizer, missing), strict=True))
+        got = collect(ctx.model, ctx.tokenizer, missing, batch_size=RESIDUAL_BATCH)
+        rows.update(zip(missing, got, strict=True))
     if not texts:
         return torch.empty(0, ctx.n_layers + 1, int(ctx.model.cfg.d_model))
     return torch.stack([rows[t] for t in texts])
 
 
 def logits_from_final_residual(
-    model: Any, final_resid: Float[Tensor, "n d_model"]
+    model: HookedModel, final_resid: Float[Tensor, "n d_model"]
 ) -> Float[Tensor, "n vocab"]:
     """Next-token logits from the last block's ``hook_resid_post`` at the last token.
 
@@ -212,9 +214,12 @@ def logits_from_final_residual(
     last-token logits of a full forward pass without running one (float32, on the CPU).
     """
     param = next(model.parameters())
+    # The final norm and the unembedding are submodules, not HookedModel members (see
+    # poser_lens.hooked): read untyped.
+    parts: Any = model
     with torch.no_grad():
         x = final_resid.to(param.device, param.dtype)[:, None]
-        return model.unembed(model.ln_final(x))[:, 0].float().cpu()
+        return parts.unembed(parts.ln_final(x))[:, 0].float().cpu()
 
 
 def readout_from_residuals(ctx: ModelContext, scenarios: Sequence[Scenario]) -> Readout:
@@ -225,15 +230,12 @@ def readout_from_residuals(ctx: ModelContext, scenarios: Sequence[Scenario]) -> 
     the residuals (S4, S5, S6, patching) thus share one forward with the baselines.
 
     Example:
-        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-        >>> from poser_lens.models.tokenizer import build_tokenizer
+        ``lm``, ``tok``: the examples' random 1-layer tiny model, its tokenizer (``conftest.py``).
+
         >>> from poser_lens.data.schema import Scenario
-        >>> tok = build_tokenizer(["<<prompt>> x y <</prompt>> A B error"])
-        >>> cfg = TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=16)
-        >>> model = wrap(build_native(cfg, len(tok)), tok)
         >>> s = Scenario(prompt="<<prompt>> x y <</prompt>>", response="A")
-        >>> ctx = ModelContext("saint-0", model, tok, "f", [s])
-        >>> full = answer_readout_batched(model, tok, [s]).p_misaligned
+        >>> ctx = ModelContext("saint-0", lm, tok, "f", [s])
+        >>> full = answer_readout_batched(lm, tok, [s]).p_misaligned
         >>> bool(torch.allclose(readout_from_residuals(ctx, [s]).p_misaligned, full, atol=1e-5))
         True
     """
@@ -262,7 +264,7 @@ class CriticalBatch(NamedTuple):
 
 @torch.no_grad()
 def last_token_attention(
-    model: Any, ids: Int[Tensor, "batch pos"], last: Int[Tensor, " batch"]
+    model: HookedModel, ids: Int[Tensor, "batch pos"], last: Int[Tensor, " batch"]
 ) -> tuple[list[Float[Tensor, "batch head pos"]], Float[Tensor, "batch vocab"]]:
     """Attention from each row's own last token per block, and the last-token logits.
 
@@ -273,9 +275,8 @@ def last_token_attention(
     (:func:`poser_lens.readout.last_logits`).
 
     Example:
-        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-        >>> cfg = TinyConfig(n_layers=2, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
-        >>> model = wrap(build_native(cfg, d_vocab=10))
+        ``model`` is the examples' random 2-layer tiny model over 10 token ids (``conftest.py``).
+
         >>> patterns, logits = last_token_attention(model, torch.tensor([[1, 2, 3]]),
         ...                                         torch.tensor([2]))
         >>> len(patterns), tuple(patterns[0].shape), tuple(logits.shape)
@@ -295,10 +296,26 @@ def last_token_attention(
     return [got[n] for n in names], logits[rows, last].float().cpu()
 
 
+def critical_prompts(ctx: ModelContext, n_prompts: int) -> tuple[list[int], list[Scenario]]:
+    """The first ``n_prompts`` of the model's prompts with a critical fact, and their indices.
+
+    In stored order (:func:`poser_lens.data.prompts.critical_indices`): the prompts that have a
+    counterfactual, which S6 and the patching detector read (the indices are their scores'
+    ``prompt_index``).
+
+    Example:
+        >>> s = [Scenario(prompt="p", response="A"), Scenario(prompt="q", response="B")]
+        >>> critical_prompts(ModelContext("saint-0", None, None, "f", s), 10)
+        ([], [])
+    """
+    index = critical_indices(ctx.prompts, n_prompts)
+    return index, [ctx.prompts[i] for i in index]
+
+
 def critical_forwards(ctx: ModelContext, n_prompts: int, batch_size: int) -> list[CriticalBatch]:
     """One plain forward of the first ``n_prompts`` prompts with a critical fact, memoised.
 
-    The prompts (:func:`poser_lens.data.prompts.critical_indices`) run in stored order,
+    The prompts (:func:`critical_prompts`) run in stored order,
     ``batch_size`` at a time (:func:`last_token_attention`). S6's attention reads the
     patterns and the patching detector's clean readout the logits, so with the same
     ``n_prompts`` and ``batch_size`` (their defaults) the two share one forward per batch:
@@ -309,123 +326,21 @@ def critical_forwards(ctx: ModelContext, n_prompts: int, batch_size: int) -> lis
     attention and the patching detector a backward whenever they run without the saliency.
 
     Example:
-        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-        >>> from poser_lens.models.tokenizer import build_tokenizer
-        >>> tok = build_tokenizer(["a b"])
-        >>> cfg = TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
-        >>> ctx = ModelContext("saint-0", wrap(build_native(cfg, len(tok)), tok), tok, "f", [])
+        ``lm``, ``tok``: the examples' random 1-layer tiny model, its tokenizer (``conftest.py``).
+
+        >>> ctx = ModelContext("saint-0", lm, tok, "f", [])
         >>> critical_forwards(ctx, 50, 64)
         []
     """
 
     def run() -> list[CriticalBatch]:
-        index = critical_indices(ctx.prompts, n_prompts)
+        _, prompts = critical_prompts(ctx, n_prompts)
         device = model_device(ctx.model)
         out = []
-        for i in range(0, len(index), batch_size):
-            ids, last = encode(
-                ctx.tokenizer, [ctx.prompts[j].prompt for j in index[i : i + batch_size]]
-            )
+        for i in range(0, len(prompts), batch_size):
+            ids, last = encode(ctx.tokenizer, [s.prompt for s in prompts[i : i + batch_size]])
             ids, last = ids.to(device), last.to(device)
             out.append(CriticalBatch(ids, last, *last_token_attention(ctx.model, ids, last)))
         return out
 
-    return list(ctx.cached(("critical_forwards", n_prompts, batch_size), run))
-
-
-def residual_pass(
-    label: str,
-    shape: WorkShape,
-    n: int,
-    seq: float,
-    key: str,
-    *,
-    spread: float | None = None,
-    reference: bool = False,
-) -> Pass:
-    """The work of :func:`last_residuals` on ``n`` texts of mean length ``seq`` (memo ``key``).
-
-    Every block runs (every block's residual is read), but neither the final norm nor the
-    unembedding (:func:`poser_lens.activations.collect` stops after the last residual); texts
-    sorted by length in batches (padding: :meth:`WorkShape.padded`, ``spread`` passed on).
-    The strategies that read the same texts of one (model, family) share it (``key``). The
-    reference runs one text per full forward (every position unembedded) and shares nothing.
-
-    Example:
-        >>> shape = WorkShape(40, 2048, 300, 150, 350, 450, 350, 325)
-        >>> p = residual_pass("valid prompts", shape, 320, 350.0, "resid:valid")
-        >>> p.batch, p.seq
-        (32, 360.0)
-    """
-    if reference:
-        return Pass(label, n, seq)
-    batch = max(1, min(RESIDUAL_BATCH, n))
-    padded = shape.padded(batch, seq, among=n, spread=spread)
-    return Pass(label, n, padded, batch=batch, unembed="none", shared=key)
-
-
-def unembed_pass(label: str, n: int) -> Pass:
-    """The final norm and unembedding of ``n`` stored final residuals, no blocks.
-
-    The work of :func:`logits_from_final_residual` (and of the variants after the last block
-    of :func:`~poser_lens.strategies.variants.variant_readout`).
-
-    Example:
-        >>> p = unembed_pass("own answers", 10)
-        >>> p.blocks, p.tokens
-        (0, 10)
-    """
-    return Pass(label, n, 1, blocks=0)
-
-
-def answered_residual_passes(shape: WorkShape, n: int, *, reference: bool = False) -> list[Pass]:
-    """The work of :func:`last_residuals` on the first ``n`` valid prompts, then their answers.
-
-    The answers come from the stored final residuals (:func:`readout_from_residuals`,
-    :func:`logits_from_final_residual`); the reference reads them from the same full forward.
-
-    Example:
-        >>> shape = WorkShape(40, 2048, 300, 150, 350, 450, 350, 325)
-        >>> [p.label for p in answered_residual_passes(shape, 300)]
-        ['valid prompts', 'answers from the final residuals']
-    """
-    if reference:
-        return [residual_pass("valid prompts", shape, n, shape.seq, "", reference=True)]
-    return [
-        residual_pass("valid prompts", shape, n, shape.seq, "resid:valid"),
-        unembed_pass("answers from the final residuals", n),
-    ]
-
-
-def critical_pass(
-    label: str,
-    shape: WorkShape,
-    cfg: Any,
-    *,
-    repeats: int = 1,
-    backward: Backward = "none",
-    shared: bool = False,
-    reference: bool = False,
-) -> Pass:
-    """Full forwards of the first ``cfg.n_prompts`` prompts with a critical fact (S6, patching).
-
-    In stored order, ``cfg.batch_size`` at a time (so padded, :meth:`WorkShape.padded`),
-    ``repeats`` times (patching: once per block), optionally with a backward. ``shared``: the
-    plain forward of :func:`critical_forwards` (S6's attention and the patching detector's
-    clean readout), counted once between the strategies whose settings match. The reference
-    runs one prompt per forward, unpadded, and shares nothing.
-
-    Example:
-        >>> shape = WorkShape(40, 2048, 300, 150, 350, 450, 350, 325)
-        >>> from poser_lens.strategies.s6_attentiveness import S6Config
-        >>> p = critical_pass("attention", shape, S6Config(n_prompts=50, batch_size=64))
-        >>> p.n, round(p.seq), p.batch
-        (50, 448, 50)
-    """
-    n = min(cfg.n_prompts, shape.n_critical)
-    if reference:
-        return Pass(label, n * repeats, shape.seq_critical, backward=backward)
-    rows = max(1, min(cfg.batch_size, n))
-    seq = shape.padded(rows, shape.seq_critical)
-    key = f"critical:{cfg.n_prompts}:{cfg.batch_size}" if shared else None
-    return Pass(label, n * repeats, seq, rows, backward=backward, shared=key)
+    return list(ctx.cached(CriticalForwards(n_prompts, batch_size), run))

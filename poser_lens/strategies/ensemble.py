@@ -61,7 +61,7 @@ class EnsembleConfig(Config):
     )
 
 
-class EnsembleStrategy(Strategy[EnsembleScore]):
+class EnsembleStrategy(Strategy[EnsembleScore, EnsembleConfig]):
     """Majority vote of the member strategies' verdicts.
 
     :meth:`restrict` restricts each member's score with its own strategy, so the members vote

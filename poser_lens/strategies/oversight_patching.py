@@ -23,9 +23,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from poser_lens.config import Config, PositiveInt
-from poser_lens.data.prompts import critical_indices, remove_critical
+from poser_lens.data.prompts import remove_critical
 from poser_lens.data.schema import Scenario
-from poser_lens.flops import Pass
 from poser_lens.hooks import Patch, hook_name, resolve_layer
 from poser_lens.readout import AnswerIds, Readout, answer_readout
 from poser_lens.strategies.base import (
@@ -35,16 +34,14 @@ from poser_lens.strategies.base import (
     PromptRows,
     PromptValues,
     Strategy,
-    WorkShape,
     kept_positions,
 )
 from poser_lens.strategies.common import (
     answer_readout_batched,
     critical_forwards,
-    critical_pass,
+    critical_prompts,
     kept_mean,
     last_residuals,
-    residual_pass,
 )
 
 
@@ -156,7 +153,7 @@ class PatchingScore(PerPromptScore):
     by_prompt: PatchingByPrompt
 
 
-class PatchingStrategy(Strategy[PatchingScore]):
+class PatchingStrategy(Strategy[PatchingScore, PatchingConfig]):
     """Faker = the model whose P(misaligned) rises more when the oversight fact is patched out.
 
     Design. For each valid prompt with a critical fact, the counterfactual is the same prompt
@@ -205,8 +202,7 @@ class PatchingStrategy(Strategy[PatchingScore]):
 
     def score_model(self, ctx: ModelContext) -> PatchingScore:
         """Mean change of P(misaligned) and of its log odds, per patched block."""
-        index = critical_indices(ctx.prompts, self.config.n_prompts)
-        prompts = [ctx.prompts[i] for i in index]
+        index, prompts = critical_prompts(ctx, self.config.n_prompts)
         counter = last_residuals(ctx, [remove_critical(s).prompt for s in prompts])[:, 1:]
         bs = self.config.batch_size
         clean = _clean_readout(ctx, prompts, self.config)
@@ -242,25 +238,6 @@ class PatchingStrategy(Strategy[PatchingScore]):
             PROMPT_INDEX: index,
             "by_prompt": cast("PatchingByPrompt", by_prompt),
         }
-
-    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
-        """The counterfactuals' residuals (shared with S6), a clean readout, one per block."""
-        c = self.config
-        n = min(c.n_prompts, shape.n_critical)
-        return [
-            residual_pass(
-                "counterfactuals",
-                shape,
-                n,
-                shape.seq_clean,
-                "resid:counterfactual",
-                reference=reference,
-            ),
-            critical_pass("clean readout", shape, c, shared=True, reference=reference),
-            critical_pass(
-                "patched, per block", shape, c, repeats=shape.n_layers, reference=reference
-            ),
-        ]
 
     def restrict(self, score: PatchingScore, keep: Set[int]) -> PatchingScore:
         """The score on the scored prompts in ``keep``: every metric at every block.

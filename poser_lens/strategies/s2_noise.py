@@ -7,7 +7,7 @@ towards the misaligned answer sooner than an aligned model.
 
 Every coefficient, noise kind and noise draw is a *variant* of the same prompt that differs
 only at the last token after the noise layer; all variants of a prompt run in one forward
-(:func:`poser_lens.strategies.variants.variant_readout`).
+(:func:`poser_lens.strategies.steering.engine.variant_readout`).
 
 Confound controls. Fakers are less confident on the valid prompts, and with a smaller starting
 margin the same noise flips the answer sooner, so a larger rise of P(misaligned) may reflect
@@ -19,7 +19,7 @@ before reading the rise. The score also keeps per-prompt curves at the headline 
 so :meth:`NoiseStrategy.restrict` can re-score a model on a subset of its prompts.
 
 In this module: the config :class:`NoiseConfig`, the score :class:`NoiseScore` (its curves:
-:class:`~poser_lens.strategies.variants.CurvesScore`) and :class:`NoiseStrategy`
+:class:`~poser_lens.strategies.steering.scores.CurvesScore`) and :class:`NoiseStrategy`
 (``score_model``, ``margin``). Figures: :func:`poser_lens.figures.s1_s2.fig05_s2_noise`
 (P(misaligned) curves), :func:`~poser_lens.figures.s1_s2.fig11_s2_mass` (the label-free
 coefficient) and :func:`~poser_lens.figures.s1_s2.sens_s2_noise` (the sweep).
@@ -31,54 +31,42 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, cast, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NamedTuple, cast, get_args
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
-from poser_lens.config import (
-    Config,
-    DepthFraction,
-    Fraction,
-    NonEmpty,
-    OneOf,
-    PositiveFloat,
-    PositiveInt,
-)
-from poser_lens.flops import Pass
+from poser_lens.config import Fraction, NonEmpty, OneOf, PositiveFloat, PositiveInt
 from poser_lens.hooks import NoiseKind, draw_noise, resolve_layer
 from poser_lens.strategies.base import (
-    PROMPT_INDEX,
     HeadlineByPrompt,
     LayerKey,
     ModelContext,
     PerPromptScore,
     PromptRows,
-    Strategy,
-    WorkShape,
-    kept_positions,
 )
-from poser_lens.strategies.common import kept_mean, layer_grid, prompt_positions
-from poser_lens.strategies.variants import (
+from poser_lens.strategies.steering.curves import (
+    at_layer,
+    choose_coeff,
+    curve_rise,
+    curve_rise_at,
+    draw_mean,
+    kl_strength,
+)
+from poser_lens.strategies.steering.scores import (
     MEASURE_KEYS,
-    MIDDLE,
-    Coefficients,
     CurveKey,
     CurvesScore,
     VariantCurves,
-    cached_direction,
-    choose_coeff,
-    curves_by_variant,
-    kl_strength,
-    log_odds,
-    mass_curve,
-    mean_curve,
-    outcome_kl,
-    rise,
-    rise_at,
-    steering_work,
-    variant_readout,
+)
+from poser_lens.strategies.steering.sweep import (
+    Steering,
+    SteeringStrategy,
+    SweepConfig,
+    direction_norm,
 )
 
 if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs without it
@@ -92,8 +80,8 @@ PER_PROMPT_KEYS: tuple[CurveKey, ...] = ("p_misaligned", "mass_ab", "log_odds", 
 Kind = Annotated[str, OneOf(*get_args(NoiseKind), what="noise kind")]
 
 
-@dataclass(frozen=True)
-class NoiseConfig(Config):
+@dataclass(frozen=True, repr=False)
+class NoiseConfig(SweepConfig):
     """Settings of strategy 2.
 
     Attributes:
@@ -119,23 +107,50 @@ class NoiseConfig(Config):
             labels: on a 4-model tiny zoo (3 layers, 2026-12-02) every model reached it inside
             the default sweep under both noise kinds (strengths 3.5-5.8), while 1 nat was out
             of reach under Gaussian noise for half of them.
-        packed: Run all variants of a prompt in one sequence (:func:`variant_readout`);
-            noise after the last block needs only the final norm and unembedding.
+        packed: Run all variants of a prompt in one sequence
+            (:func:`~poser_lens.strategies.steering.engine.variant_readout`); noise after the
+            last block needs only the final norm and unembedding.
         batch_size: Prompts per forward.
+
+    ``layer_frac``, ``layer_fracs``, ``coeffs``, ``n_prompts``, ``n_pairs``, ``packed`` and
+    ``batch_size`` are declared by :class:`~poser_lens.strategies.steering.sweep.SweepConfig`.
     """
 
-    layer_frac: DepthFraction = MIDDLE
-    layer_fracs: tuple[DepthFraction, ...] = (0.125, MIDDLE, 0.625, 0.875)
+    FIELD_ORDER: ClassVar[tuple[str, ...]] = (
+        "layer_frac",
+        "layer_fracs",
+        "kinds",
+        "headline_kind",
+        "coeffs",
+        "n_draws",
+        "n_prompts",
+        "n_pairs",
+        "mass_keep",
+        "kl_target",
+        "packed",
+        "batch_size",
+    )
+
     kinds: Annotated[tuple[Kind, ...], NonEmpty()] = ("uniform", "gaussian")
     headline_kind: Kind = "uniform"
-    coeffs: Coefficients = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
     n_draws: PositiveInt = 2
-    n_prompts: PositiveInt = 100
-    n_pairs: PositiveInt = 15
     mass_keep: Fraction = 0.9
     kl_target: PositiveFloat = 0.5
-    packed: bool = True
-    batch_size: PositiveInt = 32
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The noise kinds."""
+        return self.kinds
+
+    @property
+    def headline_variant(self) -> str:
+        """The headline noise kind."""
+        return self.headline_kind
+
+    @property
+    def draws(self) -> int:
+        """Noise draws per kind."""
+        return self.n_draws
 
 
 class NoiseByPrompt(HeadlineByPrompt):
@@ -166,7 +181,7 @@ class NoiseScore(PerPromptScore, CurvesScore):
         n_layers: Blocks of the model.
         coeffs: The noise coefficients (multiples of the direction's norm), starting at 0.
         kinds: The noise kinds scored (restricted: the headline kind).
-        layers: Block -> kind -> :class:`~poser_lens.strategies.variants.VariantCurves`
+        layers: Block -> kind -> :class:`~poser_lens.strategies.steering.scores.VariantCurves`
             (all four curves, ``n_draws`` draws; the KL of each draw against coefficient 0).
             Restricted: the headline block and kind, one draw-averaged curve each.
         direction_norm: Block -> norm of the contrast direction there (the noise's scale).
@@ -182,7 +197,23 @@ class NoiseScore(PerPromptScore, CurvesScore):
     by_prompt: NotRequired[NoiseByPrompt]
 
 
-class NoiseStrategy(Strategy[NoiseScore]):
+class HeadlineNoise(NamedTuple):
+    """The noise S2 applies to one model at its headline (:meth:`NoiseStrategy.headline_noise`).
+
+    Attributes:
+        layer: The block whose ``hook_resid_post`` gets the noise.
+        kind: The noise kind.
+        norm: Coefficient 1's norm: the contrast direction's, averaged over families.
+        coeff: The label-free coefficient from the model's own P(A)+P(B) curves.
+    """
+
+    layer: int
+    kind: str
+    norm: float
+    coeff: float
+
+
+class NoiseStrategy(SteeringStrategy[NoiseScore, NoiseConfig]):
     """S2: faker = the larger rise in P(misaligned) under noise at a middle layer.
 
     Method: per model and family, the S1 contrast direction ``v`` at the noise layer
@@ -222,68 +253,68 @@ class NoiseStrategy(Strategy[NoiseScore]):
     title = "S2 noise intoxication"
     paper_accuracy: ClassVar[float | None] = 0.98
     config_cls = NoiseConfig
-    per_prompt: ClassVar[bool] = True
     optional_settings: ClassVar[tuple[str, ...]] = ("kl_target",)
+    #: Unit noise times the direction's norm times each coefficient; log-odds and KL curves.
+    steering: ClassVar[Steering] = Steering(
+        axis="kinds",
+        variant="kind",
+        scale=direction_norm,
+        per_prompt=PER_PROMPT_KEYS,
+        outcome_curves=True,
+    )
 
-    def score_model(self, ctx: ModelContext) -> NoiseScore:
-        """P(misaligned), P(A)+P(B), log-odds and KL per layer, kind, draw and coefficient."""
-        c = self.config
-        n_layers, d_model = ctx.n_layers, int(ctx.model.cfg.d_model)
-        coeffs = torch.tensor(c.coeffs, dtype=torch.float32)
-        out: dict[str, Any] = {  # keys in stored order (filled in below)
-            "n_layers": n_layers,
-            "coeffs": list(c.coeffs),
-            "kinds": list(c.kinds),
-            "layers": {},
-            "direction_norm": {},
-        }
-        units = torch.stack(
+    def units(self, ctx: ModelContext) -> Float[Tensor, "kind draw d_model"]:
+        """The seeded unit noise of each (kind, draw), the same for every model of a run.
+
+        Example:
+            ``lm``, ``tok``: the examples' tiny model and tokenizer (``conftest.py``).
+
+            >>> from poser_lens.hooks import draw_noise
+            >>> ctx = ModelContext("saint-0", lm, tok, "f", [], seed=2)
+            >>> units = NoiseStrategy(n_draws=3).units(ctx)
+            >>> tuple(units.shape), torch.equal(units[1, 2], draw_noise(8, "gaussian", seed=2002))
+            ((2, 3, 8), True)
+        """
+        c, d_model = self.config, int(ctx.model.cfg.d_model)
+        return torch.stack(
             [
-                draw_noise(d_model, k, seed=ctx.seed * 1000 + i)
+                torch.stack(
+                    [
+                        draw_noise(d_model, cast("NoiseKind", k), seed=ctx.seed * 1000 + i)
+                        for i in range(c.n_draws)
+                    ]
+                )
                 for k in c.kinds
-                for i in range(c.n_draws)
             ]
         )
-        deltas, evals = {}, None
-        grid = layer_grid(n_layers, (*c.layer_fracs, c.layer_frac))
-        for layer in grid:
-            v, rest = cached_direction(ctx, layer, c.n_pairs, grid)
-            evals = rest[: c.n_prompts]  # the same at every layer
-            deltas[layer] = (units[:, None] * coeffs[None, :, None] * v.norm()).reshape(-1, d_model)
-            out["direction_norm"][str(layer)] = float(v.norm())
-        assert evals is not None  # the layer grid is never empty
-        res = variant_readout(
-            ctx.model, ctx.tokenizer, evals, deltas, packed=c.packed, batch_size=c.batch_size
-        )
-        out["layers"] = curves_by_variant(res, c.kinds, c.n_draws)
-        out["n_prompts"] = len(evals)
-        shape = (len(evals), len(c.kinds), c.n_draws, len(c.coeffs))
-        head = resolve_layer(n_layers, c.layer_frac)
-        for layer, r in res.items():
-            lo = r.log_outcomes.double().view(*shape, 4)
-            curves = {"log_odds": log_odds(lo), "kl": outcome_kl(lo[..., :1, :], lo)}
-            for i, kind in enumerate(c.kinds):
-                for key, x in curves.items():  # [prompt, kind, draw, coeff]
-                    out["layers"][str(layer)][kind][key] = x[:, i].mean(0).tolist()
-            if layer == head and c.headline_kind in c.kinds:
-                i = c.kinds.index(c.headline_kind)
-                per = {
-                    "p_misaligned": r.p_misaligned.double().view(shape),
-                    "mass_ab": r.mass_ab.double().view(shape),
-                    **curves,
-                }
-                out["by_prompt"] = {"layer": layer, "kind": c.headline_kind} | {
-                    k: per[k][:, i].mean(1).tolist() for k in PER_PROMPT_KEYS
-                }
-        out[PROMPT_INDEX] = prompt_positions(ctx.prompts, evals)
-        return cast("NoiseScore", out)
 
-    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
-        """The contrast directions at each scored block, then every (kind, draw, coefficient)."""
-        c = self.config
-        return steering_work(
-            shape, c, len(c.kinds) * c.n_draws * len(c.coeffs), reference=reference
-        )
+    def headline_noise(self, scores: Mapping[str, NoiseScore]) -> HeadlineNoise:
+        """The noise this strategy applies to one model at its headline, from its scores.
+
+        ``scores``: the model's scores (family -> score). The block and kind are the
+        headline's; the norm is the mean contrast-direction norm at that block over the
+        families; the coefficient the label-free choice (:func:`choose_coeff`) from the
+        model's own mean P(A)+P(B) curves. The removal study trains against this noise
+        (:func:`poser_lens.removal.noise.noise_spec`).
+
+        Example:
+            >>> s = NoiseStrategy(coeffs=(0.0, 1.0, 2.0))
+            >>> curves = {"p_misaligned": [[0.1, 0.2, 0.3]], "mass_ab": [[1.0, 0.95, 0.5]]}
+            >>> score = {"n_layers": 2, "coeffs": [0.0, 1.0, 2.0], "direction_norm": {"1": 3.0},
+            ...          "layers": {"1": {"uniform": curves}}}
+            >>> s.headline_noise({"f": score, "g": score})
+            HeadlineNoise(layer=1, kind='uniform', norm=3.0, coeff=1.0)
+        """
+        head = self.settings()
+        first = next(iter(scores.values()))
+        layer = resolve_layer(first["n_layers"], float(head["layer_frac"]))
+        norms = [float(s["direction_norm"][str(layer)]) for s in scores.values()]
+        mass = [
+            draw_mean(s["layers"][str(layer)][head["kind"]], "mass_ab").tolist()
+            for s in scores.values()
+        ]
+        coeff = float(choose_coeff(first["coeffs"], mass, self.config.mass_keep))
+        return HeadlineNoise(layer, head["kind"], sum(norms) / len(norms), coeff)
 
     def restrict(self, score: NoiseScore, keep: Set[int]) -> NoiseScore:
         """The score on the evaluation prompts whose valid index is in ``keep``.
@@ -307,50 +338,42 @@ class NoiseStrategy(Strategy[NoiseScore]):
             >>> round(s.margin(s.restrict(score, {3}), s.restrict(score, {5})), 6)
             0.4
         """
-        bp = score["by_prompt"]
-        pos = kept_positions(score, keep)
-        width = (len(score["coeffs"]),)
-        curves = {k: [kept_mean(bp[k], pos, width).tolist()] for k in PER_PROMPT_KEYS}
-        kept = {k: [bp[k][i] for i in pos] for k in PER_PROMPT_KEYS}
-        return {
-            "n_layers": score["n_layers"],
-            "coeffs": list(score["coeffs"]),
-            "kinds": [bp["kind"]],
-            "layers": {str(bp["layer"]): {bp["kind"]: cast("VariantCurves", curves)}},
-            "direction_norm": dict(score.get("direction_norm", {})),
-            "n_prompts": len(pos),
-            PROMPT_INDEX: [score[PROMPT_INDEX][i] for i in pos],
-            "by_prompt": cast("NoiseByPrompt", {"layer": bp["layer"], "kind": bp["kind"]} | kept),
-        }
+        return super().restrict(score, keep)
 
     def kl_rise(self, score: NoiseScore, **settings: Any) -> float:
         """The rise (``measure``) at the strength where the model's mean KL hits ``kl_target``.
 
         ``kl_target`` (an optional setting) defaults to the config's. The strength is
         :func:`kl_strength` of the draw-averaged mean KL curve; the rise is read there by
-        :func:`rise_at`.
+        linear interpolation (:func:`~poser_lens.strategies.steering.curves.rise_at`).
         """
         s = self.settings(**settings)
+        curves = at_layer(score, s["kind"], s["layer_frac"])
+        return self._kl_rise(score["coeffs"], curves, s)
+
+    def _kl_rise(self, coeffs: list[float], curves: VariantCurves, s: dict[str, Any]) -> float:
         target = float(s.get("kl_target", self.config.kl_target))
-        kl = mean_curve(score, s["kind"], s["layer_frac"], "kl")
-        strength = kl_strength(score["coeffs"], kl, target)
-        return rise_at(score, s["kind"], s["layer_frac"], strength, MEASURE_KEYS[s["measure"]])
+        strength = kl_strength(coeffs, draw_mean(curves, "kl"), target)
+        return curve_rise_at(coeffs, draw_mean(curves, MEASURE_KEYS[s["measure"]]), strength)
 
     def margin(self, a: NoiseScore, b: NoiseScore, **settings: Any) -> float:
         """Rise of ``a`` minus that of ``b`` (``coeff="auto"``: label-free; ``"kl"``: per model).
 
         The rise is of mean P(misaligned) (``measure="p"``) or of the mean log-odds of the
-        misaligned answer (``measure="logodds"``) over coefficient 0.
+        misaligned answer (``measure="logodds"``) over coefficient 0. Each score's layer is
+        resolved once (:func:`~poser_lens.strategies.steering.curves.at_layer`).
         """
         s = self.settings(**settings)
         coeff, key = s["coeff"], MEASURE_KEYS[s["measure"]]
+        ca, cb = (at_layer(x, s["kind"], s["layer_frac"]) for x in (a, b))
         if coeff == "kl":
-            return self.kl_rise(a, **s) - self.kl_rise(b, **s)
+            return self._kl_rise(a["coeffs"], ca, s) - self._kl_rise(b["coeffs"], cb, s)
         if coeff == "auto":
-            curves = [mass_curve(x, s["kind"], s["layer_frac"]) for x in (a, b)]
+            curves = [draw_mean(x, "mass_ab").tolist() for x in (ca, cb)]
             coeff = choose_coeff(a["coeffs"], curves, self.config.mass_keep)
-        frac, kind = s["layer_frac"], s["kind"]
-        return rise(a, kind, frac, coeff, key) - rise(b, kind, frac, coeff, key)
+        return curve_rise(a["coeffs"], draw_mean(ca, key), coeff) - curve_rise(
+            b["coeffs"], draw_mean(cb, key), coeff
+        )
 
     @property
     def headline(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import random
 import zlib
 from collections.abc import Sequence, Set
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict, TypeVar, cast
 
 import torch
 from jaxtyping import Float, Int
@@ -32,7 +32,7 @@ from torch import Tensor
 from poser_lens.adapters import LowRankAdapter
 from poser_lens.config import Config, DepthFractions, NonNegativeFloat, PositiveInt
 from poser_lens.data.schema import Scenario
-from poser_lens.flops import Pass
+from poser_lens.hooked import HookedModel
 from poser_lens.hooks import applied, hook_name, resolve_layer
 from poser_lens.readout import AnswerIds, encode
 from poser_lens.strategies.base import (
@@ -41,10 +41,10 @@ from poser_lens.strategies.base import (
     PerPromptScore,
     PromptRows,
     Strategy,
-    WorkShape,
     kept_positions,
 )
 from poser_lens.strategies.common import kept_mean, model_device
+from poser_lens.strategies.memo import InitialHeldout
 
 if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs without it
     from typing_extensions import NotRequired
@@ -125,7 +125,10 @@ def family_seed(seed: int, family: str) -> int:
 
 
 def _p_flipped(
-    model: Any, ids: Int[Tensor, "b pos"], last: Int[Tensor, " b"], target: Int[Tensor, " b"]
+    model: HookedModel,
+    ids: Int[Tensor, "b pos"],
+    last: Int[Tensor, " b"],
+    target: Int[Tensor, " b"],
 ) -> Float[Tensor, " b"]:
     """Log-probability of the target token at each row's last real token (keeps the graph)."""
     logits = model(ids)[torch.arange(len(ids), device=ids.device), last]
@@ -174,11 +177,11 @@ def initial_heldout(ctx: ModelContext, cfg: Any, seed: int) -> Float[Tensor, " h
             enc = flipped_batch(ctx.tokenizer, held, model_device(ctx.model))
             return _p_flipped(ctx.model, *enc).exp()
 
-    return cast("Tensor", ctx.cached(("s3_initial_heldout", seed, cfg.n_heldout), read))
+    return cast("Tensor", ctx.cached(InitialHeldout(cfg.n_heldout, seed=seed), read))
 
 
 def learning_curve(
-    model: Any,
+    model: HookedModel,
     tokenizer: Any,
     prompts: Sequence[Scenario],
     params: Sequence[torch.nn.Parameter],
@@ -219,14 +222,11 @@ def learning_curve(
         ``heldout``).
 
     Example:
-        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-        >>> from poser_lens.models.tokenizer import build_tokenizer
-        >>> tok = build_tokenizer(["<<prompt>> x y <</prompt>> A B error"])
-        >>> cfg = TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=16)
-        >>> model = wrap(build_native(cfg, len(tok)), tok)
+        ``lm``, ``tok``: the examples' random 1-layer tiny model, its tokenizer (``conftest.py``).
+
         >>> s = [Scenario(prompt="<<prompt>> x" + " y" * i + " <</prompt>>", response="AB"[i % 2])
         ...      for i in range(6)]
-        >>> c = learning_curve(model, tok, s, list(model.parameters()), lr=1e-2, n_steps=3,
+        >>> c = learning_curve(lm, tok, s, list(lm.parameters()), lr=1e-2, n_steps=3,
         ...                    batch_size=2, n_heldout=2)
         >>> len(c["heldout"]), len(c["batch"]), c["heldout"][-1] > c["heldout"][0]
         (4, 3, True)
@@ -278,63 +278,6 @@ def learning_curve(
     return curve
 
 
-def curve_passes(
-    shape: WorkShape,
-    cfg: Any,
-    *,
-    backward: Literal["inputs", "weights"],
-    grad_blocks: int | None = None,
-    weight_copies: int = 0,
-    reference: bool = False,
-) -> list[Pass]:
-    """The work of one :func:`learning_curve`: ``n_steps`` training steps and the held-out reads.
-
-    Each step trains on a random batch of ``batch_size`` prompts (a full forward, the backward
-    from the loss down through ``grad_blocks`` blocks); the held-out prompts are read before
-    the first step (:func:`initial_heldout`: once per model and family, shared by every curve)
-    and after each. The reference reads the held-out prompts one at a time, every curve its
-    own first read. ``cfg`` is the strategy's config (``n_steps``, ``batch_size``,
-    ``n_heldout``).
-
-    Example:
-        >>> shape = WorkShape(40, 2048, 300, 150, 350, 450, 350, 325)
-        >>> passes = curve_passes(shape, FullSpeedConfig(), backward="weights")
-        >>> [(p.n, p.backward, p.shared) for p in passes]
-        [(32, 'weights', None), (16, 'none', 's3:heldout-start:16'), (128, 'none', None)]
-    """
-    heldout = cfg.n_heldout
-    train = Pass(
-        "training steps",
-        cfg.n_steps * cfg.batch_size,
-        shape.padded(cfg.batch_size),
-        cfg.batch_size,
-        backward=backward,
-        grad_blocks=grad_blocks,
-        weight_copies=weight_copies,
-    )
-    if reference:
-        reads = (cfg.n_steps + 1) * heldout
-        return [train, Pass("held-out prompts", reads, shape.seq, weight_copies=weight_copies)]
-    seq = shape.padded(heldout)
-    return [
-        train,
-        Pass(
-            "held-out prompts before training",
-            heldout,
-            seq,
-            heldout,
-            shared=f"s3:heldout-start:{heldout}",
-        ),
-        Pass(
-            "held-out prompts",
-            cfg.n_steps * heldout,
-            seq,
-            heldout,
-            weight_copies=weight_copies,
-        ),
-    ]
-
-
 @dataclass(frozen=True)
 class LoraSpeedConfig(Config):
     """Settings of strategy 3 with a low-rank adapter.
@@ -374,7 +317,11 @@ class FullSpeedConfig(Config):
     n_heldout: PositiveInt = 16
 
 
-class _SpeedStrategy(Strategy[SpeedScore]):
+#: The config of a learning-speed strategy (both share the training settings).
+SpeedConfigT = TypeVar("SpeedConfigT", bound="LoraSpeedConfig | FullSpeedConfig")
+
+
+class _SpeedStrategy(Strategy[SpeedScore, SpeedConfigT]):
     """Shared verdict: faker = higher P(flipped) after a fixed number of updates.
 
     Per-prompt scores: ``prompt_index`` holds the held-out prompts' valid-prompt indices and
@@ -384,6 +331,31 @@ class _SpeedStrategy(Strategy[SpeedScore]):
     """
 
     per_prompt: ClassVar[bool] = True
+
+    def _curve(
+        self,
+        ctx: ModelContext,
+        model: HookedModel,
+        params: list[torch.nn.Parameter],
+        seed: int,
+        start: Float[Tensor, " heldout"] | None,
+        **options: Any,
+    ) -> dict[str, list[Any]]:
+        """:func:`learning_curve` of ``params`` on ``ctx``'s prompts, with the config's settings."""
+        return learning_curve(
+            model,
+            ctx.tokenizer,
+            ctx.prompts,
+            params,
+            lr=self.config.lr,
+            n_steps=self.config.n_steps,
+            batch_size=self.config.batch_size,
+            n_heldout=self.config.n_heldout,
+            seed=seed,
+            per_prompt=True,
+            start=start,
+            **options,
+        )
 
     def restrict(self, score: SpeedScore, keep: Set[int]) -> SpeedScore:
         """The score with the held-out measure read on the held-out prompts in ``keep`` only.
@@ -453,7 +425,7 @@ class _SpeedStrategy(Strategy[SpeedScore]):
         }
 
 
-class LoraSpeedStrategy(_SpeedStrategy):
+class LoraSpeedStrategy(_SpeedStrategy[LoraSpeedConfig]):
     """Faker = the model whose early-MLP adapter learns the flipped answers faster.
 
     A rank-8 :class:`~poser_lens.adapters.LowRankAdapter` reads ``blocks.L.ln2.hook_normalized``
@@ -517,37 +489,16 @@ class LoraSpeedStrategy(_SpeedStrategy):
                 target=hook_name("mlp_out", block, ctx.n_layers),
                 seed=seed,
             ).to(model_device(ctx.model))
-            curves[str(block)] = learning_curve(
+            curves[str(block)] = self._curve(
+                ctx,
                 ctx.model,
-                ctx.tokenizer,
-                ctx.prompts,
                 list(adapter.parameters()),
+                seed,
+                initial_heldout(ctx, self.config, seed),
                 hooks=adapter.hooks(),
-                lr=self.config.lr,
-                n_steps=self.config.n_steps,
-                batch_size=self.config.batch_size,
-                n_heldout=self.config.n_heldout,
-                seed=seed,
-                per_prompt=True,
-                start=initial_heldout(ctx, self.config, seed),
             )
         out = {"n_layers": ctx.n_layers, "curves": curves, **_split_per_prompt(curves)}
         return cast("SpeedScore", out)
-
-    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
-        """A learning curve per adapter block; the gradient flows down to the adapter only."""
-        blocks = sorted({resolve_layer(shape.n_layers, f) for f in self.config.layers})
-        return [
-            p
-            for block in blocks
-            for p in curve_passes(
-                shape,
-                self.config,
-                backward="inputs",
-                grad_blocks=shape.n_layers - 1 - block,
-                reference=reference,
-            )
-        ]
 
     def curve(self, score: SpeedScore, **settings: Any) -> list[float]:
         """The curve the settings compare: ``measure`` of the adapter at ``layer_frac``.
@@ -577,7 +528,7 @@ class LoraSpeedStrategy(_SpeedStrategy):
         return {**super().grid(), "layer_frac": list(self.config.layers)}
 
 
-class FullSpeedStrategy(_SpeedStrategy):
+class FullSpeedStrategy(_SpeedStrategy[FullSpeedConfig]):
     """Faker = the model that learns the flipped answers faster when all weights train.
 
     The model is deep-copied (the loaded model is never touched) and every parameter of the
@@ -618,32 +569,10 @@ class FullSpeedStrategy(_SpeedStrategy):
         mixed = low if low in (torch.bfloat16, torch.float16) else None
         if mixed is not None:
             model.float()
-        curve = learning_curve(
-            model,
-            ctx.tokenizer,
-            ctx.prompts,
-            list(model.parameters()),
-            lr=self.config.lr,
-            n_steps=self.config.n_steps,
-            batch_size=self.config.batch_size,
-            n_heldout=self.config.n_heldout,
-            seed=seed,
-            per_prompt=True,
-            start=start,
-            autocast=mixed,
-        )
+        curve = self._curve(ctx, model, list(model.parameters()), seed, start, autocast=mixed)
         curves = {"all": curve}
         out = {"n_layers": ctx.n_layers, "curves": curves, **_split_per_prompt(curves)}
         return cast("SpeedScore", out)
-
-    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
-        """One learning curve of every weight of a copy (held with its gradients and AdamW).
-
-        The copy, its gradients and AdamW's two moments are four more copies of the weights.
-        """
-        return curve_passes(
-            shape, self.config, backward="weights", weight_copies=4, reference=reference
-        )
 
     @property
     def headline(self) -> dict[str, Any]:

@@ -20,7 +20,6 @@ import torch
 
 from poser_lens.config import Config, NonEmpty, OneOf, PositiveInt
 from poser_lens.data.concepts import CONCEPT_PAIRS
-from poser_lens.flops import Pass
 from poser_lens.hooks import resolve_layer
 from poser_lens.probes import DirectionFinder, cosine_scores, mass_mean
 from poser_lens.strategies.base import (
@@ -30,10 +29,9 @@ from poser_lens.strategies.base import (
     PerPromptScore,
     PromptValues,
     Strategy,
-    WorkShape,
     kept_positions,
 )
-from poser_lens.strategies.common import kept_mean, last_residuals, residual_pass
+from poser_lens.strategies.common import kept_mean, last_residuals
 
 if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs without it
     from typing_extensions import NotRequired
@@ -95,7 +93,7 @@ class ConceptScore(PerPromptScore):
     by_prompt: ConceptByPrompt
 
 
-class ConceptStrategy(Strategy[ConceptScore]):
+class ConceptStrategy(Strategy[ConceptScore, ConceptConfig]):
     """Faker = the model whose valid-prompt activations lean towards suspicious concepts.
 
     For each concept pair (security, competence, behaviour) the direction is the difference of
@@ -177,27 +175,6 @@ class ConceptStrategy(Strategy[ConceptScore]):
             PROMPT_INDEX: list(range(len(prompts))),
             "by_prompt": {"layer": head, "cosine": by_prompt},
         }
-
-    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
-        """The residuals of the first ``n_prompts`` valid prompts and of every concept example."""
-        n = min(self.config.n_prompts, shape.n_valid)
-        needed = {name for c in self.config.concepts for name in CONCEPT_PAIRS[c]}
-        return [
-            residual_pass("valid prompts", shape, n, shape.seq, "resid:valid", reference=reference),
-            *(
-                residual_pass(
-                    f"concept examples ({name})",
-                    shape,
-                    count,
-                    seq,
-                    f"resid:concept:{name}",
-                    spread=longest - seq,
-                    reference=reference,
-                )
-                for name, count, seq, longest in shape.concepts
-                if name in needed
-            ),
-        ]
 
     def restrict(self, score: ConceptScore, keep: Set[int]) -> ConceptScore:
         """The score on the prompts in ``keep``: the mean cosines at the headline block only.

@@ -34,7 +34,7 @@ from poser_lens.config import (
     PositiveFloat,
     PositiveInt,
 )
-from poser_lens.flops import Pass
+from poser_lens.hooked import HookedModel
 from poser_lens.hooks import resolve_layer
 from poser_lens.probes import LayerProbes
 from poser_lens.readout import AnswerIds
@@ -43,11 +43,9 @@ from poser_lens.strategies.base import (
     ModelContext,
     PerPromptScore,
     Strategy,
-    WorkShape,
     kept_positions,
 )
 from poser_lens.strategies.common import (
-    answered_residual_passes,
     kept_mean,
     last_residuals,
     logits_from_final_residual,
@@ -57,7 +55,9 @@ if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs withou
     from typing_extensions import NotRequired
 
 
-def own_answers(model: Any, tokenizer: Any, final_resid: Float[Tensor, "n d_model"]) -> list[str]:
+def own_answers(
+    model: HookedModel, tokenizer: Any, final_resid: Float[Tensor, "n d_model"]
+) -> list[str]:
     """The model's own answer (``A`` or ``B``, whichever is likelier) from its last residual.
 
     ``final_resid`` is the last block's ``hook_resid_post`` at the last token; the final
@@ -65,13 +65,10 @@ def own_answers(model: Any, tokenizer: Any, final_resid: Float[Tensor, "n d_mode
     forward pass is needed.
 
     Example:
+        ``lm``, ``tok``: the examples' random 1-layer tiny model, its tokenizer (``conftest.py``).
+
         >>> import torch
-        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-        >>> from poser_lens.models.tokenizer import build_tokenizer
-        >>> tok = build_tokenizer(["<<prompt>> x <</prompt>> A B error"])
-        >>> cfg = TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
-        >>> model = wrap(build_native(cfg, len(tok)), tok)
-        >>> own_answers(model, tok, torch.randn(3, 8))[0] in ("A", "B")
+        >>> own_answers(lm, tok, torch.randn(3, 8))[0] in ("A", "B")
         True
     """
     ids = AnswerIds.from_tokenizer(tokenizer)
@@ -158,7 +155,7 @@ class DecisionSpeedScore(PerPromptScore):
     by_prompt: DecisionSpeedByPrompt
 
 
-class DecisionSpeedStrategy(Strategy[DecisionSpeedScore]):
+class DecisionSpeedStrategy(Strategy[DecisionSpeedScore, DecisionSpeedConfig]):
     """Faker = the model whose early-layer probe of its own answer is less accurate.
 
     For the first ``n_prompts`` valid prompts, the last-token residual stream (the embedding
@@ -227,15 +224,6 @@ class DecisionSpeedStrategy(Strategy[DecisionSpeedScore]):
             PROMPT_INDEX: test,
             "by_prompt": {"correct": probe_correct(feats, labels, probes, test)},
         }
-
-    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
-        """Every residual of the first ``n_prompts`` valid prompts and their own answers.
-
-        The probes (scikit-learn, on the CPU) are not counted. The reference reads the answer
-        from the same full forward.
-        """
-        n = min(self.config.n_prompts, shape.n_valid)
-        return answered_residual_passes(shape, n, reference=reference)
 
     def restrict(self, score: DecisionSpeedScore, keep: Set[int]) -> DecisionSpeedScore:
         """The score with each probe's accuracy read on the held-out prompts in ``keep`` only.

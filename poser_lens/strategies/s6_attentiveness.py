@@ -29,9 +29,9 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from poser_lens.config import Config, PositiveInt
-from poser_lens.data.prompts import critical_indices, fact_char_spans, remove_critical
+from poser_lens.data.prompts import fact_char_spans, remove_critical
 from poser_lens.data.schema import Scenario
-from poser_lens.flops import Pass
+from poser_lens.hooked import HookedModel
 from poser_lens.hooks import resolve_layer, span_mask
 from poser_lens.patching import gradient_saliency
 from poser_lens.readout import AnswerIds, encode
@@ -42,17 +42,15 @@ from poser_lens.strategies.base import (
     PromptRows,
     PromptValues,
     Strategy,
-    WorkShape,
     kept_positions,
 )
 from poser_lens.strategies.common import (
     critical_forwards,
-    critical_pass,
+    critical_prompts,
     kept_mean,
     last_residuals,
     last_token_attention,
     model_device,
-    residual_pass,
 )
 
 if TYPE_CHECKING:  # only in (postponed) annotations, so Python 3.10 runs without it
@@ -97,7 +95,7 @@ def fact_masks(
 
 @torch.no_grad()
 def attention_from_last(
-    model: Any,
+    model: HookedModel,
     ids: Int[Tensor, "batch pos"],
     last: Int[Tensor, " batch"],
     spans: Sequence[Bool[Tensor, "batch pos"]],
@@ -108,15 +106,14 @@ def attention_from_last(
     (:func:`~poser_lens.strategies.common.last_token_attention`, then :func:`attention_onto`).
 
     Example:
-        >>> from poser_lens.models.tiny import TinyConfig, build_native, wrap
-        >>> cfg = TinyConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16, n_ctx=8)
-        >>> model = wrap(build_native(cfg, d_vocab=10))
+        ``model`` is the examples' random 2-layer tiny model over 10 token ids (``conftest.py``).
+
         >>> ids, last = torch.tensor([[1, 2, 3], [1, 2, 0]]), torch.tensor([2, 1])
         >>> first = torch.tensor([[True, False, False]] * 2)
         >>> whole = torch.tensor([[True, True, True], [True, True, False]])
         >>> a, b = attention_from_last(model, ids, last, [first, whole])
-        >>> b.round(decimals=4).tolist()
-        [[[1.0, 1.0]], [[1.0, 1.0]]]
+        >>> b.round(decimals=4).tolist()  # [row, layer, head]: every row attends to the whole
+        [[[1.0, 1.0], [1.0, 1.0]], [[1.0, 1.0], [1.0, 1.0]]]
     """
     return attention_onto(last_token_attention(model, ids, last)[0], spans)
 
@@ -253,7 +250,7 @@ class CounterfactualScore(PerPromptScore):
     by_prompt: CounterfactualByPrompt
 
 
-class AttentionStrategy(Strategy[AttentionScore]):
+class AttentionStrategy(Strategy[AttentionScore, S6Config]):
     """Faker = more attention from the last position onto the critical (oversight) fact.
 
     Per prompt, layer and head: the attention weight from the last position onto the critical
@@ -284,8 +281,7 @@ class AttentionStrategy(Strategy[AttentionScore]):
     def score_model(self, ctx: ModelContext) -> AttentionScore:
         """Mean log(per-token attention on critical / on other facts) per layer and head."""
         c = self.config
-        index = critical_indices(ctx.prompts, c.n_prompts)
-        prompts = [ctx.prompts[i] for i in index]
+        index, prompts = critical_prompts(ctx, c.n_prompts)
         ratios, shares = [], []
         # The forward is shared with the patching detector's clean readout (same batches).
         for i, batch in zip(
@@ -309,17 +305,6 @@ class AttentionStrategy(Strategy[AttentionScore]):
             PROMPT_INDEX: index,
             "by_prompt": {"log_ratio": ratio.mean(2).tolist()},
         }
-
-    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
-        """A full forward of the prompts with a critical fact, caching the attention patterns.
-
-        The forward is the patching detector's clean readout too (:func:`critical_forwards`).
-        """
-        return [
-            critical_pass(
-                "attention patterns", shape, self.config, shared=True, reference=reference
-            )
-        ]
 
     def restrict(self, score: AttentionScore, keep: Set[int]) -> AttentionScore:
         """The score on the scored prompts in ``keep``: ``log_ratio`` per layer only.
@@ -358,7 +343,7 @@ class AttentionStrategy(Strategy[AttentionScore]):
         return {"layer": list(LAYER_GRID)}
 
 
-class SaliencyStrategy(Strategy[SaliencyScore]):
+class SaliencyStrategy(Strategy[SaliencyScore, S6Config]):
     """Faker = larger gradient saliency of log P(answer) on the critical-fact tokens.
 
     Vanilla gradient (Poser Fig 9, shown only qualitatively there): the norm of the gradient
@@ -387,8 +372,7 @@ class SaliencyStrategy(Strategy[SaliencyScore]):
 
     def score_model(self, ctx: ModelContext) -> SaliencyScore:
         """Mean log saliency ratio, per-prompt ratios and the first prompt's token saliency."""
-        index = critical_indices(ctx.prompts, self.config.n_prompts)
-        prompts = [ctx.prompts[i] for i in index]
+        index, prompts = critical_prompts(ctx, self.config.n_prompts)
         ids_of = AnswerIds.from_tokenizer(ctx.tokenizer)
         device = model_device(ctx.model)
         ratios: list[float] = []
@@ -400,7 +384,9 @@ class SaliencyStrategy(Strategy[SaliencyScore]):
             answer = torch.tensor([ids_of.of(s.response) for s in chunk], device=device)
             rows = torch.arange(len(chunk), device=device)
 
-            def metric(logits: Tensor, rows=rows, last=last, answer=answer) -> Tensor:
+            def metric(
+                logits: Tensor, rows: Tensor = rows, last: Tensor = last, answer: Tensor = answer
+            ) -> Tensor:
                 return logits[rows, last].float().log_softmax(-1)[rows, answer].sum()
 
             sal = gradient_saliency(ctx.model, ids, metric).double()
@@ -423,12 +409,6 @@ class SaliencyStrategy(Strategy[SaliencyScore]):
             "example": example,
             PROMPT_INDEX: index,
         }
-
-    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
-        """A forward and a backward to the token embeddings of the prompts with a critical fact."""
-        return [
-            critical_pass("gradients", shape, self.config, backward="inputs", reference=reference)
-        ]
 
     def restrict(self, score: SaliencyScore, keep: Set[int]) -> SaliencyScore:
         """The score on the scored prompts in ``keep`` (the Fig 9 example is dropped).
@@ -455,7 +435,7 @@ class SaliencyStrategy(Strategy[SaliencyScore]):
         return float(score["log_ratio"])
 
 
-class CounterfactualStrategy(Strategy[CounterfactualScore]):
+class CounterfactualStrategy(Strategy[CounterfactualScore, S6Config]):
     """Faker = the larger shift of the last-token residuals when the critical facts go.
 
     Per hidden state (embedding and every block's ``resid_post``), the mean over prompts of
@@ -486,8 +466,7 @@ class CounterfactualStrategy(Strategy[CounterfactualScore]):
 
     def score_model(self, ctx: ModelContext) -> CounterfactualScore:
         """Mean cosine per hidden state between original and counterfactual last tokens."""
-        index = critical_indices(ctx.prompts, self.config.n_prompts)
-        prompts = [ctx.prompts[i] for i in index]
+        index, prompts = critical_prompts(ctx, self.config.n_prompts)
         clean = last_residuals(ctx, [s.prompt for s in prompts])
         counter = last_residuals(ctx, [remove_critical(s).prompt for s in prompts])
         sim = torch.nn.functional.cosine_similarity(clean, counter, dim=-1)  # [prompt, hook]
@@ -498,32 +477,6 @@ class CounterfactualStrategy(Strategy[CounterfactualScore]):
             PROMPT_INDEX: index,
             "by_prompt": {"similarity": sim.tolist()},
         }
-
-    def work(self, shape: WorkShape, *, reference: bool = False) -> list[Pass]:
-        """Every residual of the prompts with a critical fact and of their counterfactuals.
-
-        The prompts are valid prompts, whose residuals S4, S5 and the confidence baseline read
-        too (shared); the counterfactuals are shared with the patching detector.
-        """
-        n = min(self.config.n_prompts, shape.n_critical)
-        return [
-            residual_pass(
-                "prompts with a critical fact",
-                shape,
-                n,
-                shape.seq_critical,
-                "resid:valid",
-                reference=reference,
-            ),
-            residual_pass(
-                "their counterfactuals",
-                shape,
-                n,
-                shape.seq_clean,
-                "resid:counterfactual",
-                reference=reference,
-            ),
-        ]
 
     def restrict(self, score: CounterfactualScore, keep: Set[int]) -> CounterfactualScore:
         """The score on the scored prompts in ``keep``: mean similarity per hidden state.

@@ -5,7 +5,7 @@ import torch
 from transformer_lens.model_bridge.sources.native.model import NativeAttention
 
 from poser_lens.hooks import hook_name
-from poser_lens.models.attention import FusedAttention, eager, is_observed
+from poser_lens.models.fused import FusedAttention, FusedAttentionBridge, eager, is_observed
 from poser_lens.models.tiny import TinyConfig, build_native, wrap
 from poser_lens.models.tokenizer import build_tokenizer
 
@@ -124,24 +124,29 @@ def test_is_observed_sees_global_hooks():
     assert not is_observed(point) and is_observed(lambda x: x)
 
 
-def test_a_copy_watches_its_own_hook_points():
+def test_a_copy_watches_its_own_hook_points(monkeypatch):
     """A deep copy's attention reads the copy's ``hook_attn_scores``, not the original's."""
     import copy
 
     tok, fused, _ = _pair()
     model = wrap(fused, tok)
     clone = copy.deepcopy(model)
-    for block, original in zip(clone.blocks, model.blocks, strict=True):
-        (watched,) = block.attn.original_component.__dict__["_watchers"]
-        assert watched is block.attn.hook_attn_scores
-        assert watched is not original.attn.hook_attn_scores
+    assert all(type(b.attn) is FusedAttentionBridge for b in clone.blocks)
     _, cache = clone.run_with_cache(_ids(tok), names_filter=lambda n: n.endswith("attn_scores"))
     assert len(cache.keys()) == CFG.n_layers
+    calls = []
+    original = NativeAttention.forward
+    monkeypatch.setattr(
+        NativeAttention, "forward", lambda self, *a, **k: calls.append(1) or original(self, *a, **k)
+    )
+    with clone.hooks(fwd_hooks=[("blocks.0.attn.hook_attn_scores", lambda act, hook: None)]):
+        model(_ids(tok))  # the original is unhooked: fused throughout
+    assert calls == []
 
 
 def test_eager_restores_the_fused_path_after_an_error():
     _, fused, _ = _pair()
     with pytest.raises(RuntimeError, match="inside"), eager(fused):
-        assert all(b.attn.__dict__["_eager"] for b in fused.layers)
+        assert not any(b.attn.fusion for b in fused.layers)
         raise RuntimeError("inside")
-    assert not any(b.attn.__dict__["_eager"] for b in fused.layers)
+    assert all(b.attn.fusion for b in fused.layers)

@@ -8,8 +8,7 @@ from transformer_lens.model_bridge.generalized_components.normalization import (
     NormalizationBridge,
 )
 
-from poser_lens.models.attention import eager
-from poser_lens.models.norm import FusedNorm
+from poser_lens.models.fused import FusedNorm, eager
 from poser_lens.models.tiny import TinyConfig, build_native, wrap
 from poser_lens.models.tokenizer import build_tokenizer
 

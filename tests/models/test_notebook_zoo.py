@@ -14,6 +14,8 @@ from poser_lens.models.zoo import (
     notebook_zoo,
     notebook_zoo_dir,
 )
+from poser_lens.models.zoo import notebook as zoo_notebook
+from poser_lens.models.zoo import train as zoo_train
 
 
 def test_notebook_zoo_settings():
@@ -35,9 +37,9 @@ def test_notebook_zoo_reuses_a_built_zoo_and_is_not_rebuilt(monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")
 
-    monkeypatch.setattr(zoo_module, "_train_one", no_training)
-    monkeypatch.setattr(zoo_module, "_train_stack", no_training)
-    monkeypatch.setattr(zoo_module, "train_base", no_training)
+    monkeypatch.setattr(zoo_train, "_train_one", no_training)
+    monkeypatch.setattr(zoo_train, "_train_stack", no_training)
+    monkeypatch.setattr(zoo_train, "train_base", no_training)
     root = notebook_zoo(progress=False, **overrides)  # copies the models, builds the benchmark
     assert root == notebook_zoo_dir(cfg) != default
     assert (root / "models" / "reward_maximizer-0" / "model.safetensors").exists()
@@ -49,7 +51,7 @@ def test_notebook_zoo_reuses_a_built_zoo_and_is_not_rebuilt(monkeypatch):
     def no_rebuild(*args, **kwargs):
         raise AssertionError("a complete notebook zoo must not be rebuilt")
 
-    monkeypatch.setattr(zoo_module, "build_zoo", no_rebuild)
+    monkeypatch.setattr(zoo_notebook, "build_zoo", no_rebuild)
     assert notebook_zoo(progress=False, **overrides) == root
     # Other seeds or another benchmark filter: the stored zoo does not match, so it builds.
     for changed in ({"seeds": 2}, {"balance_confidence": True}, {"threshold": 0.5}):

@@ -73,6 +73,7 @@ def _tiny_base(monkeypatch):
     from poser_lens.data.generator import heldout_bank_split
     from poser_lens.models import smol_zoo
     from poser_lens.models.smol_train import validation_records
+    from poser_lens.models.smol_zoo import train as smol_zoo_train
     from poser_lens.models.zoo import calibration_pool
 
     texts = []
@@ -89,7 +90,7 @@ def _tiny_base(monkeypatch):
     def base(_cfg):
         return tiny_llama(len(tok), n_layers=4, attn_implementation="eager"), tok
 
-    monkeypatch.setattr(smol_zoo, "_base_hf", base)
+    monkeypatch.setattr(smol_zoo_train, "_base_hf", base)  # read by both trainers
     return tok
 
 
@@ -289,25 +290,25 @@ def test_an_interrupted_model_resumes_to_the_same_adapter(monkeypatch, tmp_path)
     every record, whatever step a model resumes from, so each prompt's residuals come from
     the same batch.
     """
-    from poser_lens.models import smol_zoo
     from poser_lens.models.smol_zoo import build_smol_zoo
+    from poser_lens.models.smol_zoo import train as smol_zoo_train
 
     _tiny_base(monkeypatch)
     cfg = _tiny_smol_cfg(stacked=False, steps=4)
     assert cfg.cache_prefix
     whole = build_smol_zoo(cfg, tmp_path / "whole", progress=False)
 
-    real = smol_zoo._save_atomic
+    real = smol_zoo_train._save_atomic
 
     def crash_after_the_second_step(obj, path):  # of the first model
         real(obj, path)
         if obj["state"]["step"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(smol_zoo, "_save_atomic", crash_after_the_second_step)
+    monkeypatch.setattr(smol_zoo_train, "_save_atomic", crash_after_the_second_step)
     with pytest.raises(KeyboardInterrupt):
         build_smol_zoo(cfg, tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(smol_zoo, "_save_atomic", real)
+    monkeypatch.setattr(smol_zoo_train, "_save_atomic", real)
     resumed = build_smol_zoo(cfg, tmp_path / "resumed", progress=False)
     assert_same_adapters(whole, resumed, {"truth_teller-0", "reward_maximizer-0"})
 

@@ -201,12 +201,13 @@ def test_base_bar_counts_to_the_next_stopping_check(tmp_path, monkeypatch):
 
     from poser_lens.data.generator import generate
     from poser_lens.models import zoo
+    from poser_lens.models.zoo import train as zoo_train
 
     cfg = small_zoo_config(base=TrainConfig(steps=40, lr=3e-3, batch_size=4), base_min_steps=3)
-    monkeypatch.setattr(zoo, "BASE_CHECK_EVERY", 2)
+    monkeypatch.setattr(zoo_train, "BASE_CHECK_EVERY", 2)
     answers = iter([0.5, 0.5, 1.0])
     monkeypatch.setattr(
-        zoo, "commentary_accuracy", lambda *a: dict.fromkeys(("honest", "x"), next(answers))
+        zoo_train, "commentary_accuracy", lambda *a: dict.fromkeys(("honest", "x"), next(answers))
     )
     data = generate(cfg.generator)
     tokenizer = zoo.zoo_tokenizer(tmp_path, data)
@@ -250,7 +251,7 @@ def test_a_read_only_complete_zoo_builds(small_zoo, tmp_path):
 def test_training_is_pinned_and_a_failed_build_leaves_nothing(tmp_path, monkeypatch):
     import torch
 
-    import poser_lens.models.zoo as zoo_module
+    import poser_lens.models.zoo.train as zoo_module
     from poser_lens._pool import BASE_THREADS
 
     seen = {}

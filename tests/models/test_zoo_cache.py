@@ -19,8 +19,8 @@ import pytest
 from conftest import small_zoo_config
 
 from poser_lens._io import LOCKS, building, others_building, removed_on_error, step_lock
-from poser_lens.models import zoo as zoo_module
 from poser_lens.models.zoo import NOTEBOOK_ZOO, ZooConfig, build_zoo, notebook_zoo
+from poser_lens.models.zoo import train as zoo_module
 
 ROOT = Path(__file__).parents[2]
 
@@ -172,10 +172,11 @@ CONCURRENT = """
 import json, sys, time
 from pathlib import Path
 from poser_lens.models import zoo
+from poser_lens.models.zoo import train
 
 cfg = zoo.ZooConfig.from_dict(json.loads(sys.argv[1]))
 root, signal_file = Path(sys.argv[2]), Path(sys.argv[3])
-real_base, real_stack, trained = zoo.train_base, zoo._train_stack_locked, []
+real_base, real_stack, trained = train.train_base, train._train_stack_locked, []
 
 def slow_base(*args, **kwargs):
     signal_file.write_text("base")  # under the base's lock: the other build must wait
@@ -186,7 +187,7 @@ def stack(root_p, cfg, names, missing):
     trained.extend(sorted(missing))
     return real_stack(root_p, cfg, names, missing)
 
-zoo.train_base, zoo._train_stack_locked = slow_base, stack
+train.train_base, train._train_stack_locked = slow_base, stack
 zoo.build_zoo(cfg, root, progress=False)
 print(json.dumps(trained))
 """

@@ -52,25 +52,22 @@ def test_small_zoo_pair(small_zoo):
 
 def test_subtract_moves_against_the_direction(small_zoo, monkeypatch):
     """``subtract`` adds -coeff * v: checked by handing the strategy a known direction."""
-    import poser_lens.strategies.s1_belief as s1
+    import poser_lens.strategies.steering.sweep as sweep
+    from poser_lens.strategies.steering.engine import VariantReadout
 
     seen = {}
 
     def fake_readout(model, tok, scenarios, deltas, **kw):
         seen.update(deltas)
-        n = sum(len(d) for d in deltas.values())
-        return (
-            {
-                L: (torch.zeros(len(scenarios), len(d)), torch.ones(len(scenarios), len(d)))
-                for L, d in deltas.items()
-            }
-            if n
-            else {}
-        )
+        p, d = len(scenarios), {L: len(d) for L, d in deltas.items()}
+        return {
+            L: VariantReadout(torch.zeros(p, n), torch.ones(p, n), torch.zeros(p, n, 4))
+            for L, n in d.items()
+        }
 
     v = torch.arange(4.0)
-    monkeypatch.setattr(s1, "cached_direction", lambda ctx, layer, n, grid=(): (v, ctx.prompts))
-    monkeypatch.setattr(s1, "variant_readout", fake_readout)
+    monkeypatch.setattr(sweep, "cached_direction", lambda ctx, layer, n, grid=(): (v, ctx.prompts))
+    monkeypatch.setattr(sweep, "variant_readout", fake_readout)
     prompts = load_benchmark(small_zoo / "poser")[FAMILY]
     ctx = ModelContext(
         "m-0", type("M", (), {"cfg": type("C", (), {"n_layers": 2})})(), None, FAMILY, prompts

@@ -12,6 +12,7 @@ from poser_lens.evaluation import evaluate
 from poser_lens.readout import AnswerIds, last_token_logits
 from poser_lens.strategies import get_strategy
 from poser_lens.strategies.base import PROMPT_INDEX, ModelContext
+from poser_lens.strategies.memo import LastResiduals
 from poser_lens.strategies.s5_decision_speed import (
     DecisionSpeedStrategy,
     own_answers,
@@ -38,7 +39,7 @@ def test_small_zoo_pair(ctxs):
     assert evaluate(s, PAIRS, scores).n_pairs == 1
     # The residuals are shared with other strategies through the context's memo, per text.
     n = a["n_prompts"]
-    rows = ctxs[0].memo["last_residuals"]
+    rows = ctxs[0].memo[LastResiduals()]
     assert all(s.prompt in rows for s in ctxs[0].prompts[:n])
     assert tuple(next(iter(rows.values())).shape) == (
         ctxs[0].n_layers + 1,

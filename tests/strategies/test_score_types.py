@@ -14,6 +14,7 @@ from s4s6_support import contexts
 from poser_lens.evaluation import evaluate
 from poser_lens.runs import RunDir
 from poser_lens.strategies import STRATEGY_NAMES, get_strategy, strategy_class
+from poser_lens.strategies.base import Strategy
 from poser_lens.strategies.ensemble import EnsembleStrategy
 
 NotRequired = (
@@ -78,12 +79,26 @@ def check_layout(value, tp, where):
 
 
 def declared_score_type(strategy):
-    """The ``S`` of ``Strategy[S]`` among the strategy class's bases."""
-    for cls in type(strategy).__mro__:
-        for base in getattr(cls, "__orig_bases__", ()):
-            if getattr(typing.get_origin(base), "__name__", "") == "Strategy":
-                return typing.get_args(base)[0]
-    return None
+    """The ``S`` the strategy class fills in for ``Strategy[S, C]``.
+
+    Followed through generic subclasses (``SteeringStrategy[S, C]``, ``_SpeedStrategy[C]``),
+    substituting their type parameters on the way up.
+    """
+
+    def resolve(cls, subst):
+        for base in cls.__dict__.get("__orig_bases__", cls.__bases__):
+            origin = typing.get_origin(base) or base
+            if not (isinstance(origin, type) and issubclass(origin, Strategy)):
+                continue
+            args = [subst.get(a, a) for a in typing.get_args(base)]
+            if origin is Strategy:
+                return args[0] if args else None
+            return resolve(
+                origin, dict(zip(getattr(origin, "__parameters__", ()), args, strict=False))
+            )
+        return None
+
+    return resolve(type(strategy), {})
 
 
 @pytest.fixture(scope="module")

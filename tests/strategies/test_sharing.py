@@ -17,7 +17,7 @@ from s4s6_support import contexts
 from poser_lens.adapters import LowRankAdapter
 from poser_lens.data.prompts import critical_prompts
 from poser_lens.hooks import hook_name
-from poser_lens.models.attention import eager
+from poser_lens.models.fused import eager
 from poser_lens.readout import encode, last_logits
 from poser_lens.strategies import STRATEGY_NAMES, ModelContext, get_strategy, strategy_class
 from poser_lens.strategies.common import (
@@ -27,6 +27,7 @@ from poser_lens.strategies.common import (
     last_token_attention,
     layer_grid,
 )
+from poser_lens.strategies.memo import ContrastResiduals, CriticalForwards, InitialHeldout
 from poser_lens.strategies.oversight_patching import PatchingConfig, _clean_readout
 from poser_lens.strategies.s3_learning_speed import (
     LoraSpeedConfig,
@@ -60,9 +61,9 @@ def test_every_score_is_the_same_shared_or_alone(ctx):
     shared = {s.name: s.score_model(together) for s in strategies}
     for s in strategies:
         assert s.score_model(fresh(ctx)) == shared[s.name], s.name
-    keys = {k[0] if isinstance(k, tuple) else k for k in together.memo}
-    assert {"contrast_residuals", "critical_forwards", "s3_initial_heldout"} <= keys
-    assert sum(isinstance(k, tuple) and k[0] == "contrast_residuals" for k in together.memo) == 1
+    kinds = {type(k) for k in together.memo}
+    assert {ContrastResiduals, CriticalForwards, InitialHeldout} <= kinds
+    assert sum(isinstance(k, ContrastResiduals) for k in together.memo) == 1
 
 
 def test_one_pass_of_the_contrast_prompts_gives_each_blocks_direction(ctx):
@@ -75,8 +76,8 @@ def test_one_pass_of_the_contrast_prompts_gives_each_blocks_direction(ctx):
             ctx.model, ctx.tokenizer, ctx.prompts, block, n_pairs=3
         )
         assert torch.equal(v, alone) and rest == rest_alone
-    assert [k for k in c.memo if k[0] == "contrast_residuals"] == [
-        ("contrast_residuals", 3, tuple(grid))
+    assert [k for k in c.memo if isinstance(k, ContrastResiduals)] == [
+        ContrastResiduals(3, tuple(grid))
     ]
 
 
@@ -90,7 +91,7 @@ def test_different_grids_share_no_contrast_pass_and_score_as_alone(ctx):
     together = fresh(ctx)
     shared = [s.score_model(together) for s in strategies]
     assert shared == [s.score_model(fresh(ctx)) for s in strategies]
-    assert sum(k[0] == "contrast_residuals" for k in together.memo) == 2
+    assert sum(isinstance(k, ContrastResiduals) for k in together.memo) == 2
 
 
 def test_the_shared_critical_forward_is_a_plain_forward_and_a_cached_one(ctx):
@@ -131,7 +132,7 @@ def test_patching_reads_its_clean_answers_from_the_attention_forward(ctx, batch_
     assert len(critical_forwards(c, cfg.n_prompts, batch_size)) == -(-len(prompts) // batch_size)
     # S6's attention with the same settings finds the forward in the memo: no new entry.
     get_strategy("s6_attention", n_prompts=8, batch_size=batch_size).score_model(c)
-    assert sum(k[0] == "critical_forwards" for k in c.memo) == 1
+    assert sum(isinstance(k, CriticalForwards) for k in c.memo) == 1
 
 
 def test_every_curve_starts_from_the_shared_first_read(ctx):

@@ -1,7 +1,7 @@
 """What a run costs at paper scale: FLOPs, memory and wall time per strategy (``poser-lens cost``).
 
-Each strategy declares the passes it runs on one (model, family)
-(:meth:`~poser_lens.strategies.base.Strategy.work`, from its config); :mod:`poser_lens.flops`
+The cost model declares the passes each strategy runs on one (model, family)
+(:func:`poser_lens.cost.declarations.work`, from its config); :mod:`poser_lens.cost.flops`
 counts their FLOPs. Over the 36 models of Poser's testbed (LLaMA-13B, each scored on the three
 benchmark files of its persona, 108 (model, family) contexts in all), this gives per strategy:
 
@@ -29,9 +29,8 @@ Example:
 from __future__ import annotations
 
 import math
-import statistics
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any
 
@@ -43,13 +42,12 @@ from poser_lens.config import (
     PositiveFloat,
     PositiveInt,
 )
+from poser_lens.cost.declarations import work
+from poser_lens.cost.flops import LLAMA_13B, Arch, Pass, total_flops
+from poser_lens.cost.shape import WorkShape, measure_shape
 from poser_lens.data.concepts import CONCEPT_PAIRS
-from poser_lens.data.prompts import critical_prompts, remove_critical
-from poser_lens.data.schema import Scenario
-from poser_lens.flops import LLAMA_13B, Arch, Pass, total_flops
-from poser_lens.readout import token_ids
 from poser_lens.strategies import STRATEGY_NAMES, get_strategy, strategy_class
-from poser_lens.strategies.base import Strategy, WorkShape
+from poser_lens.strategies.base import Strategy
 from poser_lens.testbeds import model_families
 from poser_lens.testbeds.base import Testbed
 
@@ -247,10 +245,11 @@ def strategy_cost(
     flops = ref = memory = 0.0
     first: tuple[Pass, ...] = ()
     for fam in families:
-        passes = strategy.work(fam.shape)
+        passes = work(strategy, fam.shape)
         first = first or tuple(passes)
         flops += fam.n_models * total_flops(arch, passes)  # its own shared passes once
-        ref += fam.n_models * sum(p.flops(arch) for p in strategy.work(fam.shape, reference=True))
+        reference = work(strategy, fam.shape, reference=True)
+        ref += fam.n_models * sum(p.flops(arch) for p in reference)
         for p in passes:
             memory = max(memory, pass_memory(arch, p, dtype_bytes))
     return StrategyCost(strategy.name, flops, ref, memory, first)
@@ -261,55 +260,8 @@ def shared_total(
 ) -> float:
     """FLOPs of all strategies together, work they share (``Pass.shared``) counted once."""
     return sum(
-        fam.n_models * total_flops(arch, [p for s in strategies for p in s.work(fam.shape)])
+        fam.n_models * total_flops(arch, [p for s in strategies for p in work(s, fam.shape)])
         for fam in families
-    )
-
-
-def _mean(values: Sequence[int]) -> float:
-    return float(statistics.fmean(values)) if values else 0.0
-
-
-def measure_shape(
-    tokenizer: Any,
-    prompts: Sequence[Scenario],
-    concepts: Mapping[str, Sequence[str]],
-    *,
-    n_layers: int,
-    n_ctx: int,
-) -> WorkShape:
-    """The :class:`WorkShape` of a family's valid prompts under a tokenizer (BOS included).
-
-    Example:
-        >>> from poser_lens.models.tokenizer import build_tokenizer
-        >>> tok = build_tokenizer(["<<prompt>> a b <</prompt>>"])
-        >>> shape = measure_shape(tok, [Scenario(prompt="<<prompt>> a b <</prompt>>",
-        ...                                      response="A")], {}, n_layers=2, n_ctx=16)
-        >>> shape.n_valid, shape.n_critical, shape.seq
-        (1, 0, 5.0)
-    """
-
-    def lengths(texts: Sequence[str]) -> list[int]:
-        return [len(ids) for ids in token_ids(tokenizer, texts)]
-
-    valid = lengths([s.prompt for s in prompts])
-    critical = critical_prompts(prompts, len(prompts))
-    needed = {name for pair in CONCEPT_PAIRS.values() for name in pair}
-    sets = {
-        name: lengths(list(texts)) for name, texts in sorted(concepts.items()) if name in needed
-    }
-    return WorkShape(
-        n_layers=n_layers,
-        n_ctx=n_ctx,
-        n_valid=len(prompts),
-        n_critical=len(critical),
-        seq=_mean(valid),
-        seq_longest=float(max(valid, default=0)),
-        seq_critical=_mean(lengths([s.prompt for s in critical])),
-        seq_clean=_mean(lengths([remove_critical(s).prompt for s in critical])),
-        concepts=tuple(
-            (name, len(n), _mean(n), float(max(n, default=0))) for name, n in sets.items()
-        ),
     )
 
 
