@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import re
 import sys
@@ -321,6 +322,14 @@ def _conform(value: Any, hint: Any, key: str) -> Any:
 _FIELD_TYPES: dict[type, dict[str, Any]] = {}
 
 
+def _declaring_class(cls: type, name: str) -> type:
+    """The class of ``cls``'s MRO whose own annotations declare the field ``name``."""
+    for klass in cls.__mro__:
+        if name in inspect.get_annotations(klass):
+            return klass
+    return cls
+
+
 def field_types(cls: type) -> dict[str, Any]:
     """The declared type of every field of the dataclass ``cls`` (constraints included).
 
@@ -329,13 +338,17 @@ def field_types(cls: type) -> dict[str, Any]:
     """
     if cls in _FIELD_TYPES:
         return _FIELD_TYPES[cls]
-    module = vars(sys.modules[cls.__module__]) if cls.__module__ in sys.modules else {}
     out: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         hint = f.type
         if isinstance(hint, str):
+            # Resolved where the field was declared: a base class's fields (a shared config
+            # base) name types imported by its own module, not the subclass's.
+            owner = _declaring_class(cls, f.name)
+            mod = sys.modules.get(owner.__module__)
+            module = vars(mod) if mod is not None else {}
             try:
-                hint = eval(hint, dict(module), {cls.__name__: cls})
+                hint = eval(hint, dict(module), {owner.__name__: owner, cls.__name__: cls})
             except Exception:  # a local name: the default's type if a config, else unchecked
                 default = _field_default(f)
                 hint = type(default) if dataclasses.is_dataclass(default) else Any
