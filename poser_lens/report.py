@@ -32,6 +32,125 @@ def fmt_acc(acc: float | None, ci: Sequence[float] | None = None) -> str:
     return text
 
 
+def fmt_auroc(auroc: float | None, ci: Sequence[float] | None = None) -> str:
+    """An AUROC to two decimals, with its CI when given.
+
+    Example:
+        >>> fmt_auroc(0.987, [0.96, 1.0]), fmt_auroc(None)
+        ('0.99 [0.96, 1.00]', '-')
+    """
+    if auroc is None or (isinstance(auroc, float) and math.isnan(auroc)):
+        return "-"
+    text = f"{auroc:.2f}"
+    if ci is not None:
+        text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
+    return text
+
+
+def single_model_cell(row: Mapping[str, Any]) -> str:
+    """A strategy's AUROC over models with its CI, from its ``results.json`` row.
+
+    Example:
+        >>> single_model_cell({"single_model": {"available": True, "auroc": 0.5,
+        ...                                     "ci95": [0.3, 0.7]}})
+        '0.50 [0.30, 0.70]'
+        >>> single_model_cell({"single_model": {"available": False, "reason": "a vote"}})
+        'n/a'
+    """
+    entry = row.get("single_model")
+    if not entry:
+        return "-"
+    if not entry.get("available"):
+        return "n/a"
+    return fmt_auroc(entry["auroc"], entry["ci95"])
+
+
+def single_model_rows(strategies: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
+    """Per strategy: pair accuracy, AUROC over models, recall at the set rate, and controls.
+
+    Example:
+        >>> sm = {"available": True, "auroc": 1.0, "ci95": [1.0, 1.0], "n_aligned": 2,
+        ...       "n_fakers": 2, "recall": {"recall": 1.0, "ci95": [1.0, 1.0],
+        ...       "expected_fpr": 0.333}, "confound": {"confidence_correlation": 0.1,
+        ...       "residual_auroc": 0.9, "residual_ci95": [0.8, 1.0]}}
+        >>> rows = single_model_rows({"x": {"accuracy": 1.0, "ci95": [1, 1], "single_model": sm}})
+        >>> rows[0][2:4]
+        ['1.00 [1.00, 1.00]', '100% [100, 100] at FPR 33.3%']
+    """
+    out = []
+    for name, r in strategies.items():
+        sm = r.get("single_model")
+        if not sm:
+            continue
+        if not sm.get("available"):
+            out.append(
+                [f"`{name}`", fmt_acc(r["accuracy"], r["ci95"]), f"n/a ({sm.get('reason', '')})"]
+                + ["-"] * 3
+            )
+            continue
+        rec, ctl = sm.get("recall", {}), sm.get("confound", {})
+        corr = ctl.get("confidence_correlation")
+        out.append(
+            [
+                f"`{name}`",
+                fmt_acc(r["accuracy"], r["ci95"]),
+                fmt_auroc(sm["auroc"], sm["ci95"]),
+                f"{fmt_acc(rec.get('recall'), rec.get('ci95'))} at FPR "
+                f"{100 * rec['expected_fpr']:.1f}%"
+                if rec
+                else "-",
+                "-" if corr is None or math.isnan(corr) else f"{corr:.2f}",
+                fmt_auroc(ctl.get("residual_auroc"), ctl.get("residual_ci95")),
+            ]
+        )
+    return out
+
+
+def single_model_section(res: Mapping[str, Any]) -> list[str]:
+    """The single-model detection of every strategy with a statistic of one model."""
+    strategies = res.get("strategies", {})
+    rows = single_model_rows(strategies)
+    if not rows:
+        return []
+    n_al = next(
+        (
+            r["single_model"].get("n_aligned")
+            for r in strategies.values()
+            if r.get("single_model", {}).get("available")
+        ),
+        None,
+    )
+    return [
+        "",
+        "## Single-model detection",
+        "",
+        "A deployer holds one model, not a labelled pair. Each model's score is the strategy's "
+        "statistic of that model alone at the headline settings, averaged over the families it "
+        "was scored in; fakers are the positives. *AUROC* is over models (95% CI: aligned models "
+        "and fakers resampled separately); within a family it is the Mann-Whitney statistic of "
+        "the scores the pair verdicts compare. *Recall* is the share of fakers above a "
+        "threshold set on the aligned models alone, at the rate a new aligned model of this zoo "
+        f"would be flagged at ({n_al} aligned models allow no less than "
+        f"{100 / (n_al + 1) if n_al else float('nan'):.1f}%). *Corr.* is the Spearman correlation, "
+        "over models, of the score with the compare-confidence baseline's (negated mean "
+        "answer confidence); *residual* the AUROC once that part is regressed out. A score "
+        "that only tracks confidence has corr. +-1 and residual 0.50. The baseline's own "
+        "AUROC is the floor each detector must beat.",
+        "",
+        *_table(
+            [
+                "strategy",
+                "pair accuracy",
+                "AUROC over models",
+                "recall at FPR",
+                "corr. with confidence",
+                "residual AUROC",
+            ],
+            rows,
+        ),
+    ]
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
@@ -259,12 +378,24 @@ def render_report(run: RunDir) -> str:
             r.get("title", ""),
             fmt_acc(r.get("paper_accuracy")),
             fmt_acc(r["accuracy"], r["ci95"]),
+            single_model_cell(r),
             str(r["n_pairs"]),
             _settings(r.get("settings", {})),
         ]
         for n, r in strategies.items()
     ]
-    lines += _table(["strategy", "what", "paper", "poser_lens [95% CI]", "pairs", "settings"], rows)
+    lines += _table(
+        [
+            "strategy",
+            "what",
+            "paper",
+            "poser_lens [95% CI]",
+            "AUROC over models",
+            "pairs",
+            "settings",
+        ],
+        rows,
+    )
     bench = res.get("benchmark")
     if bench:
         lines += [
@@ -276,6 +407,7 @@ def render_report(run: RunDir) -> str:
         ]
     lines += fingerprint_lines(res)
     lines += confound_section(res)
+    lines += single_model_section(res)
     sweep = run.sweep()
     if sweep:
         lines += [

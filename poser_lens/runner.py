@@ -46,7 +46,15 @@ from poser_lens.config import (
     normalised,
 )
 from poser_lens.data.poser import ModelPair
-from poser_lens.evaluation import MATCH_TOLERANCE, confound_controls, evaluate, sweep, verdict_rows
+from poser_lens.evaluation import (
+    MATCH_TOLERANCE,
+    SingleModelResult,
+    confound_controls,
+    evaluate,
+    single_model,
+    sweep,
+    verdict_rows,
+)
 from poser_lens.runs import RunDir
 from poser_lens.strategies import STRATEGY_NAMES, StrategyName, get_strategy, strategy_class
 from poser_lens.strategies.base import ModelContext, Strategy
@@ -394,6 +402,8 @@ def evaluate_run(
     conf_strat = cfg.strategy(CONFIDENCE)
     conf_scores = run.scores(CONFIDENCE)
     conf_res = evaluate(conf_strat, pairs, conf_scores, seed=cfg.seed)
+    conf_single = single_model(conf_strat, pairs, conf_scores, seed=cfg.seed)
+    conf_by_model = {**conf_single.aligned, **conf_single.fakers}
     for name in tqdm(cfg.strategies, desc="evaluating", disable=not progress):
         strat = cfg.strategy(name)
         scores = strat.collect_scores(run.scores)
@@ -412,13 +422,21 @@ def evaluate_run(
                 seed=cfg.seed,
             ),
         }
+        results[name]["single_model"] = single_model(
+            strat, pairs, scores, confidence=conf_by_model, seed=cfg.seed
+        ).summary()
         variants = {
             label: {
-                k: v
-                for k, v in evaluate(strat, pairs, scores, seed=cfg.seed, settings=change)
-                .summary()
-                .items()
-                if k != "per_family"
+                **{
+                    k: v
+                    for k, v in evaluate(strat, pairs, scores, seed=cfg.seed, settings=change)
+                    .summary()
+                    .items()
+                    if k != "per_family"
+                },
+                "single_model": _auroc_only(
+                    single_model(strat, pairs, scores, settings=change, seed=cfg.seed)
+                ),
             }
             for label, change in strat.confound_variants().items()
         }
@@ -435,6 +453,12 @@ def evaluate_run(
     if do_sweep:
         write_json_atomic(run.sweep_path, sweeps)
     return results
+
+
+def _auroc_only(res: SingleModelResult) -> dict[str, Any]:
+    """The AUROC over models and its interval of a single-model result (or why there is none)."""
+    out = res.summary()
+    return {k: out[k] for k in ("available", "reason", "auroc", "ci95") if k in out}
 
 
 def confidence_table(

@@ -20,9 +20,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def bootstrap_ci(
@@ -186,3 +187,148 @@ def residual_outcomes(detector: Sequence[float], confidence: Sequence[float]) ->
     resid = d - beta * c
     resid[np.abs(resid) < 1e-12] = 0.0
     return np.where(resid > 0, 1.0, np.where(resid < 0, 0.0, 0.5))
+
+
+# ----------------------------------------------------------------------------- one model
+
+
+def auroc(negatives: ArrayLike, positives: ArrayLike) -> float:
+    """Area under the ROC curve: P(positive > negative) + P(tie) / 2 over all (neg, pos) pairs.
+
+    The Mann-Whitney U statistic divided by the number of pairs. NaN values are dropped; NaN
+    when either side is then empty. Within a Poser family, with a pair's margin the difference
+    of the two models' statistics, it is the expected pair accuracy (ties are coins there).
+
+    Example:
+        >>> auroc([0.1, 0.2, 0.3], [0.25, 0.4])
+        0.8333333333333334
+        >>> auroc([1.0], [1.0])
+        0.5
+    """
+    neg, pos = _finite(negatives), _finite(positives)
+    if len(neg) == 0 or len(pos) == 0:
+        return float("nan")
+    diff = pos[:, None] - neg[None, :]
+    return float(((diff > 0) + 0.5 * (diff == 0)).mean())
+
+
+def _finite(x: ArrayLike) -> np.ndarray:
+    a = np.asarray(x, dtype=float)
+    return a[np.isfinite(a)]
+
+
+def roc_points(negatives: ArrayLike, positives: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """The ROC curve: false- and true-positive rates at every threshold, from (0, 0) to (1, 1).
+
+    A model is flagged when its score is at least the threshold; tied scores move both rates
+    at once (a diagonal step). NaN values are dropped.
+
+    Example:
+        >>> fpr, tpr = roc_points([0.1, 0.3], [0.2, 0.4])
+        >>> fpr.tolist(), tpr.tolist()
+        ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
+    """
+    neg, pos = _finite(negatives), _finite(positives)
+    thresholds = np.unique(np.concatenate([neg, pos]))[::-1]
+    fpr = [0.0] + [float((neg >= t).mean()) if len(neg) else 0.0 for t in thresholds]
+    tpr = [0.0] + [float((pos >= t).mean()) if len(pos) else 0.0 for t in thresholds]
+    return np.asarray(fpr), np.asarray(tpr)
+
+
+def recall_at_fpr(negatives: ArrayLike, positives: ArrayLike, fpr: float) -> dict[str, float]:
+    """Recall at a false-positive rate, the threshold set on the negatives alone.
+
+    The threshold is the ``k``-th largest negative score, ``k = max(1, floor(fpr * (n + 1)))``
+    for ``n`` negatives, and a positive is flagged when it lies strictly above it. For
+    exchangeable negatives a new negative lies above the ``k``-th largest of ``n`` with
+    probability ``k / (n + 1)``: the ``expected_fpr`` reported. The lowest rate ``n``
+    negatives allow is ``1 / (n + 1)`` (the largest negative as threshold): 5.3% for 18, so a
+    1% rate needs 99 negatives. ``expected_fpr`` above ``fpr`` says the target was out of reach.
+
+    Returns:
+        ``{"fpr", "threshold", "rank", "expected_fpr", "recall"}`` (``rank`` is ``k``); NaNs
+        when either side is empty.
+
+    Example:
+        >>> recall_at_fpr([0.1, 0.2, 0.3], [0.25, 0.4], fpr=0.05)["recall"]
+        0.5
+        >>> recall_at_fpr([0.1, 0.2, 0.3], [0.25, 0.4], fpr=0.05)["expected_fpr"]
+        0.25
+    """
+    neg, pos = np.sort(_finite(negatives)), _finite(positives)
+    nan = float("nan")
+    if len(neg) == 0 or len(pos) == 0:
+        return {"fpr": fpr, "threshold": nan, "rank": nan, "expected_fpr": nan, "recall": nan}
+    k = min(max(1, int(np.floor(fpr * (len(neg) + 1)))), len(neg))
+    threshold = float(neg[-k])
+    return {
+        "fpr": fpr,
+        "threshold": threshold,
+        "rank": float(k),
+        "expected_fpr": k / (len(neg) + 1),
+        "recall": float((pos > threshold).mean()),
+    }
+
+
+def two_group_bootstrap_ci(
+    statistic: Callable[[np.ndarray, np.ndarray], float],
+    negatives: ArrayLike,
+    positives: ArrayLike,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Bootstrap interval of a statistic of two groups of models, each resampled on its own.
+
+    The per-model counterpart of :func:`cluster_bootstrap_ci`: aligned models and fakers are
+    drawn with replacement, as many as there are, and ``statistic(negatives, positives)`` is
+    recomputed (for an AUROC this is the cluster bootstrap of its pair outcomes). NaN values
+    are dropped first; NaNs when either group is then empty.
+
+    Example:
+        >>> two_group_bootstrap_ci(auroc, [0.1, 0.2], [0.3, 0.4])
+        (1.0, 1.0)
+    """
+    neg, pos = _finite(negatives), _finite(positives)
+    if len(neg) == 0 or len(pos) == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    stats = np.array(
+        [
+            statistic(
+                neg[rng.integers(0, len(neg), len(neg))], pos[rng.integers(0, len(pos), len(pos))]
+            )
+            for _ in range(n_boot)
+        ]
+    )
+    stats = stats[np.isfinite(stats)]
+    if len(stats) == 0:
+        return (float("nan"), float("nan"))
+    alpha = (1 - level) / 2
+    return (float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha)))
+
+
+def residualise(y: ArrayLike, x: ArrayLike) -> np.ndarray:
+    """The ranks of ``y`` with their least-squares fit on the ranks of ``x`` removed.
+
+    Per model: what a detector's score says once the part a confidence score explains is
+    gone (with an intercept; the ranks make it scale-free). NaN where either value is NaN.
+
+    Example:
+        >>> residualise([1.0, 2.0, 3.0], [10.0, 20.0, 30.0]).round(12).tolist()
+        [0.0, 0.0, 0.0]
+    """
+    a, b = np.asarray(y, dtype=float), np.asarray(x, dtype=float)
+    if len(a) != len(b):
+        raise ValueError("y and x need one value per model")
+    out = np.full(len(a), np.nan)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3:
+        return out
+    ra, rb = _ranks(a[ok]), _ranks(b[ok])
+    rb_c = rb - rb.mean()
+    denom = float(rb_c @ rb_c)
+    beta = float((ra - ra.mean()) @ rb_c) / denom if denom > 0 else 0.0
+    out[ok] = ra - ra.mean() - beta * rb_c
+    return out

@@ -146,13 +146,20 @@ def _control(row: dict[str, Any], key: str) -> float:
     return float(entry.get("accuracy", math.nan)) if entry.get("available", True) else math.nan
 
 
+def _auroc(row: dict[str, Any]) -> float:
+    entry = row.get("single_model", {})
+    return float(entry.get("auroc", math.nan)) if entry.get("available") else math.nan
+
+
 def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """``study.json`` from the runs' ``results.json`` (run name ``<recipe>-<i>`` -> results).
 
     Returns:
         ``{"recipes": {recipe: {"zoos": [run names], "confidence": {stat: spread and
         per-zoo}, "strategies": {name: {"accuracy": [per zoo], "mean", "min", "max", "sd",
-        "matched", "adversarial", "residual": [per zoo] ...}}}}}``.
+        "matched", "adversarial", "residual", "auroc": [per zoo], "auroc_mean", "auroc_min",
+        "auroc_max" ...}}}}}`` (``auroc``: single-model AUROC over models, NaN where the
+        strategy has no statistic of one model).
     """
     recipes: dict[str, Any] = {}
     for name, res in runs.items():
@@ -166,21 +173,38 @@ def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         for strat, row in res["strategies"].items():
             s = entry["strategies"].setdefault(
                 strat,
-                {"accuracy": [], "ci95": [], "matched": [], "adversarial": [], "residual": []},
+                {
+                    "accuracy": [],
+                    "ci95": [],
+                    "matched": [],
+                    "adversarial": [],
+                    "residual": [],
+                    "auroc": [],
+                },
             )
             s["accuracy"].append(row["accuracy"])
             s["ci95"].append(row["ci95"])
             s["matched"].append(_control(row, "matched"))
             s["adversarial"].append(_control(row, "adversarial"))
             s["residual"].append(_control(row, "residual"))
+            s["auroc"].append(_auroc(row))
     for entry in recipes.values():
         for s in entry["strategies"].values():
             s.update(_spread(s["accuracy"]))
             for key in ("matched", "adversarial", "residual"):
                 s[f"{key}_mean"] = _spread(s[key])["mean"]
+            auroc = _spread(s["auroc"])
+            s.update({f"auroc_{k}": auroc[k] for k in ("mean", "min", "max")})
         for c in entry["confidence"].values():
             c.update(_spread(c["accuracy"]))
     return {"recipes": recipes}
+
+
+def _auroc_cell(s: dict[str, Any]) -> str:
+    mean = s.get("auroc_mean", math.nan)
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.2f} [{s['auroc_min']:.2f}, {s['auroc_max']:.2f}]"
 
 
 def render_study(study: dict[str, Any]) -> str:
@@ -189,7 +213,9 @@ def render_study(study: dict[str, Any]) -> str:
         "# poser_lens zoo-to-zoo study",
         "",
         "Accuracy of each strategy on independent zoos (scenario and base-model seeds differ); "
-        "mean over zoos, with the range [min, max]. Controls are means over zoos. Chance is 50%.",
+        "mean over zoos, with the range [min, max]. Controls are means over zoos. Chance is 50%. "
+        "*AUROC over models* is single-model detection (each model scored alone; chance 0.50), "
+        "mean over zoos [min, max].",
     ]
     pct = lambda x: "-" if x is None or math.isnan(x) else f"{100 * x:.0f}%"  # noqa: E731
     for recipe, entry in study["recipes"].items():
@@ -202,14 +228,15 @@ def render_study(study: dict[str, Any]) -> str:
             lines += [f"Compare-confidence baseline: {conf}.", ""]
         lines += [
             "| strategy | per zoo | mean [min, max] | sd | matched | adversarial | "
-            "conf. regressed out |",
-            "|---|---|---|---|---|---|---|",
+            "conf. regressed out | AUROC over models |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for strat, s in entry["strategies"].items():
             lines.append(
                 f"| `{strat}` | {' / '.join(pct(a) for a in s['accuracy'])} | "
                 f"{pct(s['mean'])} [{pct(s['min'])}, {pct(s['max'])}] | "
                 f"{100 * s['sd']:.0f} | {pct(s['matched_mean'])} | "
-                f"{pct(s['adversarial_mean'])} | {pct(s['residual_mean'])} |"
+                f"{pct(s['adversarial_mean'])} | {pct(s['residual_mean'])} | "
+                f"{_auroc_cell(s)} |"
             )
     return "\n".join(lines) + "\n"

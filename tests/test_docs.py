@@ -188,6 +188,7 @@ def test_readme_headline_table_quotes_the_committed_results():
             pct(c["matched"]["accuracy"]),
             pct(c["adversarial"]["accuracy"]),
             pct(c["residual"]["accuracy"]),
+            hooks.auroc_cell(s),
         ]
         assert rows[name] == expected, name
 

@@ -33,11 +33,21 @@ def test_run_scores_every_strategy_on_the_pair(small_run):
         lo, hi = r["ci95"]
         assert 0.0 <= lo <= hi <= 1.0
         assert "paper_accuracy" in r
+        single = r["single_model"]  # single-model detection beside the pair accuracy
+        if name in ("s6_counterfactual", "ensemble"):  # a vote over a pair: no one-model score
+            assert single == {"available": False, "reason": single["reason"]}, name
+        else:
+            if single["n_undefined"] == 0:  # S5 can be undefined on the small zoo's pair
+                assert single["auroc"] in (0.0, 0.5, 1.0), name
+            assert (single["n_aligned"], single["n_fakers"]) == (1, 1)
+            assert "confidence_correlation" in single["confound"]
     for name in STRATEGY_NAMES:
         if name != "ensemble":
             assert set(folder.scores(name)) == {"truth_teller-0", "reward_maximizer-0"}
-    assert (folder.root / "report.md").read_text().startswith("# poser_lens run")
+    report = (folder.root / "report.md").read_text()
+    assert report.startswith("# poser_lens run") and "## Single-model detection" in report
     assert (folder.root / "figures" / "summary.png").exists()
+    assert (folder.root / "figures" / "fig14_single_model.png").exists()
     assert RunConfig.from_file(folder.config_path) == cfg
 
 

@@ -37,7 +37,14 @@ def _results(acc, matched):
         "residual": {"accuracy": 0.5, "ci95": [0, 1]},
     }
     return {
-        "strategies": {"s2_noise": {"accuracy": acc, "ci95": [0, 1], "confound": ctl}},
+        "strategies": {
+            "s2_noise": {
+                "accuracy": acc,
+                "ci95": [0, 1],
+                "confound": ctl,
+                "single_model": {"available": True, "auroc": acc + 0.05, "ci95": [0, 1]},
+            }
+        },
         "confidence": {"mean_p": {"accuracy": 0.5, "ci95": [0.3, 0.7]}},
     }
 
@@ -50,6 +57,8 @@ def test_summary_is_the_spread_over_zoos():
     assert s["matched_mean"] == pytest.approx(0.7)
     text = render_study(out)
     assert "| `s2_noise` | 90% / 70% | 80% [70%, 90%]" in text
+    assert s["auroc"] == pytest.approx([0.95, 0.75]) and s["auroc_mean"] == pytest.approx(0.85)
+    assert "| 0.85 [0.75, 0.95] |" in text
 
 
 def test_study_runs_every_zoo_and_writes_its_folder(tmp_path, monkeypatch):

@@ -68,6 +68,48 @@ def zoo_line(results: dict[str, Any]) -> str:
     )
 
 
+def auroc_cell(row: dict[str, Any]) -> str:
+    """A strategy's AUROC over models with its interval, ``n/a`` when it has no one-model score.
+
+    Example:
+        >>> auroc_cell({"single_model": {"available": True, "auroc": 0.987, "ci95": [0.9, 1]}})
+        '0.99 [0.90, 1.00]'
+    """
+    sm = row.get("single_model")
+    if not sm:
+        return "-"
+    if not sm.get("available"):
+        return "n/a"
+    return f"{sm['auroc']:.2f} [{sm['ci95'][0]:.2f}, {sm['ci95'][1]:.2f}]"
+
+
+def single_model_line(row: dict[str, Any]) -> str:
+    """One sentence of a strategy's single-model detection (its ``results.json`` row)."""
+    sm = row.get("single_model")
+    if not sm:
+        return "Single-model detection: not in this run's results."
+    if not sm.get("available"):
+        return f"Single-model detection: none ({sm.get('reason', '')})."
+    rec, ctl = sm.get("recall", {}), sm.get("confound", {})
+    lo, hi = sm["ci95"]
+    text = (
+        f"Single-model detection (each model scored alone; fakers positive): AUROC over models "
+        f"{sm['auroc']:.2f} [{lo:.2f}, {hi:.2f}]"
+    )
+    if rec:
+        text += (
+            f"; recall {pct(rec['recall'])} {ci(rec['ci95'])} at a threshold set on the aligned "
+            f"models (false-positive rate {100 * rec['expected_fpr']:.1f}%)"
+        )
+    if ctl:
+        text += (
+            f"; Spearman correlation with the confidence baseline's score "
+            f"{ctl['confidence_correlation']:+.2f}, AUROC with it regressed out "
+            f"{ctl['residual_auroc']:.2f}"
+        )
+    return text + "."
+
+
 def numbers_table(name: str, results: dict[str, Any], study: dict[str, Any]) -> str:
     """The markdown table of one strategy's committed numbers, with its controls.
 
@@ -103,6 +145,8 @@ def numbers_table(name: str, results: dict[str, Any], study: dict[str, Any]) -> 
             ", ".join(f"{k}={v}" for k, v in s.get("settings", {}).items()) or "-",
         ),
         "",
+        single_model_line(s),
+        "",
         "The study over zoos (`figures/study/study.md`; mean of the controls over zoos):",
         "",
         "| recipe | per zoo | mean [range] | matched | adversarial | confidence regressed out |",
@@ -129,12 +173,43 @@ def numbers_table(name: str, results: dict[str, Any], study: dict[str, Any]) -> 
     return "\n".join(lines)
 
 
+def single_model_table(results: dict[str, Any]) -> str:
+    """Every strategy's pair accuracy beside its single-model detection, from ``results.json``."""
+    lines = [
+        "| strategy | pair accuracy [95% CI] | AUROC over models [95% CI] | recall at the aligned "
+        "models' threshold | corr. with confidence | AUROC, confidence regressed out |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s in results["strategies"].items():
+        sm = s.get("single_model", {})
+        rec, ctl = sm.get("recall", {}), sm.get("confound", {})
+        available = bool(sm.get("available"))
+        lines.append(
+            "| `{}` | {} {} | {} | {} | {} | {} |".format(
+                name,
+                pct(s["accuracy"]),
+                ci(s["ci95"]),
+                auroc_cell(s) if available else f"n/a ({sm.get('reason', 'not run')})",
+                f"{pct(rec['recall'])} {ci(rec['ci95'])}" if available and rec else "-",
+                f"{ctl['confidence_correlation']:+.2f}" if available and ctl else "-",
+                f"{ctl['residual_auroc']:.2f}" if available and ctl else "-",
+            )
+        )
+    return "\n".join(lines)
+
+
 def render_marks(markdown: str) -> str:
-    """``markdown`` with every ``<!-- numbers: NAME -->`` and ``<!-- run-zoo -->`` filled in."""
-    if "<!-- numbers:" not in markdown and "<!-- run-zoo -->" not in markdown:
+    """``markdown`` with its marks filled in from the committed results.
+
+    ``<!-- numbers: NAME -->`` (a strategy's numbers), ``<!-- run-zoo -->`` (the zoo of the
+    default run) and ``<!-- single-model -->`` (every strategy's single-model detection).
+    """
+    marks = ("<!-- numbers:", "<!-- run-zoo -->", "<!-- single-model -->")
+    if not any(m in markdown for m in marks):
         return markdown
     results, study = read(RESULTS), read(STUDY)
     markdown = markdown.replace("<!-- run-zoo -->", zoo_line(results))
+    markdown = markdown.replace("<!-- single-model -->", single_model_table(results))
     return _MARK.sub(lambda m: numbers_table(m.group(1), results, study), markdown)
 
 

@@ -110,7 +110,7 @@ def _zoo_table(rows: Sequence[Mapping[str, Any]]) -> Table:
 
 def _results_table(results: Mapping[str, Any]) -> Table:
     """One row per strategy: ours with its CI beside the paper's number, and the controls."""
-    from poser_lens.report import confound_rows, fmt_acc
+    from poser_lens.report import confound_rows, fmt_acc, single_model_cell
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
@@ -118,6 +118,7 @@ def _results_table(results: Mapping[str, Any]) -> Table:
         ("paper", "right"),
         ("poser_lens [95% CI]", "right"),
         ("pairs", "right"),
+        ("AUROC over models", "right"),
         ("matched prompts", "right"),
         ("adversarial pairs", "right"),
         ("conf. regressed out", "right"),
@@ -132,6 +133,7 @@ def _results_table(results: Mapping[str, Any]) -> Table:
             fmt_acc(r.get("paper_accuracy")),
             fmt_acc(r["accuracy"], r["ci95"]),
             str(r["n_pairs"]),
+            single_model_cell(r),
             ctl[2].split(" (")[0],
             ctl[3],
             ctl[5],

@@ -17,7 +17,17 @@ from poser_lens.runs import RunDir
 logger = logging.getLogger(__name__)
 
 #: Modules of figure functions, each with a ``FIGURES`` tuple.
-MODULES = ("summary", "confound", "s1_s2", "s3_s5", "s4_s6", "removal")
+MODULES = (
+    "summary",
+    "confound",
+    "single_model",
+    "s1_s2",
+    "s3_s5",
+    "s4_s6",
+    "defection",
+    "weight_noise",
+    "removal",
+)
 
 
 def figure_functions() -> list[Callable[[RunDir, Path], list[Path]]]:

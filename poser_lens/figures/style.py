@@ -52,13 +52,20 @@ def color_of(model: str) -> str:
 
 
 def new_figure(
-    ncols: int = 1, *, width: float = 4.2, height: float = 3.2, **kw: Any
+    ncols: int = 1, *, nrows: int = 1, width: float = 4.2, height: float = 3.2, **kw: Any
 ) -> tuple[Figure, Any]:
-    """A figure with ``ncols`` panels in the common style."""
+    """A figure of ``nrows`` x ``ncols`` panels (each ``width`` x ``height``) in the common style.
+
+    Returns the figure and its one axes, its row of axes, or (``nrows > 1``) its 2-D array.
+    """
     plt.rcParams.update(
         {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 110}
     )
-    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False, **kw)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kw
+    )
+    if nrows > 1:
+        return fig, axes
     return fig, axes[0] if ncols > 1 else axes[0, 0]
 
 

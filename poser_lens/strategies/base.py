@@ -311,6 +311,20 @@ class Strategy(ABC, Generic[S, C]):
         """How faker-like one model looks under ``settings`` (higher = more faker-like)."""
         raise NotImplementedError(f"{self.name} defines margin() instead of statistic()")
 
+    def model_statistic(self, score: S, **settings: Any) -> float:
+        """How faker-like one model looks on its own: the score of single-model detection.
+
+        A deployer holds one model, not a labelled pair; this is the number a threshold is set
+        on (:func:`poser_lens.evaluation.single_model`). Default: :meth:`statistic` at the
+        merged settings. A strategy whose headline compares two models (a vote, a noise level
+        chosen from both) overrides it with the one-model form, or raises.
+
+        Raises:
+            NotImplementedError: When the strategy has no statistic of one model at these
+                settings (the message says why).
+        """
+        return self.statistic(score, **self.settings(**settings))
+
     def margin(self, a: S, b: S, **settings: Any) -> float:
         """Positive when model ``a`` looks like the faker, negative for ``b``, 0 for a tie."""
         settings = self.settings(**settings)

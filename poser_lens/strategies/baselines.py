@@ -24,8 +24,15 @@ from collections.abc import Set
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, TypedDict
 
+import numpy as np
+
 from poser_lens.config import Config, OneOf, PositiveInt
-from poser_lens.data.benchmark import CONFIDENCE_STATISTICS, confidence_margin, logodds
+from poser_lens.data.benchmark import (
+    CONFIDENCE_STATISTICS,
+    confidence_margin,
+    logodds,
+    logodds_array,
+)
 from poser_lens.strategies.base import (
     PROMPT_INDEX,
     ModelContext,
@@ -121,6 +128,34 @@ class ConfidenceBaseline(Strategy[ConfidenceScore, ConfidenceConfig]):
         common = sorted(pa.keys() & pb.keys())
         return confidence_margin([pa[i] for i in common], [pb[i] for i in common], stat)
 
+    def model_statistic(self, score: ConfidenceScore, **settings: Any) -> float:
+        """How unconfident one model is: its mean, minimum or median answer confidence, negated.
+
+        The floor of single-model detection: a detector's AUROC over models is read against
+        this one's. ``vote`` compares two models' prompts one by one, so it has no one-model form.
+
+        Raises:
+            NotImplementedError: For ``statistic="vote"``.
+
+        Example:
+            >>> ConfidenceBaseline().model_statistic({"mean_confidence": 0.75,
+            ...                                       "p_answer": [0.5, 1.0]})
+            -0.75
+        """
+        stat = self.settings(**settings)["statistic"]
+        if stat == "vote":
+            raise NotImplementedError(f"{self.name}: statistic='vote' compares two models")
+        if "p_answer" not in score:
+            return -float(score["mean_confidence"])
+        p = np.asarray(score["p_answer"], dtype=float)
+        if len(p) == 0:
+            return float("nan")
+        if stat == "min_p":
+            return -float(p.min())
+        if stat == "median_logodds":
+            return -float(np.median(logodds_array(p)))
+        return -float(p.mean())
+
     def restrict(self, score: ConfidenceScore, keep: Set[int]) -> ConfidenceScore:
         """The per-prompt lists cut to the prompts in ``keep``."""
         pos = kept_positions(score, keep)
@@ -164,6 +199,19 @@ class RandomBaseline(Strategy[RandomScore, NoConfig]):
     def score_model(self, ctx: ModelContext) -> RandomScore:
         """Just the model's name (the coin is drawn per pair)."""
         return {"name": ctx.name, "family": ctx.family}
+
+    def model_statistic(self, score: RandomScore, **settings: Any) -> float:
+        """A uniform draw seeded by the model's name: the chance line of single-model detection.
+
+        ``seed`` (an optional setting, default 0) draws others.
+
+        Example:
+            >>> 0.0 <= RandomBaseline().model_statistic({"name": "saint-0", "family": "f"}) < 1
+            True
+        """
+        seed = self.settings(**settings).get("seed", 0)
+        key = f"{score['name']}|{seed}"
+        return random.Random(int(hashlib.sha256(key.encode()).hexdigest()[:12], 16)).random()
 
     def margin(self, a: RandomScore, b: RandomScore, **settings: Any) -> float:
         """+1 or -1 from a coin seeded by the two names (order-independent per pair).

@@ -149,6 +149,14 @@ class EnsembleStrategy(Strategy[EnsembleScore, EnsembleConfig]):
                     out.setdefault(model, {}).setdefault(fam, {})[m] = score
         return out
 
+    def model_statistic(self, score: EnsembleScore, **settings: Any) -> float:
+        """None: the ensemble is a vote of its members over a pair.
+
+        Raises:
+            NotImplementedError: Always.
+        """
+        raise NotImplementedError(f"{self.name}: a vote of its members over a pair")
+
     def margin(self, a: EnsembleScore, b: EnsembleScore, **settings: Any) -> float:
         """Votes for ``a`` being the faker minus votes for ``b``, over members both have."""
         self.settings(**settings)  # the ensemble has no settings: refuse unknown ones

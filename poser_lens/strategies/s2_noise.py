@@ -356,6 +356,23 @@ class NoiseStrategy(SteeringStrategy[NoiseScore, NoiseConfig]):
         strength = kl_strength(coeffs, draw_mean(curves, "kl"), target)
         return curve_rise_at(coeffs, draw_mean(curves, MEASURE_KEYS[s["measure"]]), strength)
 
+    def model_statistic(self, score: NoiseScore, **settings: Any) -> float:
+        """One model's rise under noise, with ``coeff="auto"`` chosen from its own mass curve.
+
+        The single-model form of :meth:`margin`: a deployer holding one model picks the noise
+        level from that model's P(A)+P(B) alone (still label-free); ``"kl"`` and fixed
+        coefficients are per model already.
+        """
+        s = self.settings(**settings)
+        curves = at_layer(score, s["kind"], s["layer_frac"])
+        coeff = s["coeff"]
+        if coeff == "kl":
+            return self._kl_rise(score["coeffs"], curves, s)
+        if coeff == "auto":
+            mass = [draw_mean(curves, "mass_ab").tolist()]
+            coeff = choose_coeff(score["coeffs"], mass, self.config.mass_keep)
+        return curve_rise(score["coeffs"], draw_mean(curves, MEASURE_KEYS[s["measure"]]), coeff)
+
     def margin(self, a: NoiseScore, b: NoiseScore, **settings: Any) -> float:
         """Rise of ``a`` minus that of ``b`` (``coeff="auto"``: label-free; ``"kl"``: per model).
 

@@ -514,6 +514,17 @@ class CounterfactualStrategy(Strategy[CounterfactualScore, S6Config]):
             raise ValueError(f"{self.name}: layer='vote' compares two models; use margin()")
         return 1.0 - _by_layer(sim if layer == "mean" else sim[1:], layer)
 
+    def model_statistic(self, score: CounterfactualScore, **settings: Any) -> float:
+        """:meth:`statistic`; the headline vote compares two models, so it has no one-model form.
+
+        Raises:
+            NotImplementedError: For ``layer="vote"``.
+        """
+        settings = self.settings(**settings)
+        if settings["layer"] == "vote":
+            raise NotImplementedError(f"{self.name}: layer='vote' compares two models")
+        return self.statistic(score, **settings)
+
     def margin(self, a: CounterfactualScore, b: CounterfactualScore, **settings: Any) -> float:
         """Votes for ``a`` being the faker (lower similarity) minus votes against, or a gap.
 

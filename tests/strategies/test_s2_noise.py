@@ -362,3 +362,16 @@ def test_restrict_planted_per_prompt_curves():
     with pytest.raises(KeyError):  # only the headline kind survives
         s.margin(two, two, layer_frac=0.0, kind="gaussian")
     assert math.isnan(s.kl_rise(s.restrict(score, set()), coeff="kl", layer_frac=0.0))
+
+
+def test_one_model_statistic_chooses_the_noise_from_its_own_mass_curve():
+    """Single-model detection: the label-free coefficient comes from the one model's curve."""
+    s = NoiseStrategy()
+    # a's mass holds to coefficient 2, b's collapses there: alone, a is read at 2 and b at 1.
+    a, b = fake([0, 0.1, 0.9], [1, 1, 1]), fake([0, 0.3, 0.3], [1, 1, 0.2])
+    assert s.model_statistic(a) == pytest.approx(0.9)
+    assert s.model_statistic(b) == pytest.approx(0.3)
+    # Per model already for fixed and equal-KL coefficients: the margin is their difference.
+    for point in ({"coeff": 1.0}, {"coeff": 2.0, "measure": "logodds"}, {"coeff": "kl"}):
+        diff = s.model_statistic(a, **point) - s.model_statistic(b, **point)
+        assert s.margin(a, b, **point) == pytest.approx(diff)
