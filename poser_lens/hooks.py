@@ -6,6 +6,11 @@ TransformerLens's ``model.hooks`` underneath), so interventions nest, compose an
 off, even after an exception. The module sits below the readout in the package's layers, so
 every forward under hooks, the readout's included, attaches them here.
 
+The one intervention on weights rather than activations, :class:`WeightNoise` (seeded noise
+on every block weight matrix, Tice et al.), is applied the same way by its own context manager,
+:func:`weights_noised`: it noises one block at a time in place and restores the weights bit for
+bit on the way out.
+
 Layers are given as :data:`LayerSpec`: an ``int`` is a block index, a ``float`` in ``[0, 1]`` a
 fraction of depth, so Poser's "layer 15 of 40" is ``15 / 40`` on any model.
 
@@ -18,11 +23,12 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from numbers import Integral
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, cast
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -467,3 +473,248 @@ def applied(model: HookedModel, hooks: Sequence[tuple[str, Any]]) -> Iterator[An
     """
     with model.hooks(fwd_hooks=list(hooks)) as m:
         yield m
+
+
+# ----------------------------------------------------------------------------- weight noise
+
+
+class BlockWeight(NamedTuple):
+    """One weight matrix of a transformer block that :class:`WeightNoise` perturbs.
+
+    Attributes:
+        name: Its name, the same in every model of one architecture:
+            ``blocks.{L}.<path in the block>`` with the bridges' ``_original_component.``
+            steps dropped (``blocks.0.attn.q.weight``, ``blocks.3.mlp.down_proj.weight``).
+        block: The block index ``L``.
+        param: The parameter itself (the model's own tensor, not a copy).
+    """
+
+    name: str
+    block: int
+    param: torch.nn.Parameter
+
+
+def block_weights(model: HookedModel | torch.nn.Module) -> list[BlockWeight]:
+    """Every 2-D weight matrix of a model's transformer blocks, block by block.
+
+    The blocks are the bridge's ``model.blocks`` (a ``TransformerBridge``, tiny or Hugging
+    Face, or a ``HookedTransformer``): attention (query, key, value, output) and MLP matrices.
+    Biases and norm scales (1-D), the embeddings and the unembedding are outside the
+    selection (see :class:`WeightNoise` for why).
+
+    Raises:
+        TypeError: For a model without ``blocks`` (a native tiny module or a raw HF model:
+            wrap it first).
+
+    Example:
+        ``model`` is the examples' random 2-layer tiny model (``conftest.py``).
+
+        >>> [w.name for w in block_weights(model)][:3]
+        ['blocks.0.attn.q.weight', 'blocks.0.attn.k.weight', 'blocks.0.attn.v.weight']
+        >>> len(block_weights(model))  # q, k, v, o, MLP in and out, in 2 blocks
+        12
+    """
+    blocks: Any = getattr(model, "blocks", None)
+    if blocks is None:
+        raise TypeError(f"a {type(model).__name__} has no transformer blocks (wrap it as a bridge)")
+    out = []
+    for i, block in enumerate(blocks):
+        for path, param in block.named_parameters():
+            if param.dim() == 2:
+                name = f"blocks.{i}.{path.replace('_original_component.', '')}"
+                out.append(BlockWeight(name, i, param))
+    return out
+
+
+def weight_seed(seed: int, draw: int, name: str) -> int:
+    """The generator seed of one weight's noise: a stable hash of ``(seed, draw, name)``.
+
+    The same in every process and model (not Python's salted ``hash``).
+
+    Example:
+        >>> weight_seed(0, 0, "blocks.0.attn.q.weight") == weight_seed(0, 0, "blocks.0.attn.q.weight")
+        True
+        >>> weight_seed(0, 0, "blocks.0.attn.q.weight") == weight_seed(0, 1, "blocks.0.attn.q.weight")
+        False
+    """  # noqa: E501
+    digest = hashlib.blake2b(f"{seed}/{draw}/{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1  # a non-negative int64
+
+
+def standard_weight_noise(
+    name: str,
+    shape: Sequence[int],
+    *,
+    seed: int = 0,
+    draw: int = 0,
+    device: torch.device | str = "cpu",
+) -> Float[Tensor, "..."]:
+    """The standard-normal draw of one weight matrix (float32), seeded by its name.
+
+    The same tensor for the same ``(seed, draw, name)``, shape and device kind in every model;
+    drawn by the device's own generator (so a CUDA draw differs from the CPU draw of the same
+    seed, and a 13B model's noise never leaves the GPU).
+
+    Example:
+        >>> a = standard_weight_noise("blocks.0.attn.q.weight", (2, 3), seed=1)
+        >>> torch.equal(a, standard_weight_noise("blocks.0.attn.q.weight", (2, 3), seed=1))
+        True
+    """
+    gen = torch.Generator(device=device).manual_seed(weight_seed(seed, draw, name))
+    return torch.randn(tuple(shape), generator=gen, device=device, dtype=torch.float32)
+
+
+@dataclass(frozen=True)
+class WeightNoise:
+    """Seeded Gaussian noise on every block weight matrix, scaled to each matrix's own spread.
+
+    Weight ``W`` (a :func:`block_weights` matrix) becomes ``W + sigma * std(W) * Z`` with ``Z``
+    the standard-normal draw of ``(seed, draw, name)`` (:func:`standard_weight_noise`), the
+    same for every model of an architecture, and ``std(W)`` the standard deviation of ``W``'s
+    entries (so ``sigma`` is about the noise's norm as a fraction of the matrix's). Applied
+    with :func:`weights_noised`, which perturbs one block's matrices at a time in place and
+    restores them bit for bit.
+
+    Which weights: the 2-D matrices of the transformer blocks only. The embeddings and the
+    unembedding are left clean: noise on the unembedding rows of ``A`` and ``B`` would shift
+    the answer logits directly, by an amount that depends on those two rows rather than on
+    what the model computes, and a tied embedding (SmolLM2) is one matrix read at both ends;
+    they are also the largest single matrices of a LLaMA. Biases and norm scales (1-D, a
+    norm's entries are all near 1, so a spread-relative scale means nothing) are left too.
+
+    Attributes:
+        sigma: Noise level, as a multiple of each matrix's entry standard deviation.
+        seed: Seed of the draws (with ``draw`` and the weight's name).
+        draw: Which draw of the seed.
+
+    Example:
+        >>> z = standard_weight_noise("w", (2, 2), seed=3, draw=1)
+        >>> w = torch.tensor([[1.0, -1.0], [1.0, -1.0]])
+        >>> bool(torch.allclose(WeightNoise(0.5, seed=3, draw=1).delta("w", w), 0.5 * w.std() * z))
+        True
+    """
+
+    sigma: float
+    seed: int = 0
+    draw: int = 0
+
+    def delta(self, name: str, weight: Tensor, scale: float | None = None) -> Float[Tensor, "..."]:
+        """The noise added to ``weight`` (float32, its device); ``scale`` defaults to its std."""
+        if scale is None:
+            scale = float(weight.detach().float().std())
+        z = standard_weight_noise(
+            name, weight.shape, seed=self.seed, draw=self.draw, device=weight.device
+        )
+        return z.mul_(self.sigma * scale)
+
+
+@dataclass
+class NoisedWeights:
+    """The state of one :func:`weights_noised` block (what it holds while a forward runs).
+
+    Attributes:
+        noise: The noise applied.
+        weights: The noised matrices, by block.
+        scales: Each matrix's entry standard deviation (read once, on entry).
+        saved: The clean copies of the matrices noised right now: one block's at most while
+            a forward runs, none between forwards.
+        forwards: Block forwards run under the noise (each noised and restored its block).
+    """
+
+    noise: WeightNoise
+    weights: dict[int, list[BlockWeight]]
+    scales: dict[str, float]
+    saved: dict[str, Tensor] = field(default_factory=dict)
+    forwards: int = 0
+
+    def noise_block(self, block: int) -> None:
+        """Save the block's clean matrices (one at a time) and add the noise in place."""
+        with torch.no_grad():
+            for w in self.weights[block]:
+                clean = self.saved.get(w.name)
+                if clean is None:
+                    self.saved[w.name] = w.param.detach().clone()
+                else:  # an earlier forward died inside this block: start from the clean copy
+                    w.param.copy_(clean)
+                delta = self.noise.delta(w.name, w.param, self.scales[w.name])
+                w.param.copy_(w.param.float().add_(delta))
+
+    def restore_block(self, block: int) -> None:
+        """Copy the block's clean matrices back (bit for bit) and drop the copies."""
+        with torch.no_grad():
+            for w in self.weights[block]:
+                clean = self.saved.pop(w.name, None)
+                if clean is not None:
+                    w.param.copy_(clean)
+        self.forwards += 1
+
+    def restore_all(self) -> None:
+        """Copy back every matrix still noised (after an exception in a forward)."""
+        with torch.no_grad():
+            by_name = {w.name: w for ws in self.weights.values() for w in ws}
+            for name in list(self.saved):
+                by_name[name].param.copy_(self.saved.pop(name))
+
+
+@contextmanager
+def weights_noised(
+    model: HookedModel | torch.nn.Module, noise: WeightNoise
+) -> Iterator[NoisedWeights]:
+    """Run the model's forwards with :class:`WeightNoise` on its block weights, in a block.
+
+    No copy of the model: a forward pre-hook on each transformer block saves that block's
+    clean matrices and adds their noise in place, and a forward hook on the block copies them
+    back when the block is done (called also when the block raises), so one block's matrices
+    (a copy of each, plus two float32 tensors of one matrix: the noise and the sum before it
+    is cast back) are the only extra memory, on any model size, and every reader of a weight
+    inside the block (fused kernels reading a module's weight directly included) sees the
+    noise. On exit, also after an exception raised
+    mid-forward, every matrix still noised is restored and the hooks removed: the model's
+    parameters are the same bytes as before.
+
+    Blocks nest (an inner ``weights_noised`` adds its noise on top of the outer's and takes it
+    off first: pre-hooks run in order, the restoring hooks in reverse) and compose with
+    :func:`applied`'s activation hooks. Forward passes only (no backward through a noised
+    forward: its weights are restored in place before a backward could read them). ``sigma``
+    0 attaches nothing.
+
+    Example:
+        ``model`` is the examples' random 2-layer tiny model over 10 token ids (``conftest.py``).
+
+        >>> tokens = torch.tensor([[1, 2, 3]])
+        >>> before = [p.clone() for p in model.parameters()]
+        >>> clean = model(tokens)
+        >>> with weights_noised(model, WeightNoise(sigma=0.5, seed=0)) as state:
+        ...     noisy = model(tokens)
+        >>> torch.equal(noisy, clean), state.forwards, len(state.saved)
+        (False, 2, 0)
+        >>> all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+        True
+    """
+    weights: dict[int, list[BlockWeight]] = {}
+    for w in block_weights(model):
+        weights.setdefault(w.block, []).append(w)
+    with torch.no_grad():
+        scales = {w.name: float(w.param.float().std()) for ws in weights.values() for w in ws}
+    state = NoisedWeights(noise, weights, scales)
+    if noise.sigma == 0:
+        yield state
+        return
+    blocks: Any = cast(Any, model).blocks
+    handles = []
+    try:
+        for i in weights:
+
+            def before(module: Any, args: Any, i: int = i) -> None:
+                state.noise_block(i)
+
+            def after(module: Any, args: Any, output: Any, i: int = i) -> None:
+                state.restore_block(i)
+
+            handles.append(blocks[i].register_forward_pre_hook(before))
+            handles.append(blocks[i].register_forward_hook(after, prepend=True, always_call=True))
+        yield state
+    finally:
+        for h in handles:
+            h.remove()
+        state.restore_all()

@@ -109,6 +109,32 @@ def cosine_scores(
     return torch.nn.functional.cosine_similarity(acts.float(), direction.float()[None], dim=-1)
 
 
+def contrast_projection(
+    acts: Float[Tensor, "n d"],
+    direction: Float[Tensor, " d"],
+    pos: Float[Tensor, "p d"],
+    neg: Float[Tensor, "m d"],
+) -> Float[Tensor, " n"]:
+    """Projections on a direction, in units of its own examples' separation along it.
+
+    On the unit direction ``u``, the positive and negative means project to ``p+`` and ``p-``;
+    an activation ``x`` maps to ``(x . u - (p+ + p-) / 2) / (p+ - p-)``: 0 halfway between
+    the two means, +0.5 at the positive mean, -0.5 at the negative one, whatever the
+    model's scale. For the difference of means (:func:`mass_mean`) this is
+    ``(x - mid) . d / |d|^2``.
+
+    Example:
+        >>> pos, neg = torch.tensor([[4.0, 1.0]]), torch.tensor([[0.0, 1.0]])
+        >>> d = mass_mean()(pos, neg)
+        >>> contrast_projection(torch.tensor([[4.0, 9.0], [2.0, 0.0], [-2.0, 5.0]]), d, pos,
+        ...                     neg).tolist()
+        [0.5, 0.0, -1.0]
+    """
+    unit = direction.float() / direction.float().norm()
+    hi, lo = pos.float().mean(0) @ unit, neg.float().mean(0) @ unit
+    return (acts.float() @ unit - (hi + lo) / 2) / (hi - lo)
+
+
 @dataclass
 class LayerProbes:
     """One logistic classifier per layer, fit on a seeded split; accuracy per layer.

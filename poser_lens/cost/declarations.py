@@ -171,6 +171,31 @@ def _concepts(cfg: Any, shape: WorkShape, reference: bool) -> list[Pass]:
     ]
 
 
+@declares("defection_probe")
+def _defection(cfg: Any, shape: WorkShape, reference: bool) -> list[Pass]:
+    """The residuals of the first ``n_prompts`` valid prompts (shared) and of the contrast texts.
+
+    The valid prompts' forward is the one S4, S5, S6 and the confidence baseline read
+    (``valid``); the contrast pairs' questions, "yes" and "no" texts run once together
+    (``defection``: shared by settings that read the same pairs).
+    """
+    n = min(cfg.n_prompts, shape.n_valid)
+    lengths = [t for pair in shape.defection[: cfg.n_pairs] for t in pair]
+    mean = sum(lengths) / max(len(lengths), 1)
+    return [
+        residual_pass("valid prompts", shape, n, shape.seq, "valid", reference=reference),
+        residual_pass(
+            "contrast pairs",
+            shape,
+            len(lengths),
+            mean,
+            f"defection:{cfg.contrast}:{cfg.n_pairs}",
+            spread=max(lengths, default=0) - mean,
+            reference=reference,
+        ),
+    ]
+
+
 @declares("s6_attention")
 def _attention(cfg: Any, shape: WorkShape, reference: bool) -> list[Pass]:
     """A full forward of the prompts with a critical fact, caching the attention patterns.
@@ -213,6 +238,24 @@ def _counterfactual(cfg: Any, shape: WorkShape, reference: bool) -> list[Pass]:
             reference=reference,
         ),
     ]
+
+
+@declares("weight_noise")
+def _weight_noise(cfg: Any, shape: WorkShape, reference: bool) -> list[Pass]:
+    """A full forward of the first ``n_prompts`` valid prompts per noise level and draw.
+
+    The noise-free level runs once, every other level once per draw; prompts sorted by
+    length, ``batch_size`` at a time (:func:`~poser_lens.readout.last_token_logits`, every position
+    unembedded). Noising one block at a time holds one block's weight matrices twice (a
+    clean copy), a fraction of a copy of the weights, so no weight copy is counted. The
+    reference runs one prompt per forward.
+    """
+    n = min(cfg.n_prompts, shape.n_valid)
+    levels = 1 + cfg.n_draws * (len(cfg.sigmas) - 1)
+    if reference:
+        return [Pass("noise levels x draws (a forward each)", n * levels, shape.seq)]
+    rows = max(1, min(cfg.batch_size, n))
+    return [Pass("noise levels x draws", n * levels, shape.padded(rows, among=n), rows)]
 
 
 def undeclared() -> list[str]:

@@ -46,6 +46,7 @@ from poser_lens.cost.declarations import work
 from poser_lens.cost.flops import LLAMA_13B, Arch, Pass, total_flops
 from poser_lens.cost.shape import WorkShape, measure_shape
 from poser_lens.data.concepts import CONCEPT_PAIRS
+from poser_lens.data.defection import defection_pairs
 from poser_lens.strategies import STRATEGY_NAMES, get_strategy, strategy_class
 from poser_lens.strategies.base import Strategy
 from poser_lens.testbeds import model_families
@@ -116,6 +117,8 @@ class CostConfig(Config):
         fact_example_tokens: Tokens of a security/competence concept example (one fact in
             prompt tags); behaviour examples are prompts.
         concept_examples: Examples per concept set (S4).
+        question_tokens: Tokens of a defection-probe contrast question (in prompt tags); its
+            answered texts are one token longer.
         dtype_bytes: Bytes per weight and activation (2: bf16).
         load_gb_per_s: Disk read rate when loading a model.
         strategies: Strategies to cost (default: all).
@@ -136,6 +139,7 @@ class CostConfig(Config):
     critical_fact_tokens: PositiveFloat = 25
     fact_example_tokens: PositiveFloat = 40
     concept_examples: PositiveInt = 20
+    question_tokens: PositiveFloat = 30
     dtype_bytes: PositiveInt = 2
     load_gb_per_s: PositiveFloat = 2.0
     strategies: tuple[str, ...] = STRATEGY_NAMES
@@ -309,6 +313,8 @@ def poser_families(cfg: CostConfig, arch: Arch = LLAMA_13B) -> list[FamilyShape]
         (9, 108, 325)
     """
     prompt = cfg.prompt_tokens
+    q = round(cfg.question_tokens)
+    defection = tuple((q, q + 1, q + 1) for _ in defection_pairs("english"))
     concepts = tuple(
         sorted(
             (name, cfg.concept_examples, *_concept_tokens(cfg, name))
@@ -330,6 +336,7 @@ def poser_families(cfg: CostConfig, arch: Arch = LLAMA_13B) -> list[FamilyShape]
                 seq_critical=prompt,
                 seq_clean=prompt - cfg.critical_fact_tokens,
                 concepts=concepts,
+                defection=defection,
             ),
         )
         for fam, (n_valid, n_critical) in POSER_FAMILIES.items()
@@ -469,7 +476,8 @@ def cost_report(cfg: CostConfig | None = None) -> CostReport:
             f"{cfg.prompt_tokens - cfg.critical_fact_tokens:g} without its "
             f"critical facts; concept examples {cfg.fact_example_tokens:g} "
             f"(facts) and {cfg.prompt_tokens:g} (behaviour) tokens, "
-            f"{cfg.concept_examples} per set",
+            f"{cfg.concept_examples} per set; defection-probe questions "
+            f"{cfg.question_tokens:g} tokens",
         ),
         (
             "GPU",

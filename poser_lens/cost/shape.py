@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from poser_lens.data.concepts import CONCEPT_PAIRS
+from poser_lens.data.defection import defection_pairs, pick_set
 from poser_lens.data.prompts import critical_prompts, remove_critical
 from poser_lens.data.schema import Scenario
 from poser_lens.readout import token_ids
@@ -38,6 +39,9 @@ class WorkShape:
         seq_critical: Mean tokens of a valid prompt with a critical fact.
         seq_clean: Mean tokens of such a prompt without its critical facts.
         concepts: Strategy 4's concept sets, ``(name, examples, mean tokens, longest)`` each.
+        defection: The defection probe's contrast pairs, the tokens of each pair's question,
+            "yes" and "no" texts (the set the tokenizer reads,
+            :func:`~poser_lens.data.defection.pick_set`), in stored order.
     """
 
     n_layers: int
@@ -49,6 +53,7 @@ class WorkShape:
     seq_critical: float
     seq_clean: float
     concepts: tuple[tuple[str, int, float, float], ...] = ()
+    defection: tuple[tuple[int, int, int], ...] = ()
 
     def padded(
         self,
@@ -115,6 +120,7 @@ def measure_shape(
     sets = {
         name: lengths(list(texts)) for name, texts in sorted(concepts.items()) if name in needed
     }
+    pairs = defection_pairs(pick_set(tokenizer))
     return WorkShape(
         n_layers=n_layers,
         n_ctx=n_ctx,
@@ -126,6 +132,12 @@ def measure_shape(
         seq_clean=_mean(lengths([remove_critical(s).prompt for s in critical])),
         concepts=tuple(
             (name, len(n), _mean(n), float(max(n, default=0))) for name, n in sets.items()
+        ),
+        defection=tuple(
+            zip(
+                *(lengths([getattr(p, side) for p in pairs]) for side in ("question", "yes", "no")),
+                strict=True,
+            )
         ),
     )
 

@@ -31,6 +31,8 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "s6_saliency": ("s6_attentiveness", "SaliencyStrategy"),
     "s6_counterfactual": ("s6_attentiveness", "CounterfactualStrategy"),
     "patching": ("oversight_patching", "PatchingStrategy"),
+    "defection_probe": ("defection_probe", "DefectionProbeStrategy"),
+    "weight_noise": ("weight_noise", "WeightNoiseStrategy"),
     "confidence_baseline": ("baselines", "ConfidenceBaseline"),
     "random": ("baselines", "RandomBaseline"),
     "ensemble": ("ensemble", "EnsembleStrategy"),

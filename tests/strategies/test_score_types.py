@@ -32,6 +32,7 @@ SMALL: dict[str, dict] = {
     "s6_saliency": {"n_prompts": 8},
     "s6_counterfactual": {"n_prompts": 8},
     "patching": {"n_prompts": 6},
+    "weight_noise": {"sigmas": (0.0, 0.5, 1.0), "n_prompts": 8},
 }
 #: Strategy name -> its score type (module, name).
 SCORE_TYPES = {
@@ -45,6 +46,8 @@ SCORE_TYPES = {
     "s6_saliency": ("s6_attentiveness", "SaliencyScore"),
     "s6_counterfactual": ("s6_attentiveness", "CounterfactualScore"),
     "patching": ("oversight_patching", "PatchingScore"),
+    "weight_noise": ("weight_noise", "WeightNoiseScore"),
+    "defection_probe": ("defection_probe", "DefectionScore"),
     "confidence_baseline": ("baselines", "ConfidenceScore"),
     "random": ("baselines", "RandomScore"),
 }
