@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from poser_lens.data.benchmark import model_pairs
-from poser_lens.data.schema import is_aligned, model_persona
+from poser_lens.data.schema import ALIGNED_PERSONAS, FAKER_PERSONAS, is_aligned, model_persona
 from poser_lens.evaluation import evaluate, model_scores, single_model
 from poser_lens.stats import auroc, recall_at_fpr, residualise, roc_points, two_group_bootstrap_ci
 from poser_lens.strategies.base import Strategy
@@ -15,15 +15,7 @@ from poser_lens.strategies.baselines import ConfidenceBaseline, RandomBaseline
 from poser_lens.strategies.ensemble import EnsembleStrategy
 from poser_lens.strategies.s6_attentiveness import CounterfactualStrategy
 
-PERSONAS = (
-    "truth_teller",
-    "genie",
-    "saint",
-    "reward_maximizer",
-    "money_maximizer",
-    "fitness_maximizer",
-)
-NAMES = [f"{p}-{s}" for p in PERSONAS for s in range(6)]
+NAMES = [f"{p}-{s}" for p in (*ALIGNED_PERSONAS, *FAKER_PERSONAS) for s in range(6)]
 PAIRS = model_pairs(NAMES)
 
 
